@@ -1,0 +1,235 @@
+//! The proxy's decision table (CONTRACT 3) as pure functions of the cached
+//! entry, the client's request and the time.
+
+use std::time::{Duration, SystemTime};
+
+use super::entry::CachedResponse;
+use super::etag::IfNoneMatch;
+use super::freshness::Freshness;
+use super::upstream::UpstreamVerdict;
+
+/// What to do with a request before anything is fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The client already holds the fresh representation: answer 304.
+    NotModified,
+    /// Serve the fresh entry from cache.
+    ServeFresh,
+    /// Ask GitHub, conditionally when an ETag is known.
+    Fetch {
+        /// ETag to send as `If-None-Match`.
+        etag: Option<String>,
+        /// Whether the entry may be served if GitHub fails.
+        stale_usable: bool,
+    },
+}
+
+/// Decides how to answer a request given the cached entry (if any).
+pub fn decide(
+    entry: Option<&CachedResponse>,
+    if_none_match: Option<&IfNoneMatch>,
+    ttl: Duration,
+    now: SystemTime,
+) -> Decision {
+    let Some(entry) = entry else {
+        return Decision::Fetch {
+            etag: None,
+            stale_usable: false,
+        };
+    };
+    match Freshness::at(entry.age(now), ttl) {
+        Freshness::Fresh => {
+            let client_has_it = match (if_none_match, entry.etag()) {
+                (Some(inm), Some(etag)) => inm.matches(etag),
+                _ => false,
+            };
+            if client_has_it {
+                Decision::NotModified
+            } else {
+                Decision::ServeFresh
+            }
+        }
+        freshness => Decision::Fetch {
+            etag: entry.etag().map(str::to_owned),
+            stale_usable: freshness == Freshness::Stale,
+        },
+    }
+}
+
+/// What to do once GitHub has answered, or failed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFetch {
+    /// Store the new representation in both tiers and serve it.
+    Store,
+    /// GitHub confirmed the cached entry: refresh its fetch time, serve it.
+    Refresh,
+    /// Serve GitHub's answer as it is, caching nothing.
+    PassThrough,
+    /// GitHub failed; serve the stale entry.
+    ServeStale,
+    /// GitHub failed and nothing usable is cached: 502.
+    BadGateway,
+    /// GitHub is rate limiting and nothing usable is cached: 503.
+    RateLimited {
+        /// Seconds for the client's `Retry-After`.
+        retry_after_secs: u64,
+    },
+}
+
+/// Resolves an upstream outcome. `verdict` is `None` when no usable answer
+/// arrived at all (connection error, timeout, oversized body).
+pub fn after_fetch(
+    verdict: Option<UpstreamVerdict>,
+    had_entry: bool,
+    stale_usable: bool,
+) -> AfterFetch {
+    let failed = |rate_limit: Option<u64>| match (stale_usable, rate_limit) {
+        (true, _) => AfterFetch::ServeStale,
+        (false, Some(retry_after_secs)) => AfterFetch::RateLimited { retry_after_secs },
+        (false, None) => AfterFetch::BadGateway,
+    };
+    match verdict {
+        Some(UpstreamVerdict::Fresh) => AfterFetch::Store,
+        // A 304 is only meaningful against the entry whose ETag was sent.
+        Some(UpstreamVerdict::NotModified) if had_entry => AfterFetch::Refresh,
+        Some(UpstreamVerdict::NotModified | UpstreamVerdict::PassThrough) => {
+            AfterFetch::PassThrough
+        }
+        Some(UpstreamVerdict::RateLimited { retry_after_secs }) => failed(Some(retry_after_secs)),
+        Some(UpstreamVerdict::ServerError) | None => failed(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::HeaderList;
+    use bytes::Bytes;
+
+    const TTL: Duration = Duration::from_secs(30);
+
+    fn entry_at(fetched_secs: u64, etag: Option<&str>) -> CachedResponse {
+        let headers: HeaderList = etag.map(|e| ("etag", e)).into_iter().collect();
+        CachedResponse::new(200, headers, Bytes::from_static(b"[]"), at(fetched_secs))
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + secs)
+    }
+
+    fn inm(v: &str) -> IfNoneMatch {
+        IfNoneMatch::parse([v]).unwrap()
+    }
+
+    #[test]
+    fn a_missing_entry_is_fetched_unconditionally() {
+        assert_eq!(
+            decide(None, None, TTL, at(0)),
+            Decision::Fetch {
+                etag: None,
+                stale_usable: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_fresh_entry_is_served() {
+        assert_eq!(
+            decide(Some(&entry_at(0, Some("\"a\""))), None, TTL, at(10)),
+            Decision::ServeFresh
+        );
+    }
+
+    #[test]
+    fn a_client_etag_matching_a_fresh_entry_gets_304() {
+        let e = entry_at(0, Some("\"a\""));
+        assert_eq!(
+            decide(Some(&e), Some(&inm("W/\"a\"")), TTL, at(10)),
+            Decision::NotModified
+        );
+        assert_eq!(
+            decide(Some(&e), Some(&inm("*")), TTL, at(10)),
+            Decision::NotModified
+        );
+        assert_eq!(
+            decide(Some(&e), Some(&inm("\"b\"")), TTL, at(10)),
+            Decision::ServeFresh
+        );
+    }
+
+    #[test]
+    fn a_client_etag_against_a_stale_entry_still_revalidates() {
+        let e = entry_at(0, Some("\"a\""));
+        assert_eq!(
+            decide(Some(&e), Some(&inm("\"a\"")), TTL, at(31)),
+            Decision::Fetch {
+                etag: Some("\"a\"".into()),
+                stale_usable: true
+            }
+        );
+    }
+
+    #[test]
+    fn an_entry_past_the_stale_window_is_revalidated_but_not_a_fallback() {
+        let e = entry_at(0, Some("\"a\""));
+        assert_eq!(
+            decide(Some(&e), None, TTL, at(2 * 24 * 3600)),
+            Decision::Fetch {
+                etag: Some("\"a\"".into()),
+                stale_usable: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_stale_entry_without_etag_is_fetched_unconditionally() {
+        assert_eq!(
+            decide(Some(&entry_at(0, None)), None, TTL, at(60)),
+            Decision::Fetch {
+                etag: None,
+                stale_usable: true
+            }
+        );
+    }
+
+    #[test]
+    fn upstream_outcomes_resolve_as_the_contract_says() {
+        use UpstreamVerdict as V;
+        assert_eq!(after_fetch(Some(V::Fresh), true, true), AfterFetch::Store);
+        assert_eq!(
+            after_fetch(Some(V::NotModified), true, true),
+            AfterFetch::Refresh
+        );
+        assert_eq!(
+            after_fetch(Some(V::NotModified), false, false),
+            AfterFetch::PassThrough
+        );
+        assert_eq!(
+            after_fetch(Some(V::PassThrough), true, true),
+            AfterFetch::PassThrough
+        );
+        assert_eq!(
+            after_fetch(Some(V::ServerError), true, true),
+            AfterFetch::ServeStale
+        );
+        assert_eq!(after_fetch(None, true, true), AfterFetch::ServeStale);
+        assert_eq!(after_fetch(None, true, false), AfterFetch::BadGateway);
+        assert_eq!(
+            after_fetch(Some(V::ServerError), false, false),
+            AfterFetch::BadGateway
+        );
+        let limited = V::RateLimited {
+            retry_after_secs: 9,
+        };
+        assert_eq!(
+            after_fetch(Some(limited), true, true),
+            AfterFetch::ServeStale
+        );
+        assert_eq!(
+            after_fetch(Some(limited), false, false),
+            AfterFetch::RateLimited {
+                retry_after_secs: 9
+            }
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! The vocabulary and the rules of chimney, free of I/O.
+//!
+//! Nothing in here performs I/O, spawns tasks, reads the clock or knows about
+//! an HTTP framework, Redis or a telemetry crate: time is passed in as an
+//! argument, and the services in `app` decide when to call what. That keeps
+//! every policy here testable with plain unit tests.
+
+mod decision;
+mod entry;
+mod etag;
+mod freshness;
+mod headers;
+mod link;
+mod request;
+mod upstream;
+
+pub use decision::{AfterFetch, Decision, after_fetch, decide};
+pub use entry::{CachedResponse, KEPT_RESPONSE_HEADERS};
+pub use etag::IfNoneMatch;
+pub use freshness::{Freshness, STALE_IF_ERROR_WINDOW, TtlPolicy, TtlRule, retention};
+pub use headers::{HeaderList, is_hop_by_hop};
+pub use link::{LinkTarget, rewrite_link_header};
+pub use request::{CacheKey, GithubPath, NormalisedQuery, PathError, RepoName, RepoNameError};
+pub use upstream::{UpstreamVerdict, classify_upstream, retry_after_secs};
