@@ -1,1 +1,4 @@
+//! The application: services that orchestrate the ports, the HTTP API,
+//! configuration, and the wiring at start-up.
 
+pub mod config;

@@ -1,1 +1,9 @@
+//! The traits the application needs from the outside world. Each port has
+//! its own error type; no adapter's types (redis, reqwest, quick_cache)
+//! appear in a signature here.
 
+mod cache_store;
+mod upstream_github;
+
+pub use cache_store::{CacheError, CacheHit, CacheStore, CacheTier, TierUsage};
+pub use upstream_github::{UpstreamError, UpstreamGithub, UpstreamRequest, UpstreamResponse};

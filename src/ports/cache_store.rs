@@ -1,0 +1,95 @@
+//! `CacheStore`: where cached GitHub responses live.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::domain::{CacheKey, CachedResponse, InvalidationScope};
+
+/// Which tier answered a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheTier {
+    /// This process's in-memory tier.
+    Memory,
+    /// The Dragonfly tier shared by all instances.
+    Dragonfly,
+}
+
+impl CacheTier {
+    /// The name used in headers, logs and telemetry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Dragonfly => "dragonfly",
+        }
+    }
+}
+
+/// A cached entry and the tier it came from.
+#[derive(Debug, Clone)]
+pub struct CacheHit {
+    /// The entry, shared rather than copied.
+    pub entry: Arc<CachedResponse>,
+    /// The tier that held it.
+    pub tier: CacheTier,
+}
+
+/// How much a store holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TierUsage {
+    /// Number of entries.
+    pub entries: u64,
+    /// Approximate bytes held.
+    pub bytes: u64,
+}
+
+/// Why a store operation failed. Callers treat every variant as "this tier
+/// is not available right now" and carry on without it.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The backing service cannot be reached or did not answer in time.
+    #[error("cache store {store} unavailable")]
+    Unavailable {
+        /// Which store failed.
+        store: &'static str,
+        /// The underlying cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// A store of cached GitHub responses, keyed by [`CacheKey`].
+#[async_trait]
+pub trait CacheStore: Send + Sync + 'static {
+    /// Reads the entry for `key`.
+    ///
+    /// # Errors
+    /// MUST return [`CacheError::Unavailable`] when the backing service
+    /// fails; a missing or undecodable entry is `Ok(None)`, never an error.
+    async fn get(&self, key: &CacheKey) -> Result<Option<CacheHit>, CacheError>;
+
+    /// Stores `entry` under `key`, to be kept for at least `retain_for`
+    /// (the TTL plus the stale window) unless evicted for space.
+    ///
+    /// # Errors
+    /// MUST return [`CacheError::Unavailable`] when the backing service fails.
+    async fn put(
+        &self,
+        key: &CacheKey,
+        entry: Arc<CachedResponse>,
+        retain_for: Duration,
+    ) -> Result<(), CacheError>;
+
+    /// Removes every entry `scope` covers and returns the keys removed.
+    ///
+    /// # Errors
+    /// MUST return [`CacheError::Unavailable`] when the backing service fails.
+    async fn invalidate(&self, scope: &InvalidationScope) -> Result<Vec<CacheKey>, CacheError>;
+
+    /// How much the store holds.
+    ///
+    /// # Errors
+    /// MUST return [`CacheError::Unavailable`] when the backing service fails.
+    async fn usage(&self) -> Result<TierUsage, CacheError>;
+}
