@@ -1,4 +1,10 @@
 //! The application: services that orchestrate the ports, the HTTP API,
 //! configuration, and the wiring at start-up.
 
+pub mod api;
 pub mod config;
+pub mod health;
+pub mod proxy;
+pub mod startup;
+pub mod stats;
+pub mod version;

@@ -1,0 +1,58 @@
+//! The HTTP surface: the proxy endpoint, the poem-openapi operations, the
+//! generated document and its viewer, and the static dashboard.
+
+mod health;
+pub mod problem;
+mod proxy;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use poem::endpoint::StaticFilesEndpoint;
+use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
+use poem_openapi::{OpenApiService, Tags};
+
+pub use health::{Health, HealthApi, Version};
+pub use proxy::{PROXY_PREFIX, ProxyEndpoint};
+
+use crate::app::version::CHIMNEY_VERSION;
+
+/// Groups of operations in the OpenAPI document.
+#[derive(Tags)]
+pub enum Tag {
+    /// The service itself: health and versions.
+    Service,
+}
+
+/// Everything the routes need.
+pub struct ApiParts {
+    /// The GitHub proxy.
+    pub proxy: ProxyEndpoint,
+    /// Health and version operations.
+    pub health: HealthApi,
+}
+
+/// The OpenAPI service describing every JSON endpoint.
+pub fn openapi_service(parts_health: HealthApi) -> OpenApiService<HealthApi, ()> {
+    OpenApiService::new(parts_health, "chimney", CHIMNEY_VERSION).description(
+        "Caching proxy in front of the GitHub REST API, and the origin of the project dashboard.",
+    )
+}
+
+/// Builds the whole route tree.
+pub fn routes(parts: ApiParts, docs: &Path) -> impl Endpoint + 'static {
+    let api = openapi_service(parts.health);
+    let spec = api.spec_endpoint();
+    let ui = api.swagger_ui();
+    let api = Arc::new(api.into_endpoint());
+    let proxy = Arc::new(parts.proxy);
+    Route::new()
+        .at(PROXY_PREFIX, Arc::clone(&proxy))
+        .at(format!("{PROXY_PREFIX}/*path"), proxy)
+        .at("/api/openapi.json", spec)
+        .nest("/api/docs", ui)
+        .at("/healthz", Arc::clone(&api))
+        .nest_no_strip("/api", api)
+        .nest("/", StaticFilesEndpoint::new(docs).index_file("index.html"))
+        .map_to_response()
+}

@@ -1,0 +1,166 @@
+//! `GET|HEAD /api/github/{path}`: turns HTTP into a `ProxyRequest` and a
+//! `ProxyReply` back into HTTP. The caching decisions live in the domain and
+//! `ProxyService`, not here.
+
+use std::time::SystemTime;
+
+use poem::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW, ETAG, IF_NONE_MATCH, RETRY_AFTER};
+use poem::http::{HeaderName, HeaderValue, Method, StatusCode};
+use poem::{Body, Endpoint, Request, Response};
+
+use super::problem::Problem;
+use crate::app::proxy::{ProxyReply, ProxyRequest, ProxyService, ProxyTarget, XCache};
+use crate::domain::{GithubPath, HeaderList, IfNoneMatch, NormalisedQuery, RepoName};
+
+/// Where the proxy is mounted.
+pub const PROXY_PREFIX: &str = "/api/github";
+
+static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+static X_CACHE_AGE: HeaderName = HeaderName::from_static("x-cache-age");
+
+/// The proxy endpoint.
+pub struct ProxyEndpoint {
+    service: ProxyService,
+    target: ProxyTarget,
+}
+
+impl ProxyEndpoint {
+    /// Serves `repo` under [`PROXY_PREFIX`].
+    pub fn new(service: ProxyService, repo: RepoName) -> Self {
+        Self {
+            service,
+            target: ProxyTarget {
+                repo,
+                local_prefix: PROXY_PREFIX.to_owned(),
+                is_default: true,
+            },
+        }
+    }
+
+    fn parse(&self, req: &Request) -> Result<ProxyRequest, Problem> {
+        // The raw path, still percent-encoded, so encoded traversal is seen.
+        let raw = req.original_uri().path();
+        let below = raw.strip_prefix(PROXY_PREFIX).unwrap_or(raw);
+        let path = GithubPath::parse(below).map_err(|e| Problem::bad_request(e.to_string()))?;
+        let query = NormalisedQuery::parse(req.original_uri().query().unwrap_or(""));
+        let if_none_match = IfNoneMatch::parse(
+            req.headers()
+                .get_all(IF_NONE_MATCH)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
+        Ok(ProxyRequest {
+            target: self.target.clone(),
+            path,
+            query,
+            if_none_match,
+        })
+    }
+}
+
+impl Endpoint for ProxyEndpoint {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Self::Output> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            let mut response = Problem::method_not_allowed(format!(
+                "{} is not allowed here; the GitHub proxy is read-only",
+                req.method()
+            ))
+            .into_response();
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return Ok(with_cors(response));
+        }
+        let request = match self.parse(&req) {
+            Ok(request) => request,
+            Err(problem) => return Ok(with_cors(problem.into_response())),
+        };
+        let reply = self.service.handle(&request).await;
+        Ok(with_cors(render(reply, SystemTime::now())))
+    }
+}
+
+fn with_cors(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    response
+}
+
+/// Renders a reply. HEAD responses are rendered the same way: hyper sends
+/// the headers (with the GET body's length) and drops the body.
+fn render(reply: ProxyReply, now: SystemTime) -> Response {
+    match reply {
+        ProxyReply::Cached {
+            entry,
+            x_cache,
+            not_modified,
+            ..
+        } => {
+            let age = entry.age_secs(now);
+            let mut response = if not_modified {
+                let mut r = Response::builder()
+                    .status(StatusCode::NOT_MODIFIED)
+                    .finish();
+                if let Some(etag) = entry.etag().and_then(|e| HeaderValue::from_str(e).ok()) {
+                    r.headers_mut().insert(ETAG, etag);
+                }
+                r
+            } else {
+                let mut r = Response::builder()
+                    .status(StatusCode::from_u16(entry.status).unwrap_or(StatusCode::OK))
+                    .body(Body::from_bytes(entry.body.clone()));
+                append_headers(&mut r, &entry.headers);
+                r
+            };
+            set_cache_headers(&mut response, x_cache, age);
+            response
+        }
+        ProxyReply::PassThrough {
+            status,
+            headers,
+            body,
+            x_cache,
+        } => {
+            let mut response = Response::builder()
+                .status(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY))
+                .body(Body::from_bytes(body));
+            append_headers(&mut response, &headers);
+            set_cache_headers(&mut response, x_cache, 0);
+            response
+        }
+        ProxyReply::BadGateway { detail } => {
+            let mut response = Problem::bad_gateway(detail).into_response();
+            set_cache_headers(&mut response, XCache::Miss, 0);
+            response
+        }
+        ProxyReply::RateLimited { retry_after_secs } => {
+            let mut response = Problem::rate_limited(retry_after_secs).into_response();
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            set_cache_headers(&mut response, XCache::Miss, 0);
+            response
+        }
+    }
+}
+
+fn append_headers(response: &mut Response, headers: &HeaderList) {
+    let map = response.headers_mut();
+    for (name, value) in headers.iter() {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            map.append(name, value);
+        }
+    }
+}
+
+fn set_cache_headers(response: &mut Response, x_cache: XCache, age_secs: u64) {
+    let map = response.headers_mut();
+    map.insert(X_CACHE.clone(), HeaderValue::from_static(x_cache.as_str()));
+    map.insert(X_CACHE_AGE.clone(), HeaderValue::from(age_secs));
+}

@@ -1,0 +1,83 @@
+//! `HealthService`: gathers what `/healthz` reports from the cache tiers
+//! and counters.
+
+use std::sync::Arc;
+
+use crate::adapters::memory::MemoryCache;
+use crate::app::stats::CacheCounters;
+use crate::domain::RepoName;
+
+/// The state of the Dragonfly tier as operators see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DragonflyState {
+    /// Configured and answering.
+    Connected,
+    /// Configured; the first connection attempt has not finished.
+    Connecting,
+    /// Configured but unreachable; retrying in the background.
+    Unavailable,
+    /// Reachable but failing commands.
+    Error,
+    /// Not configured: memory only.
+    Disabled,
+}
+
+impl DragonflyState {
+    /// The name used in `/healthz`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connected => "connected",
+            Self::Connecting => "connecting",
+            Self::Unavailable => "unavailable",
+            Self::Error => "error",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
+/// What `/healthz` says.
+#[derive(Debug, Clone)]
+pub struct HealthReport {
+    /// The configured repository.
+    pub repo: String,
+    /// Dragonfly tier state.
+    pub dragonfly: DragonflyState,
+    /// Keys in Dragonfly, when connected.
+    pub dragonfly_keys: Option<u64>,
+    /// Entries in the memory tier.
+    pub mem_cache_entries: u64,
+    /// Fresh cache hits.
+    pub cache_hits: u64,
+    /// Upstream fetches.
+    pub cache_misses: u64,
+}
+
+/// Builds health reports.
+pub struct HealthService {
+    repo: RepoName,
+    memory: MemoryCache,
+    counters: Arc<CacheCounters>,
+}
+
+impl HealthService {
+    /// A health service over the memory tier and the counters.
+    pub fn new(repo: RepoName, memory: MemoryCache, counters: Arc<CacheCounters>) -> Self {
+        Self {
+            repo,
+            memory,
+            counters,
+        }
+    }
+
+    /// The current report.
+    pub async fn report(&self) -> HealthReport {
+        HealthReport {
+            repo: self.repo.to_string(),
+            dragonfly: DragonflyState::Disabled,
+            dragonfly_keys: None,
+            mem_cache_entries: self.memory.len() as u64,
+            cache_hits: self.counters.hits(),
+            cache_misses: self.counters.misses(),
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! `Application`: the composition root. Picks the adapters the settings ask
+//! for, wires the services, binds the listener, and serves until told to
+//! stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use poem::Server;
+use poem::listener::TcpAcceptor;
+
+use crate::adapters::github::{GithubHttp, GithubHttpConfig};
+use crate::adapters::memory::MemoryCache;
+use crate::app::api::{self, ApiParts, HealthApi, ProxyEndpoint};
+use crate::app::config::Settings;
+use crate::app::health::HealthService;
+use crate::app::proxy::{ProxyLimits, ProxyService};
+use crate::app::stats::CacheCounters;
+use crate::ports::{CacheStore, UpstreamGithub};
+
+/// Largest GitHub body chimney accepts; larger ones are neither cached nor
+/// truncated.
+pub const MAX_UPSTREAM_BODY_BYTES: usize = 10 * 1024 * 1024;
+
+/// How long in-flight requests may take to finish after a stop signal.
+const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(5);
+
+/// A built, bound application, ready to serve.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    local_addr: SocketAddr,
+    settings: Settings,
+}
+
+impl Application {
+    /// Binds the listen address (port 0 picks a free port) and validates
+    /// that every adapter can be constructed. Nothing here waits for
+    /// Dragonfly or GitHub.
+    ///
+    /// # Errors
+    /// Fails when the address cannot be bound or an adapter cannot be built.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(settings.addr)
+            .await
+            .with_context(|| format!("failed to bind {}", settings.addr))?;
+        let local_addr = listener
+            .local_addr()
+            .context("failed to read the bound address")?;
+        Ok(Self {
+            listener,
+            local_addr,
+            settings,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and gives
+    /// in-flight requests up to 5 s to finish.
+    ///
+    /// # Errors
+    /// Fails when the server cannot run on the bound listener.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let settings = &self.settings;
+        let counters = Arc::new(CacheCounters::default());
+        let memory = MemoryCache::new(settings.memory_capacity_bytes);
+        let cache: Arc<dyn CacheStore> = Arc::new(memory.clone());
+        let upstream: Arc<dyn UpstreamGithub> = Arc::new(
+            GithubHttp::new(GithubHttpConfig {
+                base_url: settings.github_api_url.clone(),
+                token: settings.github_token.clone(),
+                timeout: settings.upstream_timeout,
+                max_body_bytes: MAX_UPSTREAM_BODY_BYTES,
+            })
+            .context("failed to build the GitHub client")?,
+        );
+        let proxy = ProxyService::new(
+            cache,
+            upstream,
+            settings.ttl.clone(),
+            settings.github_api_url.as_str(),
+            &ProxyLimits {
+                upstream_concurrency: settings.upstream_concurrency,
+            },
+            Arc::clone(&counters),
+        );
+        let health = Arc::new(HealthService::new(settings.repo.clone(), memory, counters));
+        let routes = api::routes(
+            ApiParts {
+                proxy: ProxyEndpoint::new(proxy, settings.repo.clone()),
+                health: HealthApi::new(health),
+            },
+            &settings.docs,
+        );
+        let acceptor =
+            TcpAcceptor::from_tokio(self.listener).context("failed to adopt the listener")?;
+        tracing::info!(addr = %self.local_addr, repo = %settings.repo, "chimney listening");
+        Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(routes, shutdown, Some(GRACEFUL_SHUTDOWN))
+            .await
+            .context("server failed")
+    }
+}
