@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::adapters::memory::MemoryCache;
 use crate::app::stats::CacheCounters;
+use crate::app::tiered::TieredCache;
 use crate::domain::RepoName;
 
 /// The state of the Dragonfly tier as operators see it.
@@ -55,27 +55,23 @@ pub struct HealthReport {
 /// Builds health reports.
 pub struct HealthService {
     repo: RepoName,
-    memory: MemoryCache,
+    cache: TieredCache,
     counters: Arc<CacheCounters>,
 }
 
 impl HealthService {
-    /// A health service over the memory tier and the counters.
-    pub fn new(repo: RepoName, memory: MemoryCache, counters: Arc<CacheCounters>) -> Self {
-        Self {
-            repo,
-            memory,
-            counters,
-        }
+    /// A health service over the cache tiers and the counters.
+    pub fn new(repo: RepoName, cache: TieredCache, counters: Arc<CacheCounters>) -> Self {
+        Self { repo, cache, counters }
     }
 
     /// The current report.
     pub async fn report(&self) -> HealthReport {
         HealthReport {
             repo: self.repo.to_string(),
-            dragonfly: DragonflyState::Disabled,
-            dragonfly_keys: None,
-            mem_cache_entries: self.memory.len() as u64,
+            dragonfly: self.cache.dragonfly_state(),
+            dragonfly_keys: self.cache.dragonfly_keys().await,
+            mem_cache_entries: self.cache.memory().len() as u64,
             cache_hits: self.counters.hits(),
             cache_misses: self.counters.misses(),
         }

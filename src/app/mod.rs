@@ -7,4 +7,5 @@ pub mod health;
 pub mod proxy;
 pub mod startup;
 pub mod stats;
+pub mod tiered;
 pub mod version;

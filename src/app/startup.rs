@@ -18,6 +18,7 @@ use crate::app::config::Settings;
 use crate::app::health::HealthService;
 use crate::app::proxy::{ProxyLimits, ProxyService};
 use crate::app::stats::CacheCounters;
+use crate::app::tiered::TieredCache;
 use crate::ports::{CacheStore, UpstreamGithub};
 
 /// Largest GitHub body chimney accepts; larger ones are neither cached nor
@@ -77,7 +78,8 @@ impl Application {
         let settings = &self.settings;
         let counters = Arc::new(CacheCounters::default());
         let memory = MemoryCache::new(settings.memory_capacity_bytes);
-        let cache: Arc<dyn CacheStore> = Arc::new(memory.clone());
+        let tiered = TieredCache::memory_only(memory);
+        let cache: Arc<dyn CacheStore> = Arc::new(tiered.clone());
         let upstream: Arc<dyn UpstreamGithub> = Arc::new(
             GithubHttp::new(GithubHttpConfig {
                 base_url: settings.github_api_url.clone(),
@@ -97,7 +99,7 @@ impl Application {
             },
             Arc::clone(&counters),
         );
-        let health = Arc::new(HealthService::new(settings.repo.clone(), memory, counters));
+        let health = Arc::new(HealthService::new(settings.repo.clone(), tiered.clone(), counters));
         let routes = api::routes(
             ApiParts {
                 proxy: ProxyEndpoint::new(proxy, settings.repo.clone()),

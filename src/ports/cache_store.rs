@@ -44,6 +44,15 @@ pub struct TierUsage {
     pub bytes: u64,
 }
 
+/// One page of a key listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPage {
+    /// Pass this back to continue; `0` means the listing is complete.
+    pub next_cursor: u64,
+    /// Keys with their remaining lifetime in milliseconds, when known.
+    pub keys: Vec<(CacheKey, Option<i64>)>,
+}
+
 /// Why a store operation failed. Callers treat every variant as "this tier
 /// is not available right now" and carry on without it.
 #[derive(Debug, thiserror::Error)]
@@ -92,4 +101,29 @@ pub trait CacheStore: Send + Sync + 'static {
     /// # Errors
     /// MUST return [`CacheError::Unavailable`] when the backing service fails.
     async fn usage(&self) -> Result<TierUsage, CacheError>;
+
+    /// Checks that the store answers.
+    ///
+    /// # Errors
+    /// MUST return [`CacheError::Unavailable`] when the backing service does
+    /// not answer in time.
+    async fn ping(&self) -> Result<(), CacheError>;
+
+    /// One page of the keys held, starting at `cursor` (0 to begin), about
+    /// `count` keys long. Keys may repeat across pages.
+    ///
+    /// # Errors
+    /// MUST return [`CacheError::Unavailable`] when the backing service fails.
+    async fn list_keys(&self, cursor: u64, count: usize) -> Result<KeyPage, CacheError>;
+}
+
+/// Tells other instances sharing the cache about an invalidation.
+#[async_trait]
+pub trait InvalidationBus: Send + Sync + 'static {
+    /// Announces that `scope` was invalidated here.
+    ///
+    /// # Errors
+    /// MUST return [`CacheError::Unavailable`] when the message could not be
+    /// handed to the bus.
+    async fn publish(&self, scope: &InvalidationScope) -> Result<(), CacheError>;
 }

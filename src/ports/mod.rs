@@ -5,5 +5,7 @@
 mod cache_store;
 mod upstream_github;
 
-pub use cache_store::{CacheError, CacheHit, CacheStore, CacheTier, TierUsage};
+pub use cache_store::{
+    CacheError, CacheHit, CacheStore, CacheTier, InvalidationBus, KeyPage, TierUsage,
+};
 pub use upstream_github::{UpstreamError, UpstreamGithub, UpstreamRequest, UpstreamResponse};

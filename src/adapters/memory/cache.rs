@@ -9,7 +9,7 @@ use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
 use crate::domain::{CacheKey, CachedResponse, InvalidationScope};
-use crate::ports::{CacheError, CacheHit, CacheStore, CacheTier, TierUsage};
+use crate::ports::{CacheError, CacheHit, CacheStore, CacheTier, KeyPage, TierUsage};
 
 /// Rough size of an average entry, used only to pre-size the hash table.
 const TYPICAL_ENTRY_BYTES: u64 = 16 * 1024;
@@ -114,6 +114,31 @@ impl CacheStore for MemoryCache {
         Ok(TierUsage {
             entries: self.cache.len() as u64,
             bytes: self.cache.weight(),
+        })
+    }
+
+    async fn ping(&self) -> Result<(), CacheError> {
+        Ok(())
+    }
+
+    /// The memory tier is small enough to list whole: one page, cursor 0.
+    async fn list_keys(&self, _cursor: u64, count: usize) -> Result<KeyPage, CacheError> {
+        let now = SystemTime::now();
+        let keys = self
+            .cache
+            .iter()
+            .take(count)
+            .map(|(key, stored)| {
+                let left = stored.expires_at.duration_since(now).unwrap_or_default();
+                (
+                    key,
+                    Some(i64::try_from(left.as_millis()).unwrap_or(i64::MAX)),
+                )
+            })
+            .collect();
+        Ok(KeyPage {
+            next_cursor: 0,
+            keys,
         })
     }
 }

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: lints, unit tests, and the black-box
+# integration suite twice — once with the memory tier only and once with a
+# real Redis server standing in for Dragonfly. Installs what it needs and
+# starts its own servers on free loopback ports, stopping them by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+apt_updated=0
+need_deb() { # need_deb COMMAND PACKAGE
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if [ "$apt_updated" = 0 ]; then
+    log "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  log "installing $2"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+pids=()
+workdir=$(mktemp -d)
+cleanup() {
+  for pid in "${pids[@]:-}"; do
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]:-}"; do
+    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$workdir"
+}
+trap cleanup EXIT
+
+need_deb redis-server redis-server
+
+log "cargo fmt --check"
+cargo fmt --check
+
+log "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings
+
+log "domain and ports stay free of frameworks"
+if grep -rnE '^\s*use (tokio|poem|poem_openapi|redis|deadpool_redis|reqwest|quick_cache|opentelemetry[a-z_]*|config|serde)(::|;)' src/domain src/ports; then
+  echo "src/domain or src/ports imports a framework crate" >&2
+  exit 1
+fi
+
+log "unit and integration tests, memory tier only"
+cargo test --all-targets
+
+redis_port=$(free_port)
+log "starting redis-server on 127.0.0.1:$redis_port (Dragonfly stand-in)"
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+  --dir "$workdir" --daemonize no >"$workdir/redis.log" 2>&1 &
+pids+=("$!")
+for _ in $(seq 1 100); do
+  redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
+  sleep 0.1
+done
+redis-cli -p "$redis_port" ping >/dev/null
+
+log "integration tests again, memory + Redis tier"
+CHIMNEY_TEST_DRAGONFLY_URL="redis://127.0.0.1:$redis_port" \
+CHIMNEY_TEST_REDIS_SERVER="$(command -v redis-server)" \
+  cargo test --tests
+
+log "all tests passed"

@@ -1,0 +1,265 @@
+//! `TieredCache`: the memory tier in front of the shared Dragonfly tier,
+//! behaving as one `CacheStore`.
+//!
+//! Reads try memory first, then Dragonfly, and fill memory from a Dragonfly
+//! hit; writes go to both. Dragonfly is optional and never a source of
+//! errors: after any failure it is skipped (no request waits on it) until
+//! the background probe gets an answer again.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+use crate::adapters::memory::MemoryCache;
+use crate::app::health::DragonflyState;
+use crate::domain::{CacheKey, CachedResponse, InvalidationScope, STALE_IF_ERROR_WINDOW};
+use crate::ports::{CacheError, CacheHit, CacheStore, InvalidationBus, KeyPage, TierUsage};
+
+/// First retry delay of the background probe after a failure.
+const PROBE_BACKOFF_START: Duration = Duration::from_millis(100);
+/// Longest delay between probes while Dragonfly is down.
+const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often a healthy Dragonfly is pinged, so `/healthz` notices an outage
+/// even when no request touches the cache.
+const PROBE_HEALTHY_EVERY: Duration = Duration::from_secs(2);
+
+/// The shared tier and its bus.
+pub struct RemoteTier {
+    /// The Dragonfly store.
+    pub store: Arc<dyn CacheStore>,
+    /// Where invalidations are announced to other instances.
+    pub bus: Arc<dyn InvalidationBus>,
+}
+
+/// Keys removed by one invalidation, per tier.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TierEvictions {
+    /// Removed from this process's memory tier.
+    pub memory: Vec<CacheKey>,
+    /// Removed from Dragonfly.
+    pub dragonfly: Vec<CacheKey>,
+}
+
+impl TierEvictions {
+    /// Distinct keys removed from either tier.
+    pub fn distinct(&self) -> usize {
+        self.memory
+            .iter()
+            .chain(&self.dragonfly)
+            .collect::<BTreeSet<_>>()
+            .len()
+    }
+}
+
+/// Memory + optional Dragonfly. Cloning is cheap and shares everything.
+#[derive(Clone)]
+pub struct TieredCache {
+    memory: MemoryCache,
+    remote: Option<Arc<RemoteTier>>,
+    state: Arc<AtomicU8>,
+}
+
+impl TieredCache {
+    /// A cache with only the memory tier.
+    pub fn memory_only(memory: MemoryCache) -> Self {
+        Self {
+            memory,
+            remote: None,
+            state: Arc::new(AtomicU8::new(encode(DragonflyState::Disabled))),
+        }
+    }
+
+    /// A cache with both tiers. Dragonfly is considered `connecting` and
+    /// unused until [`TieredCache::run_probe`] first reaches it.
+    pub fn with_remote(memory: MemoryCache, remote: RemoteTier) -> Self {
+        Self {
+            memory,
+            remote: Some(Arc::new(remote)),
+            state: Arc::new(AtomicU8::new(encode(DragonflyState::Connecting))),
+        }
+    }
+
+    /// The memory tier.
+    pub fn memory(&self) -> &MemoryCache {
+        &self.memory
+    }
+
+    /// What operators are told about Dragonfly.
+    pub fn dragonfly_state(&self) -> DragonflyState {
+        decode(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Keys in Dragonfly, when it is connected.
+    pub async fn dragonfly_keys(&self) -> Option<u64> {
+        let remote = self.usable_remote()?;
+        match remote.store.usage().await {
+            Ok(usage) => Some(usage.entries),
+            Err(error) => {
+                self.mark_down(&error);
+                None
+            }
+        }
+    }
+
+    /// One page of Dragonfly's keys with TTLs; `None` when Dragonfly is not
+    /// in use.
+    pub async fn dragonfly_key_page(&self, cursor: u64, count: usize) -> Option<KeyPage> {
+        let remote = self.usable_remote()?;
+        match remote.store.list_keys(cursor, count).await {
+            Ok(page) => Some(page),
+            Err(error) => {
+                self.mark_down(&error);
+                None
+            }
+        }
+    }
+
+    /// Removes what `scope` covers from both tiers and tells the other
+    /// instances to drop it from their memory tiers.
+    pub async fn invalidate_tiers(&self, scope: &InvalidationScope) -> TierEvictions {
+        let memory = self.memory.evict(scope);
+        let mut dragonfly = Vec::new();
+        if let Some(remote) = self.usable_remote() {
+            match remote.store.invalidate(scope).await {
+                Ok(keys) => dragonfly = keys,
+                Err(error) => self.mark_down(&error),
+            }
+            if let Err(error) = remote.bus.publish(scope).await {
+                tracing::warn!(%error, "could not announce the invalidation to other instances");
+            }
+        }
+        TierEvictions { memory, dragonfly }
+    }
+
+    /// Applies an invalidation announced by another instance.
+    pub fn apply_remote_invalidation(&self, scope: &InvalidationScope) -> usize {
+        self.memory.evict(scope).len()
+    }
+
+    /// Keeps the Dragonfly state truthful for as long as the process runs:
+    /// probes with capped backoff while it is down, and periodically while
+    /// it is up. Returns at once in memory-only mode.
+    pub async fn run_probe(self) {
+        let Some(remote) = self.remote.clone() else {
+            return;
+        };
+        let mut backoff = PROBE_BACKOFF_START;
+        loop {
+            match remote.store.ping().await {
+                Ok(()) => {
+                    if self.set_state(DragonflyState::Connected) != DragonflyState::Connected {
+                        tracing::info!("Dragonfly connected; shared cache tier in use");
+                    }
+                    backoff = PROBE_BACKOFF_START;
+                    tokio::time::sleep(PROBE_HEALTHY_EVERY).await;
+                }
+                Err(error) => {
+                    self.mark_down(&error);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(PROBE_BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    fn usable_remote(&self) -> Option<&Arc<RemoteTier>> {
+        let remote = self.remote.as_ref()?;
+        (self.dragonfly_state() == DragonflyState::Connected).then_some(remote)
+    }
+
+    fn set_state(&self, state: DragonflyState) -> DragonflyState {
+        decode(self.state.swap(encode(state), Ordering::Relaxed))
+    }
+
+    fn mark_down(&self, error: &CacheError) {
+        let before = self.set_state(DragonflyState::Unavailable);
+        if before != DragonflyState::Unavailable {
+            let cause = std::error::Error::source(error).map(ToString::to_string);
+            tracing::warn!(%error, cause, "Dragonfly unavailable; serving from memory until it answers again");
+        }
+    }
+}
+
+#[async_trait]
+impl CacheStore for TieredCache {
+    async fn get(&self, key: &CacheKey) -> Result<Option<CacheHit>, CacheError> {
+        if let Some(hit) = self.memory.get(key).await? {
+            return Ok(Some(hit));
+        }
+        let Some(remote) = self.usable_remote() else {
+            return Ok(None);
+        };
+        match remote.store.get(key).await {
+            Ok(Some(hit)) => {
+                let left = STALE_IF_ERROR_WINDOW.saturating_sub(hit.entry.age(SystemTime::now()));
+                self.memory.put(key, Arc::clone(&hit.entry), left).await?;
+                Ok(Some(hit))
+            }
+            Ok(None) => Ok(None),
+            Err(error) => {
+                self.mark_down(&error);
+                Ok(None)
+            }
+        }
+    }
+
+    async fn put(
+        &self,
+        key: &CacheKey,
+        entry: Arc<CachedResponse>,
+        retain_for: Duration,
+    ) -> Result<(), CacheError> {
+        self.memory.put(key, Arc::clone(&entry), retain_for).await?;
+        if let Some(remote) = self.usable_remote() {
+            if let Err(error) = remote.store.put(key, entry, retain_for).await {
+                self.mark_down(&error);
+            }
+        }
+        Ok(())
+    }
+
+    async fn invalidate(&self, scope: &InvalidationScope) -> Result<Vec<CacheKey>, CacheError> {
+        let evicted = self.invalidate_tiers(scope).await;
+        let keys: BTreeSet<CacheKey> = evicted
+            .memory
+            .into_iter()
+            .chain(evicted.dragonfly)
+            .collect();
+        Ok(keys.into_iter().collect())
+    }
+
+    async fn usage(&self) -> Result<TierUsage, CacheError> {
+        self.memory.usage().await
+    }
+
+    async fn ping(&self) -> Result<(), CacheError> {
+        Ok(())
+    }
+
+    async fn list_keys(&self, cursor: u64, count: usize) -> Result<KeyPage, CacheError> {
+        self.memory.list_keys(cursor, count).await
+    }
+}
+
+fn encode(state: DragonflyState) -> u8 {
+    match state {
+        DragonflyState::Disabled => 0,
+        DragonflyState::Connecting => 1,
+        DragonflyState::Connected => 2,
+        DragonflyState::Unavailable => 3,
+        DragonflyState::Error => 4,
+    }
+}
+
+fn decode(raw: u8) -> DragonflyState {
+    match raw {
+        1 => DragonflyState::Connecting,
+        2 => DragonflyState::Connected,
+        3 => DragonflyState::Unavailable,
+        4 => DragonflyState::Error,
+        _ => DragonflyState::Disabled,
+    }
+}
