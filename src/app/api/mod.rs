@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use poem::endpoint::StaticFilesEndpoint;
+use poem::error::NotFoundError;
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
 use poem_openapi::{OpenApiService, Tags};
 
@@ -16,6 +17,7 @@ pub use health::{Health, HealthApi, Version};
 pub use proxy::{PROXY_PREFIX, ProxyEndpoint};
 
 use crate::app::version::CHIMNEY_VERSION;
+use problem::Problem;
 
 /// Groups of operations in the OpenAPI document.
 #[derive(Tags)]
@@ -54,5 +56,8 @@ pub fn routes(parts: ApiParts, docs: &Path) -> impl Endpoint + 'static {
         .at("/healthz", Arc::clone(&api))
         .nest_no_strip("/api", api)
         .nest("/", StaticFilesEndpoint::new(docs).index_file("index.html"))
+        .catch_error(|_: NotFoundError| async {
+            Problem::not_found("no resource at this path").into_response()
+        })
         .map_to_response()
 }
