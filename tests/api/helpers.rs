@@ -1,0 +1,416 @@
+//! `TestApp` and `spawn_app()`: the real chimney, started on a free port in
+//! front of its own [`FakeGithub`], plus the small HTTP helpers the
+//! behaviour tests use.
+//!
+//! The cache backend is chosen once here for the whole suite: memory only,
+//! or memory + the Redis server named by `CHIMNEY_TEST_DRAGONFLY_URL`.
+//! Tests are quiet unless `TEST_LOG` is set.
+
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use chimney::app::config::Settings;
+use chimney::app::startup::Application;
+use chimney::domain::{RepoName, TtlPolicy, TtlRule};
+use reqwest::Method;
+use reqwest::header::HeaderMap;
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+use url::Url;
+
+use crate::fake_github::FakeGithub;
+
+/// The repository of recordings #1, #8 and #9 (`/contents/README.md`).
+pub const HELLO_WORLD: &str = "octokit-fixture-org/hello-world";
+/// The repository of the paginated issues, #2–#6.
+pub const PAGINATE_ISSUES: &str =
+    "octokit-fixture-org/tmp-scenario-paginate-issues-20220719043836917-izyoe";
+/// The repository whose branch protection answers 404 (#10).
+pub const BRANCH_PROTECTION: &str =
+    "octokit-fixture-org/tmp-scenario-branch-protection-20220719043700727-wbo1k";
+/// The repository that answers 301 (#11).
+pub const RENAME_REPOSITORY: &str =
+    "octokit-fixture-org/tmp-scenario-rename-repository-20220719044033126-ukeod";
+/// The repository whose `/git/refs/` changes between #16 and #17.
+pub const GIT_REFS: &str = "octokit-fixture-org/tmp-scenario-git-refs-20220719043750036-9bssg";
+
+/// Names the Redis server the suite runs against; unset means memory only.
+pub const DRAGONFLY_URL_ENV: &str = "CHIMNEY_TEST_DRAGONFLY_URL";
+
+/// How long any single request from a test may take before it fails.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(15);
+
+/// The body the temporary docs directory serves at `/`.
+pub const DOCS_INDEX: &str = "<!doctype html><title>chimney</title><h1>chimney test dashboard</h1>";
+
+/// Installs a subscriber once: output only with `TEST_LOG`, otherwise a
+/// sink, so that nothing chimney installs later makes the suite noisy.
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    } else {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::sink)
+            .try_init();
+    }
+    // reqwest is built without a default crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+});
+
+/// Distinguishes the apps of one run (and, with the process id and start
+/// time, of different runs) on a shared Redis.
+static NEXT_APP: AtomicU64 = AtomicU64::new(0);
+
+/// The cache backend every `TestApp` of this run uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// In-memory only (`redis: None`).
+    Memory,
+    /// Memory + the shared Redis server at this URL.
+    Redis(Url),
+}
+
+impl Backend {
+    /// The one switch between the two suites.
+    pub fn from_env() -> Self {
+        match std::env::var(DRAGONFLY_URL_ENV) {
+            Ok(url) if !url.trim().is_empty() => Self::Redis(
+                Url::parse(url.trim())
+                    .unwrap_or_else(|e| panic!("{DRAGONFLY_URL_ENV}={url} is not a URL: {e}")),
+            ),
+            _ => Self::Memory,
+        }
+    }
+}
+
+/// A running chimney and the fake GitHub behind it. Dropping it stops the
+/// server.
+pub struct TestApp {
+    /// `http://127.0.0.1:{port}`.
+    pub address: String,
+    /// The port chimney listens on.
+    pub port: u16,
+    /// A client that does not follow redirects.
+    pub client: reqwest::Client,
+    /// The upstream this app talks to.
+    pub github: FakeGithub,
+    /// The repository `/api/github/…` maps to.
+    pub repo: RepoName,
+    /// The cache backend.
+    pub backend: Backend,
+    /// `""` in memory-only runs; with a shared Redis, a path segment
+    /// (`/_t…`) inserted after `/api/github` that the fake ignores, so this
+    /// app's cache keys are its own (cache keys are path-based).
+    namespace: String,
+    _docs: TempDir,
+    _shutdown: oneshot::Sender<()>,
+}
+
+/// A response read to the end.
+#[derive(Debug)]
+pub struct TestResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers, repeated ones kept.
+    pub headers: HeaderMap,
+    /// The complete body.
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    /// The first value of `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Every value of `name`, in order.
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    }
+
+    /// `X-Cache`, or `""` when absent.
+    pub fn x_cache(&self) -> &str {
+        self.header("x-cache").unwrap_or("")
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// Asserts an RFC 9457 problem response with `status`.
+    pub fn assert_problem(&self, status: u16) {
+        assert_eq!(self.status, status, "body: {}", self.text());
+        let content_type = self.header("content-type").unwrap_or("");
+        assert!(
+            content_type.starts_with("application/problem+json"),
+            "content-type was {content_type:?}"
+        );
+        let problem = self.json();
+        assert!(problem["type"].is_string(), "type missing: {problem}");
+        assert!(problem["title"].is_string(), "title missing: {problem}");
+        assert_eq!(problem["status"], status, "status field: {problem}");
+        assert!(problem["detail"].is_string(), "detail missing: {problem}");
+    }
+
+    /// The body as (lossy) text, for messages.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A TTL policy under which entries at `path` are stale as soon as they
+/// are stored: the way to test revalidation without waiting.
+pub fn stale_immediately(path: &str) -> TtlPolicy {
+    TtlPolicy::new(vec![TtlRule {
+        path: path.to_owned(),
+        query: None,
+        ttl: Duration::ZERO,
+    }])
+}
+
+/// Spawns chimney for [`HELLO_WORLD`] with default settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Spawns chimney for `repo` with default settings.
+pub async fn spawn_app_for(repo: &str) -> TestApp {
+    let repo = RepoName::parse(repo).expect("valid repo");
+    spawn_app_with(move |s| s.repo = repo).await
+}
+
+/// Spawns chimney after `configure` has adjusted the test settings
+/// (port 0, the fake as GitHub, a temporary docs dir, telemetry off).
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    LazyLock::force(&TRACING);
+    let backend = Backend::from_env();
+    let namespace = match backend {
+        Backend::Memory => String::new(),
+        Backend::Redis(_) => format!(
+            "/_t{}x{}x{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis()),
+            NEXT_APP.fetch_add(1, Ordering::SeqCst)
+        ),
+    };
+    let github =
+        FakeGithub::start((!namespace.is_empty()).then(|| namespace[1..].to_owned())).await;
+
+    let docs = tempfile::tempdir().expect("temporary docs dir");
+    std::fs::write(docs.path().join("index.html"), DOCS_INDEX).expect("write index.html");
+
+    let mut settings = Settings {
+        addr: "127.0.0.1:0".parse().expect("loopback address"),
+        docs: docs.path().to_path_buf(),
+        repo: RepoName::parse(HELLO_WORLD).expect("valid repo"),
+        redis: match &backend {
+            Backend::Memory => None,
+            Backend::Redis(url) => Some(url.clone()),
+        },
+        github_api_url: github.base_url(),
+        github_token: None,
+        ..Settings::default()
+    };
+    settings.otel.disabled = true;
+    configure(&mut settings);
+    let repo = settings.repo.clone();
+
+    let app = Application::build(settings)
+        .await
+        .expect("chimney builds with test settings");
+    let port = app.port();
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(REQUEST_DEADLINE)
+        .build()
+        .expect("HTTP client");
+
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client,
+        github,
+        repo,
+        backend,
+        namespace,
+        _docs: docs,
+        _shutdown: shutdown,
+    }
+}
+
+impl TestApp {
+    /// The chimney path for `rel` (a path below the repository, with its
+    /// query), e.g. `/contents/README.md` → `/api/github/contents/README.md`.
+    pub fn github_path(&self, rel: &str) -> String {
+        if rel == "/" && !self.namespace.is_empty() {
+            format!("/api/github{}", self.namespace)
+        } else {
+            format!("/api/github{}{rel}", self.namespace)
+        }
+    }
+
+    /// The upstream path and query chimney should request for `rel`, as the
+    /// fake counts it: `/repos/{repo}{rel}`.
+    pub fn upstream(&self, rel: &str) -> String {
+        if rel == "/" {
+            format!("/repos/{}", self.repo)
+        } else {
+            format!("/repos/{}{rel}", self.repo)
+        }
+    }
+
+    /// Requests `path` (exactly as given) with `method` and `headers`.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> TestResponse {
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.address));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path} failed: {e}"));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: reading the body failed: {e}"));
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// `GET {path}`, the path exactly as given.
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.request(Method::GET, path, &[]).await
+    }
+
+    /// `GET {path}` with extra request headers.
+    pub async fn get_with_headers(&self, path: &str, headers: &[(&str, &str)]) -> TestResponse {
+        self.request(Method::GET, path, headers).await
+    }
+
+    /// `HEAD {path}`.
+    pub async fn head(&self, path: &str) -> TestResponse {
+        self.request(Method::HEAD, path, &[]).await
+    }
+
+    /// `GET` of the proxied resource `rel` (see [`Self::github_path`]).
+    pub async fn get_github(&self, rel: &str) -> TestResponse {
+        self.get(&self.github_path(rel)).await
+    }
+
+    /// `GET` of the proxied resource `rel` with extra request headers.
+    pub async fn get_github_with_headers(
+        &self,
+        rel: &str,
+        headers: &[(&str, &str)],
+    ) -> TestResponse {
+        self.get_with_headers(&self.github_path(rel), headers).await
+    }
+
+    /// `GET /healthz` as JSON.
+    pub async fn healthz(&self) -> serde_json::Value {
+        let response = self.get("/healthz").await;
+        assert_eq!(response.status, 200, "healthz: {}", response.text());
+        response.json()
+    }
+
+    /// Sends `{method} {target} HTTP/1.1` byte for byte, bypassing URL
+    /// normalisation (a URL library would resolve `..` and `%2e%2e` before
+    /// chimney could see them), and returns the status and headers.
+    pub async fn raw_request(&self, method: &str, target: &str) -> RawResponse {
+        let exchange = async {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .expect("connect to chimney");
+            let request = format!(
+                "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+                self.port
+            );
+            stream
+                .write_all(request.as_bytes())
+                .await
+                .expect("write request");
+            let mut raw = Vec::new();
+            stream.read_to_end(&mut raw).await.expect("read response");
+            raw
+        };
+        let raw = tokio::time::timeout(REQUEST_DEADLINE, exchange)
+            .await
+            .unwrap_or_else(|_| panic!("{method} {target} got no answer in time"));
+        RawResponse::parse(&raw)
+    }
+}
+
+/// Status line and headers of a raw HTTP/1.1 response.
+#[derive(Debug)]
+pub struct RawResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Header pairs, names lower-cased.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RawResponse {
+    fn parse(raw: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(raw);
+        let head = text.split("\r\n\r\n").next().unwrap_or("");
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or("");
+        let status = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {text:?}"));
+        let headers = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        Self { status, headers }
+    }
+
+    /// The first value of `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
