@@ -1,0 +1,263 @@
+//! Turning configuration text into typed values, one setting at a time.
+//!
+//! Each parser takes the text as given (from any layer) and returns the
+//! typed value or what it expected, in words fit for the one-line start-up
+//! error; `mod.rs` adds the key, the origin and the value.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use percent_encoding::percent_decode_str;
+use secrecy::SecretString;
+use url::Url;
+
+use crate::domain::RepoName;
+
+/// What a parser expected, for the error message.
+pub(super) type Expected = &'static str;
+
+/// `IP:PORT`; also Go's `:PORT` (all interfaces), which the original
+/// chimney's deployments may still set.
+pub(super) fn addr(text: &str) -> Result<SocketAddr, Expected> {
+    const EXPECTED: Expected = "expected IP:PORT, e.g. 0.0.0.0:8080";
+    let text = text.trim();
+    if let Some(port) = text.strip_prefix(':') {
+        let port = port.parse::<u16>().map_err(|_| EXPECTED)?;
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
+    }
+    text.parse().map_err(|_| EXPECTED)
+}
+
+/// A directory path; only emptiness is checked, since the directory may
+/// legitimately appear after start-up (a volume mount).
+pub(super) fn docs(text: &str) -> Result<std::path::PathBuf, Expected> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("expected a directory path");
+    }
+    Ok(text.into())
+}
+
+/// `owner/name`, by the domain's rules.
+pub(super) fn repo(text: &str) -> Result<RepoName, Expected> {
+    RepoName::parse(text.trim()).map_err(
+        |_| "expected owner/name with exactly one '/' and only letters, digits, '-', '_' or '.'",
+    )
+}
+
+/// A GitHub organisation login; empty means no org mode. The login ends
+/// up in an upstream URL path, so only login characters are accepted.
+pub(super) fn org(text: &str) -> Result<Option<String>, Expected> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        Ok(Some(text.to_owned()))
+    } else {
+        Err("expected a GitHub organisation login (letters, digits, '-' or '_')")
+    }
+}
+
+/// A `redis://` or `rediss://` URL; empty means in-memory only.
+pub(super) fn redis(text: &str) -> Result<Option<Url>, Expected> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "redis" | "rediss") && url.has_host() => Ok(Some(url)),
+        _ => Err("expected a redis:// or rediss:// URL, or an empty value for in-memory only"),
+    }
+}
+
+/// An absolute `http://` or `https://` URL with a host.
+pub(super) fn http_url(text: &str) -> Result<Url, Expected> {
+    match Url::parse(text.trim()) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(url),
+        _ => Err("expected an http:// or https:// URL"),
+    }
+}
+
+/// A byte count above zero: a zero-byte memory tier would evict every
+/// entry on insert.
+pub(super) fn capacity_bytes(text: &str) -> Result<u64, Expected> {
+    match text.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("expected a whole number of bytes above zero"),
+    }
+}
+
+/// A permit count above zero (zero would block every upstream request) and
+/// within what a tokio semaphore can hold (more would panic at start-up).
+pub(super) fn concurrency(text: &str) -> Result<usize, Expected> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n > 0 && n <= tokio::sync::Semaphore::MAX_PERMITS => Ok(n),
+        _ => Err("expected a whole number above zero"),
+    }
+}
+
+/// `*` or a browser origin. An origin with a path or a trailing slash
+/// never equals a browser's `Origin` header, so it is refused rather than
+/// silently never matching.
+pub(super) fn cors_origin(text: &str) -> Result<String, Expected> {
+    if text == "*" {
+        return Ok(text.to_owned());
+    }
+    match Url::parse(text) {
+        Ok(url)
+            if matches!(url.scheme(), "http" | "https")
+                && url.origin().ascii_serialization() == text =>
+        {
+            Ok(text.to_owned())
+        }
+        _ => {
+            Err("expected * or an origin like https://table.beerpub.dev (no path, no trailing '/')")
+        }
+    }
+}
+
+/// A workflow file name or id; it becomes one segment of an upstream path.
+pub(super) fn workflow(text: &str) -> Result<String, Expected> {
+    let text = text.trim();
+    if text.is_empty()
+        || text
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | '?' | '#' | '%'))
+    {
+        return Err("expected a workflow file name such as goose-build.yml");
+    }
+    Ok(text.to_owned())
+}
+
+/// A humantime duration such as `30s` or `5m`.
+pub(super) fn duration(text: &str) -> Result<Duration, Expected> {
+    humantime::parse_duration(text.trim())
+        .map_err(|_| "expected a duration such as \"30s\" or \"5m\"")
+}
+
+/// `true`/`false` or `1`/`0`, any case. Anything else is refused rather
+/// than read as false: a typo in a switch should not go unnoticed.
+pub(super) fn boolean(text: &str) -> Result<bool, Expected> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err("expected true or false"),
+    }
+}
+
+/// `k=v,k2=v2` as the OpenTelemetry spec defines it (W3C baggage style,
+/// values percent-encoded). On error, returns the offending item.
+pub(super) fn resource_attributes(text: &str) -> Result<Vec<(String, String)>, (String, Expected)> {
+    super::sources::split_list(text)
+        .map(|item| {
+            let bad = |expected| (item.to_owned(), expected);
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| bad("expected comma-separated key=value pairs"))?;
+            let key = key.trim();
+            if key.is_empty() {
+                return Err(bad(
+                    "expected comma-separated key=value pairs with non-empty keys",
+                ));
+            }
+            let value = percent_decode_str(value.trim())
+                .decode_utf8()
+                .map_err(|_| bad("expected percent-encoding of UTF-8 text"))?;
+            Ok((key.to_owned(), value.into_owned()))
+        })
+        .collect()
+}
+
+/// A token from the environment: trimmed (a secret file's trailing
+/// newline is never part of it), and blank means none.
+pub(super) fn secret(text: Option<&String>) -> Option<SecretString> {
+    let text = text?.trim();
+    (!text.is_empty()).then(|| SecretString::from(text.to_owned()))
+}
+
+/// A value as it may appear in an error: URL credentials
+/// (`redis://:password@host`) are masked.
+pub(super) fn shown(text: &str) -> String {
+    let Some(scheme_end) = text.find("://") else {
+        return text.to_owned();
+    };
+    let after = &text[scheme_end + 3..];
+    let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    match after[..authority_end].rfind('@') {
+        Some(at) => format!("{}://***@{}", &text[..scheme_end], &after[at + 1..]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_style_port_only_addresses_listen_on_all_interfaces() {
+        assert_eq!(addr(":9090"), Ok(SocketAddr::from(([0, 0, 0, 0], 9090))));
+        assert_eq!(addr("[::1]:80"), Ok("[::1]:80".parse().unwrap()));
+        assert!(addr("localhost:80").is_err());
+        assert!(addr("0.0.0.0").is_err());
+    }
+
+    #[test]
+    fn booleans_accept_words_and_digits_in_any_case() {
+        assert_eq!(boolean("TRUE"), Ok(true));
+        assert_eq!(boolean("1"), Ok(true));
+        assert_eq!(boolean("False"), Ok(false));
+        assert_eq!(boolean("0"), Ok(false));
+        assert!(boolean("yes").is_err());
+    }
+
+    #[test]
+    fn cors_origins_must_be_bare_origins() {
+        assert!(cors_origin("*").is_ok());
+        assert!(cors_origin("https://table.beerpub.dev").is_ok());
+        assert!(cors_origin("http://localhost:3000").is_ok());
+        assert!(cors_origin("https://table.beerpub.dev/").is_err());
+        assert!(cors_origin("table.beerpub.dev").is_err());
+    }
+
+    #[test]
+    fn resource_attribute_values_are_percent_decoded() {
+        assert_eq!(
+            resource_attributes("deployment.environment=prod, team=a%2Cb"),
+            Ok(vec![
+                ("deployment.environment".into(), "prod".into()),
+                ("team".into(), "a,b".into()),
+            ])
+        );
+        assert_eq!(resource_attributes(""), Ok(vec![]));
+        assert_eq!(
+            resource_attributes("a=1,oops").map_err(|(item, _)| item),
+            Err("oops".to_owned())
+        );
+    }
+
+    #[test]
+    fn url_credentials_are_masked_in_shown_values() {
+        assert_eq!(
+            shown("redis://:hunter2@cache:6379/0"),
+            "redis://***@cache:6379/0"
+        );
+        assert_eq!(shown("redis://user:pw@host"), "redis://***@host");
+        assert_eq!(
+            shown("https://api.github.com/a@b"),
+            "https://api.github.com/a@b"
+        );
+        assert_eq!(shown("wgmesh"), "wgmesh");
+    }
+
+    #[test]
+    fn workflow_names_cannot_escape_their_path_segment() {
+        assert!(workflow("goose-build.yml").is_ok());
+        assert!(workflow("12345").is_ok());
+        assert!(workflow("../secrets").is_err());
+        assert!(workflow("").is_err());
+    }
+}
