@@ -1,0 +1,36 @@
+//! The Dragonfly adapters: the shared cache tier ([`DragonflyCache`]), the
+//! connection pool behind it ([`build_pool`]) and cross-instance
+//! invalidation over pub/sub ([`DragonflyInvalidationBus`],
+//! [`publish_invalidation`], [`run_invalidation_listener`]). Debian's
+//! `redis-server` stands in for Dragonfly in tests, so only commands both
+//! implement are used.
+//!
+//! # Layout
+//!
+//! * `pool`: building the deadpool-redis pool, lazily and with timeouts.
+//! * `cache`: `DragonflyCache`, the `CacheStore` implementation.
+//! * `wire`: the versioned binary format of a stored entry.
+//! * `keys`: the `chimney:` key namespace and SCAN MATCH escaping.
+//! * `notice`, `subscriber`, `bus`: the invalidation message, its pub/sub
+//!   plumbing and the `InvalidationBus` port on top; `backoff`: the
+//!   reconnect schedule.
+//! * `error`: the adapter's private error and its mapping to `CacheError`.
+
+mod backoff;
+mod bus;
+mod cache;
+mod error;
+mod keys;
+mod notice;
+mod pool;
+mod subscriber;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use bus::DragonflyInvalidationBus;
+pub use cache::DragonflyCache;
+pub use notice::InvalidationNotice;
+pub use pool::build_pool;
+pub use subscriber::{INVALIDATION_CHANNEL, publish_invalidation, run_invalidation_listener};

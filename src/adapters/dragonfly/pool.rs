@@ -1,0 +1,75 @@
+//! Building the deadpool-redis connection pool. Building never connects:
+//! start-up must not wait for Dragonfly, so the first connection is made by
+//! the first command that needs one.
+
+use std::time::Duration;
+
+use deadpool_redis::redis::AsyncConnectionConfig;
+use deadpool_redis::{Manager, Pool, Runtime};
+
+use super::error::{Error, redacted};
+use crate::ports::CacheError;
+
+/// Connections kept open at most. Each checked-out connection carries one
+/// operation at a time, so this bounds concurrent Dragonfly operations; it
+/// matches the default upstream concurrency, and a request that finds the
+/// pool exhausted waits at most the command timeout before giving up.
+const MAX_CONNECTIONS: usize = 32;
+
+/// Builds a pool for the Dragonfly (or Redis) server at `url`.
+///
+/// No connection is opened here. Every stage of getting a connection later
+/// is bounded by `timeout`: the TCP connect and handshake, the wait for a
+/// free slot, and the liveness ping deadpool sends when reusing an idle
+/// connection. A dead server therefore costs at most about `timeout` per
+/// call, and callers add their own overall deadline on top
+/// ([`DragonflyCache`](super::DragonflyCache) does).
+///
+/// # Errors
+/// Returns [`CacheError::Unavailable`] when `url` is not a usable Redis URL
+/// (wrong scheme, unsupported TLS, bad database number). The message never
+/// contains the URL's password.
+pub fn build_pool(url: &url::Url, timeout: Duration) -> Result<Pool, CacheError> {
+    let connection = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    let manager =
+        Manager::new_with_config(url.as_str(), connection).map_err(|source| Error::Config {
+            url: redacted(url),
+            source: Box::new(source),
+        })?;
+    let pool = Pool::builder(manager)
+        .max_size(MAX_CONNECTIONS)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
+        .build()
+        .map_err(|source| Error::Config {
+            url: redacted(url),
+            source: Box::new(source),
+        })?;
+    Ok(pool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn building_a_pool_never_connects() {
+        // Nothing listens on port 1; building must still succeed at once.
+        let url = url::Url::parse("redis://127.0.0.1:1").expect("valid URL");
+        let pool = build_pool(&url, Duration::from_millis(200)).expect("pool builds");
+        assert_eq!(pool.status().size, 0);
+    }
+
+    #[tokio::test]
+    async fn a_url_that_is_not_redis_is_a_configuration_error() {
+        let url = url::Url::parse("http://user:hunter2@127.0.0.1:6379").expect("valid URL");
+        let err = build_pool(&url, Duration::from_millis(200)).expect_err("http is refused");
+        let CacheError::Unavailable { store, source } = err;
+        assert_eq!(store, "dragonfly");
+        assert!(!source.to_string().contains("hunter2"));
+    }
+}

@@ -1,0 +1,226 @@
+//! Cross-instance invalidation over the `chimney:invalidate` pub/sub
+//! channel: publishing a notice, and the long-running listener that keeps
+//! a subscription alive across Dragonfly outages and restarts. The message
+//! format lives in `notice.rs`.
+//!
+//! Pub/sub is fire-and-forget: a notice published while a listener is
+//! reconnecting is lost to it. The memory tier's freshness TTL bounds how
+//! long such an instance can serve the invalidated data.
+
+use std::time::Duration;
+
+use deadpool_redis::Pool;
+use deadpool_redis::redis::{self, Client, Msg, RedisError};
+use futures::StreamExt;
+use tokio::sync::watch;
+use url::Url;
+
+use super::backoff::Backoff;
+use super::error::{Error, redacted};
+use super::notice::InvalidationNotice;
+use crate::domain::InvalidationScope;
+use crate::ports::CacheError;
+
+/// The channel every instance sharing a Dragonfly listens on.
+pub const INVALIDATION_CHANNEL: &str = "chimney:invalidate";
+
+/// First reconnect delay; doubles after each failed attempt.
+const RECONNECT_INITIAL: Duration = Duration::from_millis(100);
+
+/// Longest reconnect delay, so a recovered server is noticed within
+/// seconds however long it was down.
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// Deadline for connecting and subscribing. The listener runs in the
+/// background, so it can afford more than a request's command timeout.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often an idle subscription is pinged. A subscriber only reads, so
+/// without this a connection silently cut by a network failure (no FIN,
+/// no RST) would look alive forever.
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(15);
+
+/// Deadline for a keep-alive ping's answer.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Announces an invalidation to every instance listening on
+/// [`INVALIDATION_CHANNEL`], including this one (the notice carries
+/// `origin` so listeners can skip their own). Returns how many subscribers
+/// the server delivered it to.
+///
+/// # Errors
+/// Returns [`CacheError::Unavailable`] when no connection can be had or
+/// `PUBLISH` fails or overruns `command_timeout`.
+pub async fn publish_invalidation(
+    pool: &Pool,
+    command_timeout: Duration,
+    origin: &str,
+    scope: &InvalidationScope,
+) -> Result<u64, CacheError> {
+    let payload = InvalidationNotice {
+        scope: scope.clone(),
+        origin: origin.to_owned(),
+    }
+    .encode();
+    let work = async {
+        let mut conn = pool.get().await.map_err(|source| Error::Pool {
+            operation: "PUBLISH",
+            source,
+        })?;
+        redis::cmd("PUBLISH")
+            .arg(INVALIDATION_CHANNEL)
+            .arg(&payload)
+            .query_async::<u64>(&mut conn)
+            .await
+            .map_err(|source| Error::Command {
+                operation: "PUBLISH",
+                source,
+            })
+    };
+    let receivers = tokio::time::timeout(command_timeout, work)
+        .await
+        .unwrap_or(Err(Error::Timeout {
+            operation: "PUBLISH",
+            after: command_timeout,
+        }))?;
+    Ok(receivers)
+}
+
+/// Listens on [`INVALIDATION_CHANNEL`] at `url` and calls `on_message` for
+/// every notice, until `shutdown` becomes `true` or its sender is dropped.
+///
+/// The subscription uses a dedicated connection (a subscribed connection
+/// can do nothing else). When it drops, or fails a keep-alive ping, the
+/// listener reconnects and resubscribes with capped exponential backoff
+/// (100 ms doubling to 5 s) for as long as it runs, so it survives
+/// Dragonfly restarts. Messages that are not valid notices are logged and
+/// skipped. `on_message` runs on the listener's task: keep it quick and
+/// non-blocking (evicting from the memory tier is).
+///
+/// Returns at once, after logging an error, only when `url` cannot describe
+/// a Redis server at all; retrying would never help then.
+pub async fn run_invalidation_listener(
+    url: Url,
+    on_message: impl Fn(InvalidationNotice) + Send + Sync + 'static,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let client = match Client::open(url.as_str()) {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::error!(error = %err, url = %redacted(&url), "invalidation listener cannot use this URL");
+            return;
+        }
+    };
+    let mut backoff = Backoff::new(RECONNECT_INITIAL, RECONNECT_MAX);
+    loop {
+        let attempt = tokio::select! {
+            biased;
+            () = shutdown_requested(&mut shutdown) => return,
+            attempt = subscribe(&client) => attempt,
+        };
+        match attempt {
+            Ok(pubsub) => {
+                backoff.reset();
+                tracing::info!(
+                    channel = INVALIDATION_CHANNEL,
+                    "invalidation listener subscribed"
+                );
+                match listen(pubsub, &on_message, &mut shutdown).await {
+                    Ended::Shutdown => return,
+                    Ended::Dropped(reason) => {
+                        tracing::warn!(%reason, "invalidation subscription lost; reconnecting");
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "invalidation listener could not subscribe");
+            }
+        }
+        let delay = backoff.next_delay();
+        tokio::select! {
+            biased;
+            () = shutdown_requested(&mut shutdown) => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Why a subscription stopped.
+enum Ended {
+    Shutdown,
+    Dropped(&'static str),
+}
+
+/// Opens a dedicated pub/sub connection and subscribes, within
+/// [`SUBSCRIBE_TIMEOUT`].
+async fn subscribe(client: &Client) -> Result<redis::aio::PubSub, SubscribeError> {
+    let work = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(INVALIDATION_CHANNEL).await?;
+        Ok::<_, RedisError>(pubsub)
+    };
+    match tokio::time::timeout(SUBSCRIBE_TIMEOUT, work).await {
+        Ok(Ok(pubsub)) => Ok(pubsub),
+        Ok(Err(err)) => Err(SubscribeError::Redis(err)),
+        Err(_) => Err(SubscribeError::Timeout),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SubscribeError {
+    #[error(transparent)]
+    Redis(RedisError),
+    #[error("subscribing timed out after {SUBSCRIBE_TIMEOUT:?}")]
+    Timeout,
+}
+
+/// Delivers notices from one subscription until it drops or shutdown.
+async fn listen(
+    pubsub: redis::aio::PubSub,
+    on_message: &(impl Fn(InvalidationNotice) + Send + Sync),
+    shutdown: &mut watch::Receiver<bool>,
+) -> Ended {
+    let (mut sink, mut stream) = pubsub.split();
+    let mut keepalive = tokio::time::interval_at(
+        tokio::time::Instant::now() + KEEPALIVE_EVERY,
+        KEEPALIVE_EVERY,
+    );
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown_requested(shutdown) => return Ended::Shutdown,
+            msg = stream.next() => match msg {
+                Some(msg) => deliver(&msg, on_message),
+                None => return Ended::Dropped("connection closed"),
+            },
+            _ = keepalive.tick() => {
+                let ping = tokio::time::timeout(KEEPALIVE_TIMEOUT, sink.ping::<redis::Value>());
+                match ping.await {
+                    Ok(Ok(_)) => {}
+                    // The server answered, if only with an error (a server
+                    // that refuses PING while subscribed): still alive.
+                    Ok(Err(err)) if err.code().is_some() => {}
+                    Ok(Err(_)) => return Ended::Dropped("keep-alive ping failed"),
+                    Err(_) => return Ended::Dropped("keep-alive ping timed out"),
+                }
+            }
+        }
+    }
+}
+
+fn deliver(msg: &Msg, on_message: &impl Fn(InvalidationNotice)) {
+    if msg.get_channel_name() != INVALIDATION_CHANNEL {
+        return;
+    }
+    match InvalidationNotice::decode(msg.get_payload_bytes()) {
+        Ok(notice) => on_message(notice),
+        Err(err) => tracing::warn!(error = %err, "ignoring invalid invalidation message"),
+    }
+}
+
+/// Resolves once shutdown is requested: the flag is `true`, or its sender
+/// is gone (nobody could ever request it any more).
+async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}

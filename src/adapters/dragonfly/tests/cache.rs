@@ -1,0 +1,360 @@
+//! `DragonflyCache` behaviour specific to Dragonfly: expiries, corrupt
+//! values, outages, paging and counting.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use deadpool_redis::redis;
+
+use super::server::{RedisProcess, TIMEOUT, cache_at, closed_port_url, raw, shared_url};
+use crate::adapters::dragonfly::DragonflyCache;
+use crate::domain::{
+    CacheKey, CachedResponse, HeaderList, InvalidationScope, PIPELINE_SUMMARY_KEY,
+};
+use crate::ports::{CacheError, CacheStore, CacheTier};
+
+fn entry(body: &'static [u8]) -> Arc<CachedResponse> {
+    Arc::new(CachedResponse {
+        status: 200,
+        headers: [("etag", "\"v1\""), ("content-type", "application/json")]
+            .into_iter()
+            .collect::<HeaderList>(),
+        body: Bytes::from_static(body),
+        fetched_at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_000),
+    })
+}
+
+fn key(text: &str) -> CacheKey {
+    CacheKey::from_stored(text.to_owned())
+}
+
+fn assert_unavailable(err: CacheError) {
+    let CacheError::Unavailable { store, .. } = err;
+    assert_eq!(store, "dragonfly");
+}
+
+#[tokio::test]
+async fn put_sets_an_expiry_of_retain_for() {
+    let Some(url) = shared_url() else { return };
+    let (pool, cache) = cache_at(&url);
+    let key = key("/dragonfly-ttl/pulls?state=open");
+    let retain = Duration::from_secs(90);
+    cache.put(&key, entry(b"[]"), retain).await.expect("put");
+
+    let pttl: i64 = raw(
+        &pool,
+        redis::cmd("PTTL").arg("chimney:/dragonfly-ttl/pulls?state=open"),
+    )
+    .await;
+    // Only the time between SET and PTTL is lost; a few seconds of slack
+    // keeps a loaded CI machine from failing the test.
+    assert!((85_000..=90_000).contains(&pttl), "PTTL was {pttl}");
+}
+
+#[tokio::test]
+async fn a_hit_comes_from_the_dragonfly_tier() {
+    let Some(url) = shared_url() else { return };
+    let (_, cache) = cache_at(&url);
+    let key = key("/dragonfly-tier/issues");
+    cache
+        .put(&key, entry(b"{}"), Duration::from_secs(60))
+        .await
+        .expect("put");
+    let hit = cache.get(&key).await.expect("get").expect("hit");
+    assert_eq!(hit.tier, CacheTier::Dragonfly);
+}
+
+#[tokio::test]
+async fn a_corrupted_value_reads_as_a_miss_and_is_removed() {
+    let Some(url) = shared_url() else { return };
+    let (pool, cache) = cache_at(&url);
+    let redis_key = "chimney:/dragonfly-corrupt/pulls";
+    let () = raw(
+        &pool,
+        redis::cmd("SET")
+            .arg(redis_key)
+            .arg("garbage, not an entry"),
+    )
+    .await;
+
+    let read = cache
+        .get(&key("/dragonfly-corrupt/pulls"))
+        .await
+        .expect("a corrupt value is no error");
+    assert!(read.is_none());
+    let left: Option<Vec<u8>> = raw(&pool, redis::cmd("GET").arg(redis_key)).await;
+    assert_eq!(left, None, "the corrupt value was deleted");
+}
+
+#[tokio::test]
+async fn a_value_of_the_wrong_type_reads_as_a_miss_and_is_removed() {
+    let Some(url) = shared_url() else { return };
+    let (pool, cache) = cache_at(&url);
+    let redis_key = "chimney:/dragonfly-wrongtype/pulls";
+    let _: i64 = raw(&pool, redis::cmd("DEL").arg(redis_key)).await;
+    let _: i64 = raw(&pool, redis::cmd("RPUSH").arg(redis_key).arg("x")).await;
+
+    let read = cache
+        .get(&key("/dragonfly-wrongtype/pulls"))
+        .await
+        .expect("no error");
+    assert!(read.is_none());
+    let left: i64 = raw(&pool, redis::cmd("EXISTS").arg(redis_key)).await;
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn a_closed_port_is_unavailable_within_the_timeout() {
+    let cache = DragonflyCache::new(
+        super::super::build_pool(&closed_port_url(), TIMEOUT).expect("pool builds"),
+        TIMEOUT,
+    );
+    let started = Instant::now();
+    assert_unavailable(cache.get(&key("/dead")).await.expect_err("get fails"));
+    assert_unavailable(
+        cache
+            .put(&key("/dead"), entry(b"{}"), Duration::from_secs(1))
+            .await
+            .expect_err("put fails"),
+    );
+    assert_unavailable(cache.ping().await.expect_err("ping fails"));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_is_unavailable_within_the_timeout() {
+    // Accepts connections and never says a word: the case only a timeout
+    // can catch, unlike a refused connection.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let url = url::Url::parse(&format!("redis://127.0.0.1:{port}")).expect("URL");
+    let (_, cache) = cache_at(&url);
+
+    for op in ["get", "put"] {
+        let started = Instant::now();
+        let result = match op {
+            "get" => cache.get(&key("/silent")).await.map(|_| ()),
+            _ => {
+                cache
+                    .put(&key("/silent"), entry(b"{}"), Duration::from_secs(1))
+                    .await
+            }
+        };
+        assert_unavailable(result.expect_err("fails"));
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(1), "{op} took {took:?}");
+        assert!(
+            took >= TIMEOUT / 2,
+            "{op} gave up suspiciously early: {took:?}"
+        );
+    }
+    silent.abort();
+}
+
+#[tokio::test]
+async fn ping_answers_when_the_server_is_up() {
+    let Some(url) = shared_url() else { return };
+    let (_, cache) = cache_at(&url);
+    cache.ping().await.expect("PING");
+}
+
+#[tokio::test]
+async fn invalidation_returns_exactly_the_removed_keys() {
+    let Some(url) = shared_url() else { return };
+    let (_, cache) = cache_at(&url);
+    for k in [
+        "/dragonfly-inv/pulls",
+        "/dragonfly-inv/pulls?page=2",
+        "/dragonfly-inv/issues",
+    ] {
+        cache
+            .put(&key(k), entry(b"[]"), Duration::from_secs(60))
+            .await
+            .expect("put");
+    }
+    let mut removed = cache
+        .invalidate(&InvalidationScope::prefix("/dragonfly-inv/pulls"))
+        .await
+        .expect("invalidate");
+    removed.sort();
+    assert_eq!(
+        removed,
+        [
+            key("/dragonfly-inv/pulls"),
+            key("/dragonfly-inv/pulls?page=2")
+        ]
+    );
+    let again = cache
+        .invalidate(&InvalidationScope::prefix("/dragonfly-inv/pulls"))
+        .await
+        .expect("invalidate");
+    assert!(again.is_empty(), "nothing left to remove: {again:?}");
+}
+
+#[tokio::test]
+async fn invalidation_walks_more_keys_than_one_scan_batch() {
+    let Some(server) = RedisProcess::start() else {
+        return;
+    };
+    let (_, cache) = cache_at(&server.url());
+    for i in 0..1_200 {
+        cache
+            .put(
+                &key(&format!("/many/{i}")),
+                entry(b"{}"),
+                Duration::from_secs(60),
+            )
+            .await
+            .expect("put");
+    }
+    let removed = cache
+        .invalidate(&InvalidationScope::prefix("/many/"))
+        .await
+        .expect("invalidate");
+    assert_eq!(removed.len(), 1_200);
+    assert_eq!(cache.usage().await.expect("usage").entries, 0);
+}
+
+#[tokio::test]
+async fn full_invalidation_spares_keys_outside_the_cache_namespace() {
+    let Some(server) = RedisProcess::start() else {
+        return;
+    };
+    let (pool, cache) = cache_at(&server.url());
+    let () = raw(
+        &pool,
+        redis::cmd("SET").arg("chimney-deploys:events").arg("[]"),
+    )
+    .await;
+    cache
+        .put(&key("/pulls"), entry(b"[]"), Duration::from_secs(60))
+        .await
+        .expect("put");
+    cache
+        .put(
+            &key(PIPELINE_SUMMARY_KEY),
+            entry(b"{}"),
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("put");
+
+    let mut removed = cache
+        .invalidate(&InvalidationScope::All)
+        .await
+        .expect("invalidate");
+    removed.sort();
+    assert_eq!(removed, [key("/pulls"), key(PIPELINE_SUMMARY_KEY)]);
+    let deploys: Option<String> = raw(&pool, redis::cmd("GET").arg("chimney-deploys:events")).await;
+    assert_eq!(deploys.as_deref(), Some("[]"));
+}
+
+#[tokio::test]
+async fn usage_counts_only_cache_entries_and_reports_no_bytes() {
+    let Some(server) = RedisProcess::start() else {
+        return;
+    };
+    let (pool, cache) = cache_at(&server.url());
+    let () = raw(&pool, redis::cmd("SET").arg("unrelated").arg("x")).await;
+    for k in ["/a", "/b", "/c?page=2"] {
+        cache
+            .put(&key(k), entry(b"[]"), Duration::from_secs(60))
+            .await
+            .expect("put");
+    }
+    let usage = cache.usage().await.expect("usage");
+    assert_eq!(usage.entries, 3);
+    assert_eq!(usage.bytes, 0);
+}
+
+#[tokio::test]
+async fn list_keys_pages_through_every_key_with_its_ttl() {
+    let Some(server) = RedisProcess::start() else {
+        return;
+    };
+    let (pool, cache) = cache_at(&server.url());
+    for i in 0..25 {
+        cache
+            .put(
+                &key(&format!("/list/{i}")),
+                entry(b"{}"),
+                Duration::from_secs(120),
+            )
+            .await
+            .expect("put");
+    }
+    let () = raw(
+        &pool,
+        redis::cmd("SET").arg("chimney:/list/forever").arg("x"),
+    )
+    .await;
+    let () = raw(&pool, redis::cmd("SET").arg("elsewhere").arg("x")).await;
+
+    let mut seen = BTreeMap::new();
+    let mut cursor = 0;
+    let mut pages = 0;
+    loop {
+        let (next, page) = cache.list_keys(cursor, 10).await.expect("list");
+        pages += 1;
+        assert!(pages < 100, "SCAN did not finish");
+        seen.extend(page);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    assert_eq!(seen.len(), 26, "{seen:?}");
+    assert_eq!(seen.get(&key("/list/forever")), Some(&None));
+    for i in 0..25 {
+        let ttl = seen[&key(&format!("/list/{i}"))].expect("has a TTL");
+        assert!((100_000..=120_000).contains(&ttl), "TTL {ttl}");
+    }
+}
+
+#[tokio::test]
+async fn the_cache_recovers_when_the_server_comes_back() {
+    let Some(mut server) = RedisProcess::start() else {
+        return;
+    };
+    let (_, cache) = cache_at(&server.url());
+    cache
+        .put(&key("/before"), entry(b"[]"), Duration::from_secs(60))
+        .await
+        .expect("put");
+
+    server.kill();
+    assert_unavailable(cache.get(&key("/before")).await.expect_err("down"));
+
+    server.restart();
+    // The pool drops the broken connection on its next checkout; bounded
+    // retries cover a connection that breaks only on first use.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match cache
+            .put(&key("/after"), entry(b"[]"), Duration::from_secs(60))
+            .await
+        {
+            Ok(()) => break,
+            Err(err) if Instant::now() < deadline => {
+                let _ = err;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(err) => panic!("cache never recovered: {err:?}"),
+        }
+    }
+    assert!(cache.get(&key("/after")).await.expect("get").is_some());
+}
