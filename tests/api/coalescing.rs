@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 
 use crate::fake_github::ALL;
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{spawn_app, spawn_app_with, stale_immediately};
 
 const README: &str = "/contents/README.md";
 
@@ -113,4 +113,30 @@ async fn a_fetch_that_failed_for_every_waiter_is_retried_by_the_next_request() {
     assert_eq!(recovered.status, 200, "{}", recovered.text());
     assert_eq!(recovered.body, app.github.body(&upstream));
     assert_eq!(app.github.requests_for(&upstream), 2);
+}
+
+#[tokio::test]
+async fn concurrent_requests_for_a_stale_key_share_one_conditional_revalidation() {
+    let app = spawn_app_with(|s| s.ttl = stale_immediately(README)).await;
+    let upstream = app.upstream(README);
+    assert_eq!(app.get_github(README).await.x_cache(), "MISS");
+    app.github.delay(&upstream, UPSTREAM_DELAY);
+
+    let responses = tokio::time::timeout(
+        Duration::from_secs(10),
+        join_all((0..20).map(|_| app.get_github(README))),
+    )
+    .await
+    .expect("all 20 requests answered");
+
+    let expected = app.github.body(&upstream);
+    for response in &responses {
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert_eq!(response.body, expected);
+    }
+    let count = |outcome: &str| responses.iter().filter(|r| r.x_cache() == outcome).count();
+    assert_eq!(count("REVALIDATED"), 1);
+    assert_eq!(count("COALESCED"), 19);
+    assert_eq!(app.github.requests_for(&upstream), 2);
+    assert_eq!(app.github.statuses_for(&upstream), [Some(200), Some(304)]);
 }

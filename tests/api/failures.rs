@@ -273,3 +273,19 @@ async fn oversized_body_with_a_stale_entry_serves_the_stale_body() {
 
     assert_stale_served_then_recovers(&app).await;
 }
+
+#[tokio::test]
+async fn connection_broken_mid_body_with_a_stale_entry_serves_the_stale_body() {
+    let app = app_with_stale_readme(|_| {}).await;
+    app.github.break_connection(&app.upstream(README));
+
+    assert_stale_served_then_recovers(&app).await;
+}
+
+#[tokio::test]
+async fn connection_broken_mid_body_without_an_entry_is_a_502_and_nothing_is_cached() {
+    let app = spawn_app().await;
+    app.github.break_connection(&app.upstream(README));
+
+    assert_bad_gateway_then_recovers(&app).await;
+}

@@ -96,6 +96,7 @@ enum Fault {
     Hang,
     RateLimit(RateLimit),
     Oversized { bytes: usize, streamed: bool },
+    BrokenBody,
 }
 
 /// One representation of a resource: what the fake answers with.
@@ -254,6 +255,8 @@ struct Inner {
     rate_limit_reset: u64,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Woken on every request, so tests can await arrivals.
+    arrived: tokio::sync::Notify,
 }
 
 /// Handle on a running fake. Cloning is shallow.
@@ -297,6 +300,7 @@ impl FakeGithub {
             rate_limit_reset: now + 3600,
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            arrived: tokio::sync::Notify::new(),
         });
         let served = Arc::clone(&inner);
         let endpoint = poem::endpoint::make(move |req: Request| {
@@ -502,6 +506,12 @@ impl FakeGithub {
         );
     }
 
+    /// Starts a 200 answer for `path_or_all`, then breaks the connection off
+    /// in the middle of the body.
+    pub fn break_connection(&self, path_or_all: &str) {
+        self.add_fault(path_or_all, Fault::BrokenBody);
+    }
+
     /// Removes every fault and delay.
     pub fn clear_faults(&self) {
         let mut state = self.state();
@@ -550,6 +560,29 @@ impl FakeGithub {
             .filter(|r| r.key == key)
             .map(|r| r.status)
             .collect()
+    }
+
+    /// Waits until `count` requests for `path_and_query` have arrived.
+    ///
+    /// # Panics
+    /// When they have not arrived within `deadline`.
+    pub async fn wait_for_requests(&self, path_and_query: &str, count: usize, deadline: Duration) {
+        let arrived = async {
+            loop {
+                let notified = self.inner.arrived.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.requests_for(path_and_query) >= count {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(deadline, arrived)
+            .await
+            .unwrap_or_else(|_| {
+                panic!("{count} request(s) for {path_and_query} did not arrive within {deadline:?}")
+            });
     }
 
     /// The most requests that were ever being answered at the same time.
@@ -623,6 +656,7 @@ async fn answer(inner: Arc<Inner>, req: Request) -> Response {
         }
         (delay, plan)
     };
+    inner.arrived.notify_waiters();
 
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -752,6 +786,14 @@ impl Inner {
                         r#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again.","documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#secondary-rate-limits"}"#,
                     )
             }
+            Fault::BrokenBody => Response::builder()
+                .status(StatusCode::OK)
+                .header("Content-Type", "application/json; charset=utf-8")
+                .header("ETag", "\"broken\"")
+                // Promises more than is sent: the body stops early and the
+                // connection is closed, as a broken transfer would be.
+                .header("Content-Length", "1000")
+                .body(Body::from_bytes_stream(broken_body())),
             Fault::Oversized { bytes, streamed } => {
                 let builder = Response::builder()
                     .status(StatusCode::OK)
@@ -818,6 +860,27 @@ fn oversized_chunks(
         .map(|start| Ok(body.slice(start..(start + CHUNK).min(body.len()))))
         .collect();
     futures::stream::iter(chunks)
+}
+
+/// The start of a body, flushed, then a failure: the connection breaks off
+/// after the headers and a few bytes have gone out.
+fn broken_body() -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    futures::stream::unfold(0u8, |step| async move {
+        match step {
+            0 => Some((Ok(Bytes::from_static(b"[{\"id\":1},")), 1)),
+            1 => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Some((
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "fake GitHub broke the connection off",
+                    )),
+                    2,
+                ))
+            }
+            _ => None,
+        }
+    })
 }
 
 fn unix_now() -> u64 {

@@ -19,6 +19,7 @@ use reqwest::header::HeaderMap;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use url::Url;
 
 use crate::fake_github::FakeGithub;
@@ -112,7 +113,9 @@ pub struct TestApp {
     /// app's cache keys are its own (cache keys are path-based).
     namespace: String,
     _docs: TempDir,
-    _shutdown: oneshot::Sender<()>,
+    /// Dropping or sending on it stops the server.
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
 }
 
 /// A response read to the end.
@@ -241,9 +244,16 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         .expect("chimney builds with test settings");
     let port = app.port();
     let (shutdown, stopped) = oneshot::channel::<()>();
-    tokio::spawn(app.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(async move {
+        let outcome = app
+            .run_until_stopped(async move {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(e) = outcome {
+            tracing::error!(error = ?e, "chimney stopped with an error");
+        }
+    });
 
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -261,7 +271,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         backend,
         namespace,
         _docs: docs,
-        _shutdown: shutdown,
+        shutdown: Some(shutdown),
+        server: Some(server),
     }
 }
 
@@ -343,6 +354,22 @@ impl TestApp {
         headers: &[(&str, &str)],
     ) -> TestResponse {
         self.get_with_headers(&self.github_path(rel), headers).await
+    }
+
+    /// Signals shutdown, as SIGTERM would, without waiting.
+    pub fn signal_shutdown(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
+    /// Waits up to `deadline` for the server task to finish after a
+    /// shutdown signal; true when it did.
+    pub async fn stopped_within(&mut self, deadline: Duration) -> bool {
+        let Some(server) = self.server.take() else {
+            return true;
+        };
+        tokio::time::timeout(deadline, server).await.is_ok()
     }
 
     /// `GET /healthz` as JSON.

@@ -7,4 +7,5 @@ mod fake_github;
 mod health;
 mod helpers;
 mod hostile;
+mod lifecycle;
 mod proxy;
