@@ -12,13 +12,16 @@ use poem::Server;
 use poem::listener::TcpAcceptor;
 
 use crate::adapters::github::{GithubHttp, GithubHttpConfig};
+use crate::adapters::dragonfly::{
+    DragonflyCache, DragonflyInvalidationBus, InvalidationNotice, build_pool, run_invalidation_listener,
+};
 use crate::adapters::memory::MemoryCache;
 use crate::app::api::{self, ApiParts, HealthApi, ProxyEndpoint};
 use crate::app::config::Settings;
 use crate::app::health::HealthService;
 use crate::app::proxy::{ProxyLimits, ProxyService};
 use crate::app::stats::CacheCounters;
-use crate::app::tiered::TieredCache;
+use crate::app::tiered::{RemoteTier, TieredCache};
 use crate::ports::{CacheStore, UpstreamGithub};
 
 /// Largest GitHub body chimney accepts; larger ones are neither cached nor
@@ -77,8 +80,9 @@ impl Application {
     ) -> anyhow::Result<()> {
         let settings = &self.settings;
         let counters = Arc::new(CacheCounters::default());
-        let memory = MemoryCache::new(settings.memory_capacity_bytes);
-        let tiered = TieredCache::memory_only(memory);
+        let instance_id = instance_id();
+        let tiered = build_cache(settings, &instance_id)?;
+        let _cache_tasks = CacheTasks::spawn(settings, &tiered, instance_id);
         let cache: Arc<dyn CacheStore> = Arc::new(tiered.clone());
         let upstream: Arc<dyn UpstreamGithub> = Arc::new(
             GithubHttp::new(GithubHttpConfig {
@@ -114,5 +118,83 @@ impl Application {
             .run_with_graceful_shutdown(routes, shutdown, Some(GRACEFUL_SHUTDOWN))
             .await
             .context("server failed")
+    }
+}
+
+/// A name for this process on the invalidation channel, so it can skip its
+/// own announcements: unique enough across the instances sharing a
+/// Dragonfly (pid plus start time).
+fn instance_id() -> String {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{}-{started:x}", std::process::id())
+}
+
+/// Builds the cache tiers the settings ask for. Dragonfly is not contacted
+/// here: the pool connects lazily and the probe decides when to use it.
+fn build_cache(settings: &Settings, instance_id: &str) -> anyhow::Result<TieredCache> {
+    let memory = MemoryCache::new(settings.memory_capacity_bytes);
+    let Some(url) = &settings.redis else {
+        return Ok(TieredCache::memory_only(memory));
+    };
+    let pool = build_pool(url, settings.redis_timeout).context("failed to set up the Dragonfly pool")?;
+    let store = DragonflyCache::new(pool.clone(), settings.redis_timeout);
+    let bus = DragonflyInvalidationBus::new(pool, settings.redis_timeout, instance_id);
+    Ok(TieredCache::with_remote(
+        memory,
+        RemoteTier {
+            store: Arc::new(store),
+            bus: Arc::new(bus),
+        },
+    ))
+}
+
+/// The cache's background work, stopped when the server stops: the
+/// Dragonfly probe and the cross-instance invalidation listener.
+struct CacheTasks {
+    probe: Option<tokio::task::JoinHandle<()>>,
+    stop_listener: Option<tokio::sync::watch::Sender<bool>>,
+}
+
+impl CacheTasks {
+    fn spawn(settings: &Settings, tiered: &TieredCache, instance_id: String) -> Self {
+        let Some(url) = settings.redis.clone() else {
+            return Self {
+                probe: None,
+                stop_listener: None,
+            };
+        };
+        let probe = tokio::spawn(tiered.clone().run_probe());
+        let (stop_listener, stopped) = tokio::sync::watch::channel(false);
+        let local = tiered.clone();
+        let on_notice = move |notice: InvalidationNotice| {
+            if notice.origin != instance_id {
+                let dropped = local.apply_remote_invalidation(&notice.scope);
+                tracing::info!(
+                    scope = notice.scope.literal_prefix(),
+                    dropped,
+                    origin = %notice.origin,
+                    "applied an invalidation from another instance"
+                );
+            }
+        };
+        tokio::spawn(run_invalidation_listener(url, on_notice, stopped));
+        Self {
+            probe: Some(probe),
+            stop_listener: Some(stop_listener),
+        }
+    }
+}
+
+impl Drop for CacheTasks {
+    fn drop(&mut self) {
+        if let Some(probe) = self.probe.take() {
+            probe.abort();
+        }
+        if let Some(stop) = self.stop_listener.take() {
+            let _ = stop.send(true);
+        }
     }
 }
