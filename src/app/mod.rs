@@ -4,8 +4,10 @@
 pub mod api;
 pub mod config;
 pub mod health;
+pub mod org;
 pub mod proxy;
 pub mod startup;
 pub mod stats;
+pub mod summary;
 pub mod tiered;
 pub mod version;

@@ -13,15 +13,21 @@ use poem::listener::TcpAcceptor;
 
 use crate::adapters::github::{GithubHttp, GithubHttpConfig};
 use crate::adapters::dragonfly::{
-    DragonflyCache, DragonflyInvalidationBus, InvalidationNotice, build_pool, run_invalidation_listener,
+    DragonflyCache, DragonflyInvalidationBus, InvalidationNotice, build_pool, database_of,
+    run_invalidation_listener,
 };
 use crate::adapters::memory::MemoryCache;
-use crate::app::api::{self, ApiParts, HealthApi, ProxyEndpoint};
+use crate::app::api::{self, ApiParts, HealthApi, OrgApi, ProxyEndpoint, SummaryApi};
 use crate::app::config::Settings;
 use crate::app::health::HealthService;
-use crate::app::proxy::{ProxyLimits, ProxyService};
+use crate::app::org::{
+    DiscoveryTask, OrgDirectory, OrgDiscovery, OrgDiscoveryConfig, OrgService, REFRESH_EVERY,
+};
+use crate::app::proxy::{ProxyLimits, ProxyService, ProxyTarget};
 use crate::app::stats::CacheCounters;
+use crate::app::summary::SummaryService;
 use crate::app::tiered::{RemoteTier, TieredCache};
+use crate::domain::RepoExclusions;
 use crate::ports::{CacheStore, UpstreamGithub};
 
 /// Largest GitHub body chimney accepts; larger ones are neither cached nor
@@ -94,8 +100,8 @@ impl Application {
             .context("failed to build the GitHub client")?,
         );
         let proxy = ProxyService::new(
-            cache,
-            upstream,
+            Arc::clone(&cache),
+            Arc::clone(&upstream),
             settings.ttl.clone(),
             settings.github_api_url.as_str(),
             &ProxyLimits {
@@ -104,10 +110,45 @@ impl Application {
             Arc::clone(&counters),
         );
         let health = Arc::new(HealthService::new(settings.repo.clone(), tiered.clone(), counters));
+        let org_directory = OrgDirectory::new();
+        let _discovery = DiscoveryTask::spawn(settings.org.as_ref().map(|org| {
+            OrgDiscovery::new(
+                Arc::clone(&upstream),
+                OrgDiscoveryConfig {
+                    org: org.clone(),
+                    exclusions: RepoExclusions::new(&settings.repos_exclude),
+                    api_base: settings.github_api_url.to_string(),
+                    refresh_every: REFRESH_EVERY,
+                },
+                org_directory.clone(),
+            )
+        }));
+        let default_target = ProxyTarget {
+            repo: settings.repo.clone(),
+            local_prefix: api::PROXY_PREFIX.to_owned(),
+            is_default: true,
+        };
+        let summary = SummaryService::new(
+            proxy.clone(),
+            cache,
+            default_target.clone(),
+            &settings.summary_workflow,
+        );
+        let org = OrgService::new(
+            settings.org.clone(),
+            org_directory.clone(),
+            proxy.clone(),
+            default_target,
+        );
         let routes = api::routes(
             ApiParts {
-                proxy: ProxyEndpoint::new(proxy, settings.repo.clone()),
+                proxy: match settings.org {
+                    Some(_) => ProxyEndpoint::new(proxy, settings.repo.clone()).with_org(org_directory),
+                    None => ProxyEndpoint::new(proxy, settings.repo.clone()),
+                },
                 health: HealthApi::new(health),
+                summary: SummaryApi::new(summary),
+                org: OrgApi::new(org),
             },
             &settings.docs,
         );
@@ -141,7 +182,8 @@ fn build_cache(settings: &Settings, instance_id: &str) -> anyhow::Result<TieredC
     };
     let pool = build_pool(url, settings.redis_timeout).context("failed to set up the Dragonfly pool")?;
     let store = DragonflyCache::new(pool.clone(), settings.redis_timeout);
-    let bus = DragonflyInvalidationBus::new(pool, settings.redis_timeout, instance_id);
+    let database = database_of(url).context("failed to read the Dragonfly database number")?;
+    let bus = DragonflyInvalidationBus::new(pool, settings.redis_timeout, instance_id, database);
     Ok(TieredCache::with_remote(
         memory,
         RemoteTier {

@@ -12,7 +12,9 @@ mod freshness;
 mod headers;
 mod invalidation;
 mod link;
+mod org;
 mod request;
+mod summary;
 mod upstream;
 
 pub use decision::{AfterFetch, Decision, after_fetch, decide};
@@ -22,5 +24,14 @@ pub use freshness::{Freshness, STALE_IF_ERROR_WINDOW, TtlPolicy, TtlRule, retent
 pub use headers::{HeaderList, is_hop_by_hop};
 pub use invalidation::{InvalidationScope, PIPELINE_SUMMARY_KEY};
 pub use link::{LinkTarget, rewrite_link_header};
+pub use org::{
+    MAX_DISCOVERY_PAGES, OrgRepo, RepoExclusions, below_api_base, next_page_url,
+    org_repos_first_page, served_repos,
+};
 pub use request::{CacheKey, GithubPath, NormalisedQuery, PathError, RepoName, RepoNameError};
+pub use summary::{
+    ClosedPull, IssueItem, MergedPull, PARTIAL_SUMMARY_TTL, RECENT_RUNS, SUMMARY_TTL, Summary,
+    SummaryInputs, SummaryPart, WorkflowRun, count_open_issues, last_merged, success_rate_pct,
+    ttl_for,
+};
 pub use upstream::{UpstreamVerdict, classify_upstream, retry_after_secs};

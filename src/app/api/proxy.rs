@@ -9,6 +9,7 @@ use poem::http::{HeaderName, HeaderValue, Method, StatusCode};
 use poem::{Body, Endpoint, Request, Response};
 
 use super::problem::Problem;
+use crate::app::org::OrgDirectory;
 use crate::app::proxy::{ProxyReply, ProxyRequest, ProxyService, ProxyTarget, XCache};
 use crate::domain::{GithubPath, HeaderList, IfNoneMatch, NormalisedQuery, RepoName};
 
@@ -22,6 +23,9 @@ static X_CACHE_AGE: HeaderName = HeaderName::from_static("x-cache-age");
 pub struct ProxyEndpoint {
     service: ProxyService,
     target: ProxyTarget,
+    /// In org mode, the discovered repositories a `/{owner}/{repo}/...`
+    /// path may name; `None` in single-repo mode.
+    org: Option<OrgDirectory>,
 }
 
 impl ProxyEndpoint {
@@ -34,6 +38,36 @@ impl ProxyEndpoint {
                 local_prefix: PROXY_PREFIX.to_owned(),
                 is_default: true,
             },
+            org: None,
+        }
+    }
+
+    /// Also serves the repositories in `directory` (org mode) at
+    /// `/api/github/{owner}/{repo}/...`. A path whose first two segments do
+    /// not name a discovered repository stays a path of the configured one.
+    pub fn with_org(mut self, directory: OrgDirectory) -> Self {
+        self.org = Some(directory);
+        self
+    }
+
+    /// The repository `path` is for, and the path below it.
+    fn route(&self, path: GithubPath) -> (ProxyTarget, GithubPath) {
+        let Some(directory) = &self.org else {
+            return (self.target.clone(), path);
+        };
+        let Some((named, rest)) = path.split_repo_prefix() else {
+            return (self.target.clone(), path);
+        };
+        match directory.resolve(&named) {
+            Some(repo) => (
+                ProxyTarget {
+                    local_prefix: format!("{PROXY_PREFIX}/{repo}"),
+                    repo,
+                    is_default: false,
+                },
+                rest,
+            ),
+            None => (self.target.clone(), path),
         }
     }
 
@@ -49,8 +83,9 @@ impl ProxyEndpoint {
                 .iter()
                 .filter_map(|v| v.to_str().ok()),
         );
+        let (target, path) = self.route(path);
         Ok(ProxyRequest {
-            target: self.target.clone(),
+            target,
             path,
             query,
             if_none_match,

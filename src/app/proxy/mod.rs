@@ -2,7 +2,7 @@
 //! when the decision table says so, with per-key coalescing and an outbound
 //! concurrency cap.
 
-mod coalesce;
+pub(crate) mod coalesce;
 mod fetch;
 
 use std::sync::Arc;

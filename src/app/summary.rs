@@ -1,0 +1,460 @@
+//! `SummaryService`: builds `GET /api/pipeline/summary` from four GitHub
+//! lists fetched through the proxy (so they share its cache, coalescing and
+//! outbound cap), and keeps the result in the same tiered cache under
+//! `__pipeline_summary__`, where invalidation by name reaches it.
+//!
+//! JSON is parsed here, into small serde structs, and the plain data is
+//! handed to `domain::Summary` for the arithmetic. The HTTP side lives in
+//! `app::api::summary`.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use poem_openapi::Object;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::{Deserialize, Serialize};
+
+use crate::app::proxy::coalesce::{Coalescer, Role};
+use crate::app::proxy::{ProxyReply, ProxyRequest, ProxyService, ProxyTarget, XCache};
+use crate::app::version::WGMESH_VERSION;
+use crate::domain::{
+    CacheKey, CachedResponse, ClosedPull, GithubPath, HeaderList, IssueItem, MergedPull,
+    NormalisedQuery, PIPELINE_SUMMARY_KEY, RECENT_RUNS, RepoName, Summary, SummaryInputs,
+    SummaryPart, WorkflowRun, ttl_for,
+};
+use crate::ports::CacheStore;
+
+/// The pipeline summary as served and as stored in the cache.
+#[derive(Debug, Clone, PartialEq, Object, Serialize, Deserialize)]
+pub struct PipelineSummary {
+    /// The wgmesh version chimney was built for.
+    pub wgmesh_version: String,
+    /// Open issues, pull requests not counted (first 100 listed); `null`
+    /// when missing.
+    pub open_issues: Option<u64>,
+    /// Open pull requests (first 100 listed); `null` when missing.
+    pub open_prs: Option<u64>,
+    /// The most recently updated merged pull request among the last 10
+    /// closed; `null` when none was merged or the part is missing.
+    pub last_merged_pr: Option<LastMergedPr>,
+    /// The build workflow's last 10 completed runs, newest first; `null`
+    /// when missing.
+    pub recent_workflow_runs: Option<Vec<RecentRun>>,
+    /// Share of those runs that succeeded, percent with one decimal; `null`
+    /// when there are no runs or they are missing.
+    pub goose_success_rate_pct: Option<f64>,
+    /// When this summary was built (RFC 3339, UTC).
+    pub fetched_at: String,
+    /// The parts GitHub could not supply this time (`open_issues`,
+    /// `open_prs`, `last_merged_pr`, `recent_workflow_runs`); empty when the
+    /// summary is complete.
+    pub missing: Vec<String>,
+}
+
+/// A merged pull request.
+#[derive(Debug, Clone, PartialEq, Eq, Object, Serialize, Deserialize)]
+pub struct LastMergedPr {
+    /// The PR number.
+    pub number: u64,
+    /// Its title.
+    pub title: String,
+    /// Its page on github.com.
+    pub html_url: String,
+    /// The author's login.
+    pub user: Option<String>,
+    /// When it was merged (RFC 3339).
+    pub merged_at: String,
+}
+
+/// A completed workflow run.
+#[derive(Debug, Clone, PartialEq, Eq, Object, Serialize, Deserialize)]
+pub struct RecentRun {
+    /// GitHub's run id.
+    pub id: u64,
+    /// The workflow's name.
+    pub name: Option<String>,
+    /// The run's number within the workflow.
+    pub run_number: Option<u64>,
+    /// Always `completed` here.
+    pub status: Option<String>,
+    /// `success`, `failure`, `cancelled`, …
+    pub conclusion: Option<String>,
+    /// The branch built.
+    pub head_branch: Option<String>,
+    /// The commit built.
+    pub head_sha: Option<String>,
+    /// The run's page on github.com.
+    pub html_url: Option<String>,
+    /// When it was created (RFC 3339).
+    pub created_at: Option<String>,
+    /// When it last changed (RFC 3339).
+    pub updated_at: Option<String>,
+}
+
+/// A summary and how this request got it.
+#[derive(Debug, Clone)]
+pub struct SummaryReply {
+    /// The summary.
+    pub summary: Arc<PipelineSummary>,
+    /// `HIT` from the cache, `MISS` built for this request, `COALESCED`
+    /// built for a concurrent request.
+    pub x_cache: XCache,
+    /// Whole seconds since it was built.
+    pub age_secs: u64,
+}
+
+/// Builds and caches the pipeline summary. Cloning is cheap.
+#[derive(Clone)]
+pub struct SummaryService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    proxy: ProxyService,
+    cache: Arc<dyn CacheStore>,
+    target: ProxyTarget,
+    workflow: String,
+    builds: Coalescer<CacheKey, Built>,
+}
+
+/// A finished build, shared by every request that waited for it.
+#[derive(Debug)]
+struct Built {
+    summary: Arc<PipelineSummary>,
+    built_at: SystemTime,
+}
+
+impl Built {
+    /// What waiters get if a build task panicked: everything missing, not
+    /// cached.
+    fn panicked() -> Self {
+        let now = SystemTime::now();
+        let summary = Summary::from_inputs(SummaryInputs::default());
+        Self {
+            summary: Arc::new(document(&summary, now)),
+            built_at: now,
+        }
+    }
+}
+
+impl SummaryService {
+    /// A summary of `repo`, fetched through `proxy` (whose repo target it
+    /// shares, so cache keys match `/api/github/...`), stored in `cache`,
+    /// with runs of the workflow file `workflow`.
+    pub fn new(
+        proxy: ProxyService,
+        cache: Arc<dyn CacheStore>,
+        target: ProxyTarget,
+        workflow: &str,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                proxy,
+                cache,
+                target,
+                workflow: workflow.to_owned(),
+                builds: Coalescer::new(),
+            }),
+        }
+    }
+
+    /// The repository summarised.
+    pub fn repo(&self) -> &RepoName {
+        &self.inner.target.repo
+    }
+
+    /// The cached summary while it is fresh, else one built now (or by the
+    /// build already running).
+    pub async fn summary(&self) -> SummaryReply {
+        let key = CacheKey::named(PIPELINE_SUMMARY_KEY);
+        if let Some(reply) = self.cached(&key).await {
+            return reply;
+        }
+        let inner = Arc::clone(&self.inner);
+        let (built, role) = self
+            .inner
+            .builds
+            .run(&key, async move { inner.build().await }, Built::panicked)
+            .await;
+        SummaryReply {
+            summary: Arc::clone(&built.summary),
+            x_cache: match role {
+                Role::Leader => XCache::Miss,
+                Role::Follower => XCache::Coalesced,
+            },
+            age_secs: age_secs(built.built_at, SystemTime::now()),
+        }
+    }
+
+    async fn cached(&self, key: &CacheKey) -> Option<SummaryReply> {
+        let hit = match self.inner.cache.get(key).await {
+            Ok(hit) => hit?,
+            Err(error) => {
+                tracing::warn!(%error, "cache read of the pipeline summary failed; rebuilding");
+                return None;
+            }
+        };
+        let summary: PipelineSummary = match serde_json::from_slice(&hit.entry.body) {
+            Ok(summary) => summary,
+            Err(error) => {
+                tracing::warn!(%error, "cached pipeline summary is unreadable; rebuilding");
+                return None;
+            }
+        };
+        let now = SystemTime::now();
+        let fresh = hit.entry.age(now) < ttl_for(!summary.missing.is_empty());
+        fresh.then(|| SummaryReply {
+            summary: Arc::new(summary),
+            x_cache: XCache::Hit,
+            age_secs: hit.entry.age_secs(now),
+        })
+    }
+}
+
+impl Inner {
+    async fn build(&self) -> Built {
+        let runs_path = format!("/actions/workflows/{}/runs", self.workflow);
+        let (issues, open_pulls, closed_pulls, runs) = tokio::join!(
+            self.fetch::<Vec<IssueJson>>("/issues", "state=open&per_page=100"),
+            self.fetch::<Vec<IgnoredAny>>("/pulls", "state=open&per_page=100"),
+            self.fetch::<Vec<PullJson>>(
+                "/pulls",
+                "state=closed&per_page=10&sort=updated&direction=desc"
+            ),
+            self.fetch::<RunsJson>(&runs_path, "per_page=10&status=completed"),
+        );
+        let summary = Summary::from_inputs(SummaryInputs {
+            open_issues: issues.map(|items| items.into_iter().map(IssueJson::into_item).collect()),
+            open_prs: open_pulls.map(|pulls| pulls.len() as u64),
+            closed_pulls: closed_pulls
+                .map(|pulls| pulls.into_iter().map(PullJson::into_closed).collect()),
+            workflow_runs: runs.map(|runs| {
+                runs.workflow_runs
+                    .into_iter()
+                    .take(RECENT_RUNS)
+                    .map(RunJson::into_run)
+                    .collect()
+            }),
+        });
+        let built_at = SystemTime::now();
+        let document = document(&summary, built_at);
+        if summary.is_partial() {
+            let missing: Vec<&str> = summary.missing.iter().map(|p| p.as_str()).collect();
+            tracing::warn!(?missing, "pipeline summary is partial");
+        }
+        self.store(&document, built_at, summary.ttl()).await;
+        Built {
+            summary: Arc::new(document),
+            built_at,
+        }
+    }
+
+    /// One list through the proxy; `None` (the part is missing) when the
+    /// proxy has no body to offer or it does not parse.
+    async fn fetch<T: DeserializeOwned>(&self, path: &str, query: &str) -> Option<T> {
+        let path = match GithubPath::parse(path) {
+            Ok(path) => path,
+            Err(error) => {
+                tracing::warn!(%error, path, "summary path refused");
+                return None;
+            }
+        };
+        let request = ProxyRequest {
+            target: self.target.clone(),
+            path,
+            query: NormalisedQuery::parse(query),
+            if_none_match: None,
+        };
+        match self.proxy.handle(&request).await {
+            ProxyReply::Cached { entry, .. } => match serde_json::from_slice(&entry.body) {
+                Ok(value) => Some(value),
+                Err(error) => {
+                    tracing::warn!(%error, key = %request.cache_key(), "GitHub's list did not parse");
+                    None
+                }
+            },
+            ProxyReply::PassThrough { status, .. } => {
+                tracing::warn!(status, key = %request.cache_key(), "GitHub refused a summary list");
+                None
+            }
+            ProxyReply::BadGateway { detail } => {
+                tracing::warn!(%detail, key = %request.cache_key(), "GitHub failed a summary list");
+                None
+            }
+            ProxyReply::RateLimited { retry_after_secs } => {
+                tracing::warn!(retry_after_secs, key = %request.cache_key(), "GitHub rate-limited a summary list");
+                None
+            }
+        }
+    }
+
+    /// Caches the summary for its TTL. A failure is logged: the next
+    /// request simply builds again.
+    async fn store(
+        &self,
+        document: &PipelineSummary,
+        built_at: SystemTime,
+        ttl: std::time::Duration,
+    ) {
+        let body = match serde_json::to_vec(document) {
+            Ok(body) => Bytes::from(body),
+            Err(error) => {
+                tracing::warn!(%error, "pipeline summary did not serialise; not cached");
+                return;
+            }
+        };
+        let mut headers = HeaderList::new();
+        headers.append("content-type", "application/json; charset=utf-8");
+        let entry = Arc::new(CachedResponse::new(200, headers, body, built_at));
+        let key = CacheKey::named(PIPELINE_SUMMARY_KEY);
+        if let Err(error) = self.cache.put(&key, entry, ttl).await {
+            tracing::warn!(%error, "pipeline summary could not be cached");
+        }
+    }
+}
+
+fn document(summary: &Summary, built_at: SystemTime) -> PipelineSummary {
+    PipelineSummary {
+        wgmesh_version: WGMESH_VERSION.to_owned(),
+        open_issues: summary.open_issues,
+        open_prs: summary.open_prs,
+        last_merged_pr: summary.last_merged_pr.clone().map(LastMergedPr::from),
+        recent_workflow_runs: summary
+            .recent_workflow_runs
+            .as_ref()
+            .map(|runs| runs.iter().cloned().map(RecentRun::from).collect()),
+        goose_success_rate_pct: summary.success_rate_pct,
+        fetched_at: humantime::format_rfc3339_seconds(built_at).to_string(),
+        missing: summary
+            .missing
+            .iter()
+            .map(|part| SummaryPart::as_str(*part).to_owned())
+            .collect(),
+    }
+}
+
+fn age_secs(at: SystemTime, now: SystemTime) -> u64 {
+    now.duration_since(at).unwrap_or_default().as_secs()
+}
+
+impl From<MergedPull> for LastMergedPr {
+    fn from(pull: MergedPull) -> Self {
+        Self {
+            number: pull.number,
+            title: pull.title,
+            html_url: pull.html_url,
+            user: pull.author,
+            merged_at: pull.merged_at,
+        }
+    }
+}
+
+impl From<WorkflowRun> for RecentRun {
+    fn from(run: WorkflowRun) -> Self {
+        Self {
+            id: run.id,
+            name: run.name,
+            run_number: run.run_number,
+            status: run.status,
+            conclusion: run.conclusion,
+            head_branch: run.head_branch,
+            head_sha: run.head_sha,
+            html_url: run.html_url,
+            created_at: run.created_at,
+            updated_at: run.updated_at,
+        }
+    }
+}
+
+/// An entry of `GET /repos/{repo}/issues`: only whether it is a PR matters.
+#[derive(Deserialize)]
+struct IssueJson {
+    #[serde(default)]
+    pull_request: Option<serde_json::Value>,
+}
+
+impl IssueJson {
+    fn into_item(self) -> IssueItem {
+        IssueItem {
+            is_pull_request: self.pull_request.is_some(),
+        }
+    }
+}
+
+/// An entry of `GET /repos/{repo}/pulls`.
+#[derive(Deserialize)]
+struct PullJson {
+    number: u64,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    html_url: Option<String>,
+    #[serde(default)]
+    user: Option<UserJson>,
+    #[serde(default)]
+    merged_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct UserJson {
+    login: String,
+}
+
+impl PullJson {
+    fn into_closed(self) -> ClosedPull {
+        ClosedPull {
+            number: self.number,
+            title: self.title.unwrap_or_default(),
+            html_url: self.html_url.unwrap_or_default(),
+            author: self.user.map(|u| u.login),
+            merged_at: self.merged_at,
+        }
+    }
+}
+
+/// `GET /repos/{repo}/actions/workflows/{workflow}/runs`.
+#[derive(Deserialize)]
+struct RunsJson {
+    workflow_runs: Vec<RunJson>,
+}
+
+#[derive(Deserialize)]
+struct RunJson {
+    id: u64,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    run_number: Option<u64>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    conclusion: Option<String>,
+    #[serde(default)]
+    head_branch: Option<String>,
+    #[serde(default)]
+    head_sha: Option<String>,
+    #[serde(default)]
+    html_url: Option<String>,
+    #[serde(default)]
+    created_at: Option<String>,
+    #[serde(default)]
+    updated_at: Option<String>,
+}
+
+impl RunJson {
+    fn into_run(self) -> WorkflowRun {
+        WorkflowRun {
+            id: self.id,
+            name: self.name,
+            run_number: self.run_number,
+            status: self.status,
+            conclusion: self.conclusion,
+            head_branch: self.head_branch,
+            head_sha: self.head_sha,
+            html_url: self.html_url,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
