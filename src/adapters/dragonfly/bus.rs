@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_redis::Pool;
 
+use super::notice::InvalidationNotice;
 use super::subscriber::publish_invalidation;
 use crate::domain::InvalidationScope;
 use crate::ports::{CacheError, InvalidationBus};
@@ -20,16 +21,27 @@ pub struct DragonflyInvalidationBus {
     /// This instance's id, sent with every notice so the listener can tell
     /// its own announcements from other instances'.
     origin: String,
+    /// The database this instance caches in, sent with every notice so
+    /// instances caching in another database ignore it.
+    database: i64,
 }
 
 impl DragonflyInvalidationBus {
-    /// A bus publishing through `pool` as instance `origin`, each publish
-    /// bounded by `command_timeout`.
-    pub fn new(pool: Pool, command_timeout: Duration, origin: impl Into<String>) -> Self {
+    /// A bus publishing through `pool` as instance `origin` caching in
+    /// `database` (the one the pool's URL selects, see
+    /// [`database_of`](super::database_of)), each publish bounded by
+    /// `command_timeout`.
+    pub fn new(
+        pool: Pool,
+        command_timeout: Duration,
+        origin: impl Into<String>,
+        database: i64,
+    ) -> Self {
         Self {
             pool,
             command_timeout,
             origin: origin.into(),
+            database,
         }
     }
 
@@ -42,7 +54,12 @@ impl DragonflyInvalidationBus {
 #[async_trait]
 impl InvalidationBus for DragonflyInvalidationBus {
     async fn publish(&self, scope: &InvalidationScope) -> Result<(), CacheError> {
-        publish_invalidation(&self.pool, self.command_timeout, &self.origin, scope).await?;
+        let notice = InvalidationNotice {
+            scope: scope.clone(),
+            origin: self.origin.clone(),
+            database: Some(self.database),
+        };
+        publish_invalidation(&self.pool, self.command_timeout, &notice).await?;
         Ok(())
     }
 }

@@ -32,5 +32,5 @@ mod tests;
 pub use bus::DragonflyInvalidationBus;
 pub use cache::DragonflyCache;
 pub use notice::InvalidationNotice;
-pub use pool::build_pool;
+pub use pool::{build_pool, database_of};
 pub use subscriber::{INVALIDATION_CHANNEL, publish_invalidation, run_invalidation_listener};

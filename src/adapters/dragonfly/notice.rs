@@ -1,9 +1,13 @@
 //! `NoticeBody`: the JSON message announcing an invalidation on the
 //! `chimney:invalidate` channel, e.g.
-//! `{"v":1,"all":false,"prefix":"/pulls","origin":"blue-7f3a"}`.
+//! `{"v":1,"all":false,"prefix":"/pulls","origin":"blue-7f3a","db":0}`.
 //!
 //! JSON rather than the binary entry format because the messages are tiny
 //! and an operator can publish one by hand with `redis-cli PUBLISH`.
+//!
+//! Pub/sub channels are server-wide, not per database, so a notice names the
+//! database its publisher caches in: deployments sharing one Dragonfly on
+//! different databases must not evict each other's entries.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +24,11 @@ pub struct InvalidationNotice {
     /// The announcing instance's id, so an instance can skip its own
     /// announcements. Empty when the message was published by hand.
     pub origin: String,
+    /// The database the announcing instance caches in. `None` (a message
+    /// published by hand without `db`) applies to every database: evicting
+    /// too much only costs an upstream call, evicting too little serves
+    /// invalidated data.
+    pub database: Option<i64>,
 }
 
 /// Why a message on the channel was ignored.
@@ -45,6 +54,8 @@ struct NoticeBody {
     prefix: Option<String>,
     #[serde(default)]
     origin: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    db: Option<i64>,
 }
 
 impl InvalidationNotice {
@@ -58,6 +69,7 @@ impl InvalidationNotice {
                 InvalidationScope::Prefix(prefix) => Some(prefix.clone()),
             },
             origin: self.origin.clone(),
+            db: self.database,
         };
         // A struct of strings and scalars always serialises.
         serde_json::to_string(&body).unwrap_or_default()
@@ -78,7 +90,13 @@ impl InvalidationNotice {
         Ok(Self {
             scope,
             origin: body.origin,
+            database: body.db,
         })
+    }
+
+    /// Whether an instance caching in `database` must apply this notice.
+    pub fn applies_to(&self, database: i64) -> bool {
+        self.database.is_none_or(|db| db == database)
     }
 }
 
@@ -90,6 +108,7 @@ mod tests {
         InvalidationNotice {
             scope,
             origin: "blue-1".to_owned(),
+            database: Some(3),
         }
     }
 
@@ -99,7 +118,7 @@ mod tests {
         let payload = original.encode();
         assert_eq!(
             payload,
-            r#"{"v":1,"all":false,"prefix":"/pulls","origin":"blue-1"}"#
+            r#"{"v":1,"all":false,"prefix":"/pulls","origin":"blue-1","db":3}"#
         );
         let decoded = InvalidationNotice::decode(payload.as_bytes()).expect("decodes");
         assert_eq!(decoded, original);
@@ -125,6 +144,22 @@ mod tests {
             .expect("decodes");
         assert_eq!(decoded.scope, InvalidationScope::prefix("/issues"));
         assert_eq!(decoded.origin, "");
+        assert_eq!(decoded.database, None);
+    }
+
+    #[test]
+    fn a_notice_applies_only_to_its_own_database() {
+        let notice = notice(InvalidationScope::All);
+        assert!(notice.applies_to(3));
+        assert!(!notice.applies_to(0));
+        assert!(!notice.applies_to(4));
+    }
+
+    #[test]
+    fn a_notice_without_a_database_applies_to_every_database() {
+        let decoded = InvalidationNotice::decode(br#"{"v":1,"all":true}"#).expect("decodes");
+        assert!(decoded.applies_to(0));
+        assert!(decoded.applies_to(9999));
     }
 
     #[test]

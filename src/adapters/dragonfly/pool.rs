@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use deadpool_redis::redis::AsyncConnectionConfig;
+use deadpool_redis::redis::{AsyncConnectionConfig, IntoConnectionInfo};
 use deadpool_redis::{Manager, Pool, Runtime};
 
 use super::error::{Error, redacted};
@@ -52,6 +52,23 @@ pub fn build_pool(url: &url::Url, timeout: Duration) -> Result<Pool, CacheError>
     Ok(pool)
 }
 
+/// The database number `url` selects (`redis://host:port/3` → 3; 0 when
+/// the URL names none), read the way the Redis client reads it.
+///
+/// # Errors
+/// Returns [`CacheError::Unavailable`] when `url` is not a usable Redis URL,
+/// as [`build_pool`] would. The message never contains the URL's password.
+pub fn database_of(url: &url::Url) -> Result<i64, CacheError> {
+    let info = url
+        .as_str()
+        .into_connection_info()
+        .map_err(|source| Error::Config {
+            url: redacted(url),
+            source: Box::new(source),
+        })?;
+    Ok(info.redis_settings().db())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +79,15 @@ mod tests {
         let url = url::Url::parse("redis://127.0.0.1:1").expect("valid URL");
         let pool = build_pool(&url, Duration::from_millis(200)).expect("pool builds");
         assert_eq!(pool.status().size, 0);
+    }
+
+    #[test]
+    fn the_database_is_read_from_the_url() {
+        let db = |text: &str| database_of(&url::Url::parse(text).expect("valid URL"));
+        assert_eq!(db("redis://127.0.0.1:6379").expect("db"), 0);
+        assert_eq!(db("redis://127.0.0.1:6379/").expect("db"), 0);
+        assert_eq!(db("redis://:secret@127.0.0.1:6379/42").expect("db"), 42);
+        assert!(db("redis://127.0.0.1:6379/not-a-number").is_err());
     }
 
     #[tokio::test]

@@ -6,6 +6,10 @@
 //! Pub/sub is fire-and-forget: a notice published while a listener is
 //! reconnecting is lost to it. The memory tier's freshness TTL bounds how
 //! long such an instance can serve the invalidated data.
+//!
+//! The channel is server-wide while cache entries live in one database, so
+//! each notice names its publisher's database and a listener delivers only
+//! notices for the database in its own URL.
 
 use std::time::Duration;
 
@@ -18,7 +22,6 @@ use url::Url;
 use super::backoff::Backoff;
 use super::error::{Error, redacted};
 use super::notice::InvalidationNotice;
-use crate::domain::InvalidationScope;
 use crate::ports::CacheError;
 
 /// The channel every instance sharing a Dragonfly listens on.
@@ -43,10 +46,11 @@ const KEEPALIVE_EVERY: Duration = Duration::from_secs(15);
 /// Deadline for a keep-alive ping's answer.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Announces an invalidation to every instance listening on
-/// [`INVALIDATION_CHANNEL`], including this one (the notice carries
-/// `origin` so listeners can skip their own). Returns how many subscribers
-/// the server delivered it to.
+/// Announces `notice` to every instance listening on
+/// [`INVALIDATION_CHANNEL`], including this one (the notice carries its
+/// `origin` so listeners can skip their own, and its `database` so
+/// listeners caching in another database ignore it). Returns how many
+/// subscribers the server delivered it to.
 ///
 /// # Errors
 /// Returns [`CacheError::Unavailable`] when no connection can be had or
@@ -54,14 +58,9 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 pub async fn publish_invalidation(
     pool: &Pool,
     command_timeout: Duration,
-    origin: &str,
-    scope: &InvalidationScope,
+    notice: &InvalidationNotice,
 ) -> Result<u64, CacheError> {
-    let payload = InvalidationNotice {
-        scope: scope.clone(),
-        origin: origin.to_owned(),
-    }
-    .encode();
+    let payload = notice.encode();
     let work = async {
         let mut conn = pool.get().await.map_err(|source| Error::Pool {
             operation: "PUBLISH",
@@ -87,7 +86,9 @@ pub async fn publish_invalidation(
 }
 
 /// Listens on [`INVALIDATION_CHANNEL`] at `url` and calls `on_message` for
-/// every notice, until `shutdown` becomes `true` or its sender is dropped.
+/// every notice that applies to the database `url` selects (see
+/// [`InvalidationNotice::applies_to`]), until `shutdown` becomes `true` or
+/// its sender is dropped.
 ///
 /// The subscription uses a dedicated connection (a subscribed connection
 /// can do nothing else). When it drops, or fails a keep-alive ping, the
@@ -111,6 +112,7 @@ pub async fn run_invalidation_listener(
             return;
         }
     };
+    let database = client.get_connection_info().redis_settings().db();
     let mut backoff = Backoff::new(RECONNECT_INITIAL, RECONNECT_MAX);
     loop {
         let attempt = tokio::select! {
@@ -125,7 +127,7 @@ pub async fn run_invalidation_listener(
                     channel = INVALIDATION_CHANNEL,
                     "invalidation listener subscribed"
                 );
-                match listen(pubsub, &on_message, &mut shutdown).await {
+                match listen(pubsub, database, &on_message, &mut shutdown).await {
                     Ended::Shutdown => return,
                     Ended::Dropped(reason) => {
                         tracing::warn!(%reason, "invalidation subscription lost; reconnecting");
@@ -177,6 +179,7 @@ enum SubscribeError {
 /// Delivers notices from one subscription until it drops or shutdown.
 async fn listen(
     pubsub: redis::aio::PubSub,
+    database: i64,
     on_message: &(impl Fn(InvalidationNotice) + Send + Sync),
     shutdown: &mut watch::Receiver<bool>,
 ) -> Ended {
@@ -191,7 +194,7 @@ async fn listen(
             biased;
             () = shutdown_requested(shutdown) => return Ended::Shutdown,
             msg = stream.next() => match msg {
-                Some(msg) => deliver(&msg, on_message),
+                Some(msg) => deliver(&msg, database, on_message),
                 None => return Ended::Dropped("connection closed"),
             },
             _ = keepalive.tick() => {
@@ -209,12 +212,13 @@ async fn listen(
     }
 }
 
-fn deliver(msg: &Msg, on_message: &impl Fn(InvalidationNotice)) {
+fn deliver(msg: &Msg, database: i64, on_message: &impl Fn(InvalidationNotice)) {
     if msg.get_channel_name() != INVALIDATION_CHANNEL {
         return;
     }
     match InvalidationNotice::decode(msg.get_payload_bytes()) {
-        Ok(notice) => on_message(notice),
+        Ok(notice) if notice.applies_to(database) => on_message(notice),
+        Ok(_) => {}
         Err(err) => tracing::warn!(error = %err, "ignoring invalid invalidation message"),
     }
 }

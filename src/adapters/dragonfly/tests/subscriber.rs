@@ -17,6 +17,15 @@ use crate::domain::InvalidationScope;
 /// The scope published until a listener proves it is subscribed.
 const PROBE: &str = "/probe";
 
+/// A notice from `origin` for the database `database`.
+fn notice(origin: &str, scope: &InvalidationScope, database: Option<i64>) -> InvalidationNotice {
+    InvalidationNotice {
+        scope: scope.clone(),
+        origin: origin.to_owned(),
+        database,
+    }
+}
+
 /// A listener task whose notices arrive on a channel.
 struct Listener {
     notices: mpsc::UnboundedReceiver<InvalidationNotice>,
@@ -66,7 +75,7 @@ async fn publish_until_received(
     let mut received = vec![false; listeners.len()];
     while Instant::now() < until {
         // The server may be down or just restarting: failures are retried.
-        let _ = publish_invalidation(pool, TIMEOUT, origin, scope).await;
+        let _ = publish_invalidation(pool, TIMEOUT, &notice(origin, scope, None)).await;
         let round = Instant::now() + Duration::from_millis(50);
         for (listener, done) in listeners.iter_mut().zip(received.iter_mut()) {
             while !*done {
@@ -243,7 +252,7 @@ async fn the_listener_stops_when_its_shutdown_sender_is_dropped() {
 async fn publishing_to_a_dead_server_is_unavailable_within_the_timeout() {
     let (pool, _) = cache_at(&closed_port_url());
     let started = Instant::now();
-    let err = publish_invalidation(&pool, TIMEOUT, "me", &InvalidationScope::All)
+    let err = publish_invalidation(&pool, TIMEOUT, &notice("me", &InvalidationScope::All, None))
         .await
         .expect_err("no server");
     let crate::ports::CacheError::Unavailable { store, .. } = err;
@@ -262,7 +271,7 @@ async fn the_bus_publishes_notices_carrying_its_origin() {
     let url = server.url();
     let (pool, _) = cache_at(&url);
     let mut listener = spawn_listener(&url);
-    let bus = DragonflyInvalidationBus::new(pool.clone(), TIMEOUT, unique_origin("bus"));
+    let bus = DragonflyInvalidationBus::new(pool.clone(), TIMEOUT, unique_origin("bus"), 0);
 
     // Subscribed once a probe gets through; then the bus's own notice.
     publish_until_received(
@@ -278,5 +287,47 @@ async fn the_bus_publishes_notices_carrying_its_origin() {
         .expect("publish");
     let notice = next_notice_from(&mut listener, bus.origin()).await;
     assert_eq!(notice.scope, InvalidationScope::prefix("/issues"));
+    assert_eq!(notice.database, Some(0));
+    stop(listener).await;
+}
+
+#[tokio::test]
+async fn a_listener_ignores_notices_for_another_database() {
+    let Some(server) = RedisProcess::start() else {
+        return;
+    };
+    let mut on_db_1 = server.url();
+    on_db_1.set_path("/1");
+    let (pool, _) = cache_at(&server.url());
+    let mut listener = spawn_listener(&on_db_1);
+    let origin = unique_origin("databases");
+
+    // Subscribed once a probe for its database gets through.
+    let probe = InvalidationScope::prefix(PROBE);
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let _ = publish_invalidation(&pool, TIMEOUT, &notice(&origin, &probe, Some(1))).await;
+        if let Ok(Some(_)) =
+            tokio::time::timeout(Duration::from_millis(50), listener.notices.recv()).await
+        {
+            break;
+        }
+        assert!(Instant::now() < until, "the listener never subscribed");
+    }
+
+    for (scope, database) in [
+        ("/other-database", Some(0)),
+        ("/own-database", Some(1)),
+        ("/every-database", None),
+    ] {
+        let scope = InvalidationScope::prefix(scope);
+        publish_invalidation(&pool, TIMEOUT, &notice(&origin, &scope, database))
+            .await
+            .expect("publish");
+    }
+    let first = next_notice_from(&mut listener, &origin).await;
+    let second = next_notice_from(&mut listener, &origin).await;
+    assert_eq!(first.scope, InvalidationScope::prefix("/own-database"));
+    assert_eq!(second.scope, InvalidationScope::prefix("/every-database"));
     stop(listener).await;
 }
