@@ -1,0 +1,419 @@
+//! `Observe`: the middleware around the whole route tree that gives every
+//! request its server span (continuing an incoming W3C `traceparent`), its
+//! `X-Trace-ID`, its request metrics and its one JSON log line, and turns a
+//! panic in a handler into a logged, counted, traced 500.
+//!
+//! What a handler knows and the middleware cannot see (the cache outcome)
+//! travels back as a [`CacheOutcome`] response extension.
+
+use std::any::Any;
+use std::backtrace::Backtrace;
+use std::cell::{Cell, RefCell};
+use std::future::Future as _;
+use std::sync::{Arc, Once};
+use std::time::Instant;
+
+use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
+use opentelemetry::trace::{SpanContext, SpanId, Status, TraceContextExt as _, TraceId};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
+use opentelemetry_semantic_conventions::attribute::{
+    HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE, URL_PATH,
+};
+use poem::http::{HeaderMap, HeaderName, HeaderValue};
+use poem::middleware::{CatchPanic, CatchPanicEndpoint};
+use poem::{Body, Endpoint, Middleware, Request, Response};
+use tracing::Instrument as _;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use super::problem::Problem;
+use crate::ports::{CacheTier, CompletedRequest, Telemetry};
+
+/// The response header carrying the request's trace id.
+pub static X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
+
+/// Longest stack kept in a panic's log record (CONTRACT 8).
+pub const MAX_PANIC_STACK_BYTES: usize = 4 * 1024;
+
+/// The route template of a path: a fixed, small set, so it can label
+/// metrics. Raw paths never leave this function.
+pub fn route_template(path: &str) -> &'static str {
+    match path {
+        "/healthz" => "/healthz",
+        "/api/version" => "/api/version",
+        "/api/metrics" => "/api/metrics",
+        "/api/openapi.json" => "/api/openapi.json",
+        "/api/deploy/events" => "/api/deploy/events",
+        "/api/deploy/status" => "/api/deploy/status",
+        "/api/cache/invalidate" => "/api/cache/invalidate",
+        "/api/cache/warm" => "/api/cache/warm",
+        "/api/cache/stats" => "/api/cache/stats",
+        "/api/pipeline/summary" => "/api/pipeline/summary",
+        "/api/github/org/repos" => "/api/github/org/repos",
+        #[cfg(feature = "test-panic-route")]
+        super::TEST_PANIC_PATH => super::TEST_PANIC_PATH,
+        "/" => "/",
+        p if p == "/api/github" || p.starts_with("/api/github/") => "/api/github/{path}",
+        p if p == "/api/docs" || p.starts_with("/api/docs/") => "/api/docs",
+        p if p == "/api" || p.starts_with("/api/") => "/api/{unknown}",
+        _ => "/{file}",
+    }
+}
+
+/// What the proxy tells the middleware about how it answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheOutcome {
+    /// Served from a fresh cache entry without asking GitHub.
+    pub hit: bool,
+    /// The tier that served a hit.
+    pub tier: Option<CacheTier>,
+    /// The GitHub API path behind the request, e.g. `/repos/o/r/pulls`.
+    pub github_path: String,
+}
+
+impl CacheOutcome {
+    /// `dragonfly`, `memory` or `none`.
+    pub fn tier_name(&self) -> &'static str {
+        self.tier.map_or("none", CacheTier::as_str)
+    }
+}
+
+/// A panic caught in a handler, attached to the 500 it became.
+#[derive(Debug, Clone)]
+struct CaughtPanic {
+    message: String,
+    stack: String,
+}
+
+/// The middleware. Apply it outermost, so it sees every response,
+/// including 404s, 405s and caught panics.
+pub struct Observe {
+    telemetry: Arc<dyn Telemetry>,
+}
+
+impl Observe {
+    /// Reports completed requests and panics to `telemetry`.
+    pub fn new(telemetry: Arc<dyn Telemetry>) -> Self {
+        install_panic_hook();
+        Self { telemetry }
+    }
+}
+
+type PanicHandler = fn(Box<dyn Any + Send + 'static>) -> Response;
+
+impl<E: Endpoint> Middleware<E> for Observe {
+    type Output = ObserveEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        let catch = CatchPanic::new().with_handler(panic_response as PanicHandler);
+        ObserveEndpoint {
+            inner: catch.transform(ep),
+            telemetry: Arc::clone(&self.telemetry),
+        }
+    }
+}
+
+/// The endpoint [`Observe`] produces.
+pub struct ObserveEndpoint<E> {
+    inner: CatchPanicEndpoint<E, PanicHandler>,
+    telemetry: Arc<dyn Telemetry>,
+}
+
+impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Self::Output> {
+        let started = Instant::now();
+        let route = route_template(req.uri().path());
+        let method = req.method().clone();
+        let span = tracing::info_span!(
+            target: "chimney::http",
+            "request",
+            otel.name = format!("{method} {route}"),
+            otel.kind = "server",
+            { HTTP_REQUEST_METHOD } = method.as_str(),
+            { HTTP_ROUTE } = route,
+            { URL_PATH } = req.uri().path(),
+            { HTTP_RESPONSE_STATUS_CODE } = Empty,
+            chimney.cache_hit = Empty,
+            chimney.cache_tier = Empty,
+            chimney.github_path = Empty,
+        );
+        let remote = remote_parent(req.headers());
+        if let Some(parent) = &remote {
+            let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent.clone()));
+        }
+        let ids = TraceIds::of(&span, remote.as_ref());
+
+        let inner = self.inner.call(req);
+        let mut inner = std::pin::pin!(inner);
+        let result = std::future::poll_fn(|cx| {
+            let _flag = InHandler::enter();
+            inner.as_mut().poll(cx)
+        })
+        .instrument(span.clone())
+        .await;
+        let mut response = match result {
+            Ok(response) => response,
+            Err(error) => error.into_response(),
+        };
+        let latency = started.elapsed();
+        let status = response.status();
+        let bytes = body_len(&mut response);
+        if let Ok(value) = HeaderValue::from_str(&ids.trace_hex()) {
+            response.headers_mut().insert(X_TRACE_ID.clone(), value);
+        }
+
+        let outcome = response.extensions().get::<CacheOutcome>();
+        let cache_hit = outcome.is_some_and(|o| o.hit);
+        let cache_tier = outcome.map_or("none", CacheOutcome::tier_name);
+        span.record(HTTP_RESPONSE_STATUS_CODE, status.as_u16());
+        span.record("chimney.cache_hit", cache_hit);
+        span.record("chimney.cache_tier", cache_tier);
+        if let Some(outcome) = outcome {
+            span.record("chimney.github_path", outcome.github_path.as_str());
+        }
+        let caught = response.extensions().get::<CaughtPanic>();
+        if let Some(panic) = caught {
+            span.set_status(Status::error("panic"));
+            span.in_scope(|| {
+                tracing::error!(
+                    target: "chimney::http",
+                    method = %method,
+                    route,
+                    panic = %panic.message,
+                    stack = %panic.stack,
+                    "handler panicked; answered 500"
+                );
+            });
+            self.telemetry.panic_caught();
+        } else if status.is_server_error() {
+            span.set_status(Status::error(status.canonical_reason().unwrap_or("server error")));
+        }
+        self.telemetry.request_completed(&CompletedRequest {
+            route,
+            status: status.as_u16(),
+            latency,
+        });
+        span.in_scope(|| {
+            tracing::info!(
+                target: "chimney::http",
+                method = %method,
+                route,
+                status = status.as_u16(),
+                latency_ms = latency.as_secs_f64() * 1000.0,
+                cache_hit,
+                cache_tier,
+                bytes,
+                trace_id = %ids.trace_hex(),
+                span_id = %ids.span_hex(),
+                "request"
+            );
+        });
+        Ok(response)
+    }
+}
+
+/// The parent span an incoming `traceparent` names, if valid.
+fn remote_parent(headers: &HeaderMap) -> Option<SpanContext> {
+    if !headers.contains_key("traceparent") {
+        return None;
+    }
+    let cx = TraceContextPropagator::new().extract(&Headers(headers));
+    let parent = cx.span().span_context().clone();
+    parent.is_valid().then_some(parent)
+}
+
+struct Headers<'a>(&'a HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+}
+
+/// The ids of the request's server span. With the OpenTelemetry layer
+/// installed they are the exported span's; without it (export disabled),
+/// the incoming trace id or a fresh random one, so `X-Trace-ID` and the log
+/// line always correlate.
+struct TraceIds {
+    trace_id: TraceId,
+    span_id: SpanId,
+}
+
+impl TraceIds {
+    fn of(span: &tracing::Span, remote: Option<&SpanContext>) -> Self {
+        let own = span.context().span().span_context().clone();
+        if own.is_valid() {
+            return Self {
+                trace_id: own.trace_id(),
+                span_id: own.span_id(),
+            };
+        }
+        let ids = RandomIdGenerator::default();
+        Self {
+            trace_id: remote.map_or_else(|| ids.new_trace_id(), SpanContext::trace_id),
+            span_id: ids.new_span_id(),
+        }
+    }
+
+    fn trace_hex(&self) -> String {
+        self.trace_id.to_string()
+    }
+
+    fn span_hex(&self) -> String {
+        self.span_id.to_string()
+    }
+}
+
+/// The exact body size when known up front (all of chimney's own bodies),
+/// else 0 (a stream).
+fn body_len(response: &mut Response) -> u64 {
+    let body: BoxBody = response.take_body().into();
+    let size = http_body::Body::size_hint(&body).exact().unwrap_or(0);
+    response.set_body(Body::from(body));
+    size
+}
+
+type BoxBody = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error>;
+
+/// The 500 a caught panic becomes: a generic problem response, with what
+/// was caught attached for the middleware to log.
+fn panic_response(payload: Box<dyn Any + Send + 'static>) -> Response {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    let stack = LAST_PANIC_STACK
+        .with(|s| s.borrow_mut().take())
+        .unwrap_or_default();
+    let mut response = Problem::internal().into_response();
+    response
+        .extensions_mut()
+        .insert(CaughtPanic { message, stack });
+    response
+}
+
+thread_local! {
+    /// Set while a request's handler is being polled on this thread.
+    static IN_HANDLER: Cell<bool> = const { Cell::new(false) };
+    /// The stack of the last handler panic on this thread, for the catcher.
+    static LAST_PANIC_STACK: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Marks this thread as polling a handler until dropped; restores the
+/// previous mark, so nested handlers (none today) would also be right.
+struct InHandler(bool);
+
+impl InHandler {
+    fn enter() -> Self {
+        Self(IN_HANDLER.with(|f| f.replace(true)))
+    }
+}
+
+impl Drop for InHandler {
+    fn drop(&mut self) {
+        IN_HANDLER.with(|f| f.set(self.0));
+    }
+}
+
+/// Installs, once per process, a panic hook that keeps the stack of a
+/// handler panic for the catcher (the stack is gone by the time
+/// `catch_unwind` returns). Panics elsewhere go to the previous hook.
+fn install_panic_hook() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_HANDLER.with(Cell::get) {
+                let stack = format!("{info}\n{}", Backtrace::force_capture());
+                let stack = truncate_utf8(stack, MAX_PANIC_STACK_BYTES);
+                LAST_PANIC_STACK.with(|s| *s.borrow_mut() = Some(stack));
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+fn truncate_utf8(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_paths_map_to_their_templates() {
+        for (path, template) in [
+            ("/healthz", "/healthz"),
+            ("/api/github/pulls", "/api/github/{path}"),
+            ("/api/github", "/api/github/{path}"),
+            ("/api/github/o/r/issues/1", "/api/github/{path}"),
+            ("/api/github/org/repos", "/api/github/org/repos"),
+            ("/api/deploy/events", "/api/deploy/events"),
+            ("/api/docs/index.js", "/api/docs"),
+            ("/api/nothing/here", "/api/{unknown}"),
+            ("/", "/"),
+            ("/app.js", "/{file}"),
+            ("/../../etc/passwd", "/{file}"),
+        ] {
+            assert_eq!(route_template(path), template, "{path}");
+        }
+    }
+
+    #[test]
+    fn stacks_are_cut_on_a_character_boundary() {
+        let text = "é".repeat(3000);
+        let cut = truncate_utf8(text, MAX_PANIC_STACK_BYTES);
+        assert!(cut.len() <= MAX_PANIC_STACK_BYTES);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn a_traceparent_names_the_remote_parent() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        let parent = remote_parent(&headers).expect("valid traceparent");
+        assert_eq!(
+            parent.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        headers.insert("traceparent", HeaderValue::from_static("00-garbage"));
+        assert!(remote_parent(&headers).is_none());
+    }
+
+    #[test]
+    fn without_the_otel_layer_the_incoming_trace_id_is_kept() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        let remote = remote_parent(&headers);
+        let ids = TraceIds::of(&tracing::Span::none(), remote.as_ref());
+        assert_eq!(ids.trace_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(ids.span_hex().len(), 16);
+        let fresh = TraceIds::of(&tracing::Span::none(), None);
+        assert_eq!(fresh.trace_hex().len(), 32);
+        assert_ne!(fresh.trace_id, TraceId::INVALID);
+    }
+}

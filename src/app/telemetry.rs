@@ -1,0 +1,469 @@
+//! Telemetry start-up: the process-wide `tracing` subscriber (JSON lines on
+//! stdout, plus spans and log records bridged to OpenTelemetry) and the
+//! OTLP/HTTP exporters for traces, metrics and logs, behind one
+//! [`TelemetryGuard`] that flushes them on shutdown.
+//!
+//! Per-request instrumentation lives in `app::api::observe`; the metric
+//! instruments in `adapters::otlp`. Nothing here ever blocks start-up or a
+//! request on the collector: every exporter runs on the SDK's own threads
+//! with batching and a timeout, and shutdown waits a bounded time.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
+use opentelemetry_otlp::{LogExporter, MetricExporter, SpanExporter, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
+
+use crate::app::config::OtelSettings;
+use crate::app::version::CHIMNEY_VERSION;
+
+/// The instrumentation scope of chimney's tracer and meter.
+pub const INSTRUMENTATION_SCOPE: &str = "chimney";
+
+/// How often metrics are pushed over OTLP (CONTRACT 8).
+pub const METRIC_EXPORT_INTERVAL: Duration = Duration::from_secs(15);
+
+/// The longest a flush at shutdown may take (CONTRACT 2).
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Deadline of one OTLP request; a slow collector costs an export thread
+/// this long at most, never a request.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Filter used when `RUST_LOG` is unset: chimney at info, and the SDK's
+/// own diagnostics only when something is wrong.
+const DEFAULT_LOG_FILTER: &str =
+    "info,opentelemetry=warn,opentelemetry_sdk=warn,opentelemetry_otlp=warn";
+
+/// Crates whose spans and events never reach the OpenTelemetry layers: the
+/// HTTP client stack (the exporters use it, so exporting its spans would
+/// feed on itself) and the SDK itself.
+const NOT_EXPORTED: [&str; 12] = [
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "tower",
+    "tonic",
+    "rustls",
+    "opentelemetry",
+    "opentelemetry_sdk",
+    "opentelemetry_otlp",
+    "opentelemetry_http",
+    "opentelemetry_appender_tracing",
+];
+
+/// Where the JSON log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogOutput {
+    /// Standard output: the service's normal mode.
+    Stdout,
+    /// The test harness's captured output (`TEST_LOG=1`).
+    TestWriter,
+    /// Nowhere: quiet tests.
+    Sink,
+}
+
+/// Knobs that differ between the service and the test suite.
+#[derive(Debug, Clone)]
+pub struct TelemetryOptions {
+    /// Where JSON log lines go.
+    pub log_output: LogOutput,
+    /// How long spans and log records wait in the batch before export.
+    pub batch_delay: Duration,
+    /// How often metrics are exported.
+    pub metric_interval: Duration,
+}
+
+impl Default for TelemetryOptions {
+    fn default() -> Self {
+        Self {
+            log_output: LogOutput::Stdout,
+            batch_delay: Duration::from_secs(2),
+            metric_interval: METRIC_EXPORT_INTERVAL,
+        }
+    }
+}
+
+/// Why telemetry could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryInitError {
+    /// An OTLP exporter could not be built (bad endpoint, no HTTP client).
+    #[error("cannot build the OTLP {signal} exporter")]
+    Exporter {
+        /// `traces`, `metrics` or `logs`.
+        signal: &'static str,
+        /// The exporter's complaint.
+        #[source]
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
+    /// A global `tracing` subscriber was already installed.
+    #[error("a tracing subscriber is already installed")]
+    Subscriber(#[source] tracing_subscriber::util::TryInitError),
+}
+
+/// The three providers, present while export is on.
+struct Providers {
+    tracer: SdkTracerProvider,
+    meter: SdkMeterProvider,
+    logger: SdkLoggerProvider,
+}
+
+/// Keeps the exporters alive; dropping it (or [`TelemetryGuard::shutdown`])
+/// flushes and stops them within [`SHUTDOWN_DEADLINE`]. `main` holds it
+/// until the server has stopped.
+#[must_use = "dropping the guard shuts telemetry export down"]
+pub struct TelemetryGuard {
+    providers: Option<Providers>,
+}
+
+impl std::fmt::Debug for TelemetryGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryGuard")
+            .field("exporting", &self.is_exporting())
+            .finish()
+    }
+}
+
+/// Starts telemetry for the service: JSON lines on stdout, and OTLP export
+/// unless `OTEL_SDK_DISABLED=true`.
+///
+/// # Errors
+/// Fails when an exporter cannot be built or a subscriber is already set.
+pub fn init(settings: &OtelSettings) -> Result<TelemetryGuard, TelemetryInitError> {
+    init_with(settings, &TelemetryOptions::default())
+}
+
+/// [`init`] with explicit options (tests use a sink and short batches).
+///
+/// # Errors
+/// Fails when an exporter cannot be built or a subscriber is already set.
+pub fn init_with(
+    settings: &OtelSettings,
+    options: &TelemetryOptions,
+) -> Result<TelemetryGuard, TelemetryInitError> {
+    // The exporters' HTTP client is reqwest without a built-in crypto
+    // provider (as for GitHub): an https collector needs ring installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let providers = if settings.disabled {
+        None
+    } else {
+        Some(build_providers(settings, options)?)
+    };
+    let log_filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let writer = match options.log_output {
+        LogOutput::Stdout => BoxMakeWriter::new(std::io::stdout),
+        LogOutput::TestWriter => BoxMakeWriter::new(tracing_subscriber::fmt::TestWriter::new()),
+        LogOutput::Sink => BoxMakeWriter::new(std::io::sink),
+    };
+    let json = tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(writer)
+        .with_filter(log_filter);
+    let spans = providers.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer.tracer(INSTRUMENTATION_SCOPE))
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_tracked_inactivity(false)
+            .with_filter(exported())
+    });
+    let logs = providers
+        .as_ref()
+        .map(|p| OpenTelemetryTracingBridge::new(&p.logger).with_filter(exported()));
+    tracing_subscriber::registry()
+        .with(json)
+        .with(spans)
+        .with(logs)
+        .try_init()
+        .map_err(TelemetryInitError::Subscriber)?;
+    if let Some(p) = &providers {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        opentelemetry::global::set_tracer_provider(p.tracer.clone());
+        opentelemetry::global::set_meter_provider(p.meter.clone());
+    }
+    tracing::info!(
+        exporting = providers.is_some(),
+        endpoint = %settings.endpoint,
+        service_name = %settings.service_name,
+        "telemetry started"
+    );
+    Ok(TelemetryGuard { providers })
+}
+
+fn exported() -> Targets {
+    NOT_EXPORTED
+        .iter()
+        .fold(Targets::new().with_default(LevelFilter::INFO), |t, name| {
+            t.with_target(*name, LevelFilter::OFF)
+        })
+}
+
+fn build_providers(
+    settings: &OtelSettings,
+    options: &TelemetryOptions,
+) -> Result<Providers, TelemetryInitError> {
+    let resource = resource(settings);
+    let base = settings.endpoint.as_str().trim_end_matches('/');
+    let spans = SpanExporter::builder()
+        .with_http()
+        .with_endpoint(format!("{base}/v1/traces"))
+        .with_timeout(EXPORT_TIMEOUT)
+        .build()
+        .map_err(|source| TelemetryInitError::Exporter {
+            signal: "traces",
+            source,
+        })?;
+    let metrics = MetricExporter::builder()
+        .with_http()
+        .with_endpoint(format!("{base}/v1/metrics"))
+        .with_timeout(EXPORT_TIMEOUT)
+        .build()
+        .map_err(|source| TelemetryInitError::Exporter {
+            signal: "metrics",
+            source,
+        })?;
+    let logs = LogExporter::builder()
+        .with_http()
+        .with_endpoint(format!("{base}/v1/logs"))
+        .with_timeout(EXPORT_TIMEOUT)
+        .build()
+        .map_err(|source| TelemetryInitError::Exporter {
+            signal: "logs",
+            source,
+        })?;
+    let tracer = SdkTracerProvider::builder()
+        .with_span_processor(
+            BatchSpanProcessor::builder(spans)
+                .with_batch_config(
+                    opentelemetry_sdk::trace::BatchConfigBuilder::default()
+                        .with_scheduled_delay(options.batch_delay)
+                        .build(),
+                )
+                .build(),
+        )
+        .with_resource(resource.clone())
+        .build();
+    let meter = SdkMeterProvider::builder()
+        .with_reader(
+            PeriodicReader::builder(metrics)
+                .with_interval(options.metric_interval)
+                .build(),
+        )
+        .with_resource(resource.clone())
+        .build();
+    let logger = SdkLoggerProvider::builder()
+        .with_log_processor(
+            BatchLogProcessor::builder(logs)
+                .with_batch_config(
+                    opentelemetry_sdk::logs::BatchConfigBuilder::default()
+                        .with_scheduled_delay(options.batch_delay)
+                        .build(),
+                )
+                .build(),
+        )
+        .with_resource(resource)
+        .build();
+    Ok(Providers {
+        tracer,
+        meter,
+        logger,
+    })
+}
+
+/// `service.name`, `service.version` and `OTEL_RESOURCE_ATTRIBUTES`, from
+/// the settings only (the SDK's own environment detectors would bypass the
+/// configuration layering).
+fn resource(settings: &OtelSettings) -> Resource {
+    Resource::builder_empty()
+        .with_service_name(settings.service_name.clone())
+        .with_attribute(KeyValue::new(
+            opentelemetry_semantic_conventions::attribute::SERVICE_VERSION,
+            CHIMNEY_VERSION,
+        ))
+        .with_attributes(
+            settings
+                .resource_attributes
+                .iter()
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+        )
+        .build()
+}
+
+impl TelemetryGuard {
+    /// Whether anything is exported (false under `OTEL_SDK_DISABLED=true`).
+    pub fn is_exporting(&self) -> bool {
+        self.providers.is_some()
+    }
+
+    /// Exports everything recorded so far, waiting up to
+    /// [`SHUTDOWN_DEADLINE`]. Blocks the calling thread: call it from a
+    /// blocking context. Returns whether every signal finished in time.
+    pub fn force_flush(&self) -> bool {
+        let Some(p) = &self.providers else {
+            return true;
+        };
+        let (tracer, meter, logger) = (p.tracer.clone(), p.meter.clone(), p.logger.clone());
+        within(
+            SHUTDOWN_DEADLINE,
+            vec![
+                Box::new(move || report("traces", "flush", tracer.force_flush())),
+                Box::new(move || report("metrics", "flush", meter.force_flush())),
+                Box::new(move || report("logs", "flush", logger.force_flush())),
+            ],
+        )
+    }
+
+    /// Flushes and stops every exporter, waiting at most
+    /// [`SHUTDOWN_DEADLINE`] in all; an absent or slow collector is given
+    /// up on. Returns whether every signal finished in time.
+    pub fn shutdown(mut self) -> bool {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> bool {
+        let Some(p) = self.providers.take() else {
+            return true;
+        };
+        let Providers {
+            tracer,
+            meter,
+            logger,
+        } = p;
+        let done = within(
+            SHUTDOWN_DEADLINE,
+            vec![
+                Box::new(move || {
+                    report(
+                        "traces",
+                        "shutdown",
+                        tracer.shutdown_with_timeout(SHUTDOWN_DEADLINE),
+                    )
+                }),
+                Box::new(move || {
+                    report(
+                        "metrics",
+                        "shutdown",
+                        meter.shutdown_with_timeout(SHUTDOWN_DEADLINE),
+                    )
+                }),
+                Box::new(move || {
+                    report(
+                        "logs",
+                        "shutdown",
+                        logger.shutdown_with_timeout(SHUTDOWN_DEADLINE),
+                    )
+                }),
+            ],
+        );
+        if !done {
+            eprintln!(
+                "chimney: telemetry flush did not finish within {SHUTDOWN_DEADLINE:?}; giving up"
+            );
+        }
+        done
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs `jobs` on their own threads and waits for them until `deadline`
+/// has passed; stragglers are left to finish (or not) on their own.
+fn within(deadline: Duration, jobs: Vec<Job>) -> bool {
+    let started = Instant::now();
+    let (done, finished) = mpsc::channel::<()>();
+    let mut pending = 0usize;
+    for job in jobs {
+        let done = done.clone();
+        let spawned = std::thread::Builder::new()
+            .name("chimney-telemetry-flush".to_owned())
+            .spawn(move || {
+                job();
+                let _ = done.send(());
+            });
+        if spawned.is_ok() {
+            pending += 1;
+        }
+    }
+    while pending > 0 {
+        let left = deadline.saturating_sub(started.elapsed());
+        if finished.recv_timeout(left).is_err() {
+            return false;
+        }
+        pending -= 1;
+    }
+    true
+}
+
+/// Stderr, not `tracing`: the subscriber may be feeding the very exporter
+/// that failed.
+fn report(signal: &str, action: &str, result: opentelemetry_sdk::error::OTelSdkResult) {
+    if let Err(error) = result {
+        eprintln!("chimney: telemetry {signal} {action} failed: {error}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_past_the_deadline_is_given_up_on() {
+        let started = Instant::now();
+        let done = within(
+            Duration::from_millis(100),
+            vec![
+                Box::new(|| {}),
+                Box::new(|| std::thread::sleep(Duration::from_secs(2))),
+            ],
+        );
+        assert!(!done);
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn quick_jobs_finish_within_the_deadline() {
+        assert!(within(
+            Duration::from_secs(5),
+            vec![Box::new(|| {}), Box::new(|| {})]
+        ));
+    }
+
+    #[test]
+    fn the_resource_carries_the_configured_service() {
+        let settings = OtelSettings {
+            service_name: "chimney-blue".to_owned(),
+            resource_attributes: vec![("deployment.slot".to_owned(), "blue".to_owned())],
+            ..OtelSettings::default()
+        };
+        let resource = resource(&settings);
+        let get = |k: &'static str| resource.get(&opentelemetry::Key::new(k));
+        assert_eq!(get("service.name").map(|v| v.to_string()), Some("chimney-blue".to_owned()));
+        assert_eq!(get("deployment.slot").map(|v| v.to_string()), Some("blue".to_owned()));
+        assert!(get("service.version").is_some());
+    }
+}
