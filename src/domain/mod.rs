@@ -6,6 +6,7 @@
 //! every policy here testable with plain unit tests.
 
 mod decision;
+mod deploy;
 mod entry;
 mod etag;
 mod freshness;
@@ -18,6 +19,10 @@ mod summary;
 mod upstream;
 
 pub use decision::{AfterFetch, Decision, after_fetch, decide};
+pub use deploy::{
+    AgedDeploy, DEPLOY_HISTORY_LIMIT, DeployEvent, DeployEventDraft, DeployEventError,
+    DeployOutcome, DeployStatus, RECENT_DEPLOYS_SHOWN, parse_rfc3339,
+};
 pub use entry::{CachedResponse, KEPT_RESPONSE_HEADERS};
 pub use etag::IfNoneMatch;
 pub use freshness::{Freshness, STALE_IF_ERROR_WINDOW, TtlPolicy, TtlRule, retention};

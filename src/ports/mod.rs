@@ -3,9 +3,11 @@
 //! appear in a signature here.
 
 mod cache_store;
+mod deploy_log;
 mod upstream_github;
 
 pub use cache_store::{
     CacheError, CacheHit, CacheStore, CacheTier, InvalidationBus, KeyPage, TierUsage,
 };
+pub use deploy_log::{DeployLog, DeployLogError};
 pub use upstream_github::{UpstreamError, UpstreamGithub, UpstreamRequest, UpstreamResponse};

@@ -9,6 +9,7 @@
 //!
 //! * `pool`: building the deadpool-redis pool, lazily and with timeouts.
 //! * `cache`: `DragonflyCache`, the `CacheStore` implementation.
+//! * `deploy_log`: `DragonflyDeployLog`, the deploy history both slots share.
 //! * `wire`: the versioned binary format of a stored entry.
 //! * `keys`: the `chimney:` key namespace and SCAN MATCH escaping.
 //! * `notice`, `subscriber`, `bus`: the invalidation message, its pub/sub
@@ -19,6 +20,7 @@
 mod backoff;
 mod bus;
 mod cache;
+mod deploy_log;
 mod error;
 mod keys;
 mod notice;
@@ -31,6 +33,7 @@ mod tests;
 
 pub use bus::DragonflyInvalidationBus;
 pub use cache::DragonflyCache;
+pub use deploy_log::{DEPLOY_LOG_KEY, DragonflyDeployLog};
 pub use notice::InvalidationNotice;
 pub use pool::{build_pool, database_of};
 pub use subscriber::{INVALIDATION_CHANNEL, publish_invalidation, run_invalidation_listener};

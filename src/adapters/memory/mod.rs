@@ -1,5 +1,7 @@
-//! In-process adapters: the memory cache tier.
+//! In-process adapters: the memory cache tier and the deploy history ring.
 
 mod cache;
+mod deploy_log;
 
 pub use cache::MemoryCache;
+pub use deploy_log::MemoryDeployLog;

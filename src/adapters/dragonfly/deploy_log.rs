@@ -1,0 +1,415 @@
+//! `DragonflyDeployLog`: the deploy history shared by every instance (both
+//! blue/green slots) and kept across restarts, as a capped Redis list of
+//! JSON events, newest at the head.
+//!
+//! The list lives at [`DEPLOY_LOG_KEY`], outside the `chimney:` cache
+//! namespace: invalidation SCANs `chimney:*` (and a full invalidation
+//! deletes everything there), and `chimney-deploys:…` can never match that
+//! pattern because the character after `chimney` is `-`, not `:`.
+//!
+//! Commands used: LPUSH, LTRIM (in one MULTI/EXEC) and LRANGE, all of which
+//! Dragonfly implements.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use deadpool_redis::Pool;
+use deadpool_redis::redis::{self, RedisError};
+use serde::{Deserialize, Serialize};
+
+use super::error::{Error, STORE};
+use crate::domain::{DEPLOY_HISTORY_LIMIT, DeployEvent, DeployEventDraft};
+use crate::ports::{DeployLog, DeployLogError};
+
+/// The Redis key of the shared deploy history. The `v1` names the JSON
+/// format of [`StoredDeployEvent`]; a breaking change gets a new key.
+pub const DEPLOY_LOG_KEY: &str = "chimney-deploys:v1";
+
+/// Version tag written into every stored event.
+const FORMAT_VERSION: u8 = 1;
+
+/// One event as stored in the list.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredDeployEvent {
+    v: u8,
+    sha: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    slot: Option<String>,
+    outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    duration_s: Option<u64>,
+    /// RFC 3339 in UTC with nanoseconds, so a round trip is exact.
+    deployed_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pr_number: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pr_title: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    origin_ips: Vec<String>,
+}
+
+impl StoredDeployEvent {
+    fn from_event(event: &DeployEvent) -> Self {
+        Self {
+            v: FORMAT_VERSION,
+            sha: event.sha().to_owned(),
+            slot: event.slot().map(str::to_owned),
+            outcome: event.outcome().as_str().to_owned(),
+            duration_s: event.duration_s(),
+            deployed_at: humantime::format_rfc3339_nanos(event.deployed_at()).to_string(),
+            pr_number: event.pr_number(),
+            pr_title: event.pr_title().map(str::to_owned),
+            origin_ips: event.origin_ips().to_vec(),
+        }
+    }
+
+    /// Back to a domain event, through the same validation as a request:
+    /// a value another version wrote that today's rules refuse is skipped.
+    fn into_event(self) -> Option<DeployEvent> {
+        if self.v != FORMAT_VERSION {
+            return None;
+        }
+        let draft = DeployEventDraft {
+            sha: self.sha,
+            slot: self.slot,
+            outcome: self.outcome,
+            duration_s: self.duration_s,
+            deployed_at: Some(self.deployed_at),
+            pr_number: self.pr_number,
+            pr_title: self.pr_title,
+            origin_ips: self.origin_ips,
+        };
+        // `deployed_at` is always present, so the clock is never consulted.
+        DeployEvent::parse(draft, SystemTime::UNIX_EPOCH).ok()
+    }
+}
+
+/// The shared deploy history. Cloning is cheap: the pool is a shared handle.
+///
+/// Every command, connection checkout included, runs under the command
+/// timeout, so a dead server costs a deploy request or a status read at
+/// most that long.
+#[derive(Debug, Clone)]
+pub struct DragonflyDeployLog {
+    pool: Pool,
+    key: String,
+    command_timeout: Duration,
+}
+
+impl DragonflyDeployLog {
+    /// The history at [`DEPLOY_LOG_KEY`] over `pool` (see
+    /// [`build_pool`](super::build_pool)).
+    pub fn new(pool: Pool, command_timeout: Duration) -> Self {
+        Self::with_key(pool, DEPLOY_LOG_KEY, command_timeout)
+    }
+
+    /// The history at `key`, which must not start with `chimney:` (that
+    /// namespace belongs to the cache and is wiped by invalidation). Tests
+    /// sharing one server use distinct keys.
+    ///
+    /// # Panics
+    /// When `key` is inside the cache namespace: a programming error that
+    /// would let invalidation delete deploy history.
+    pub fn with_key(pool: Pool, key: impl Into<String>, command_timeout: Duration) -> Self {
+        let key = key.into();
+        assert!(
+            !key.starts_with(super::keys::KEY_PREFIX),
+            "deploy history must live outside the cache namespace"
+        );
+        Self {
+            pool,
+            key,
+            command_timeout,
+        }
+    }
+
+    async fn run<T, F, Fut>(&self, operation: &'static str, command: F) -> Result<T, Error>
+    where
+        F: FnOnce(deadpool_redis::Connection) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let work = async {
+            let conn = self
+                .pool
+                .get()
+                .await
+                .map_err(|source| Error::Pool { operation, source })?;
+            command(conn)
+                .await
+                .map_err(|source| Error::Command { operation, source })
+        };
+        tokio::time::timeout(self.command_timeout, work)
+            .await
+            .unwrap_or(Err(Error::Timeout {
+                operation,
+                after: self.command_timeout,
+            }))
+    }
+}
+
+fn unavailable(err: Error) -> DeployLogError {
+    DeployLogError::Unavailable {
+        store: STORE,
+        source: Box::new(err),
+    }
+}
+
+#[async_trait]
+impl DeployLog for DragonflyDeployLog {
+    async fn append(&self, event: DeployEvent) -> Result<(), DeployLogError> {
+        let json =
+            serde_json::to_string(&StoredDeployEvent::from_event(&event)).map_err(|source| {
+                DeployLogError::Unavailable {
+                    store: STORE,
+                    source: Box::new(source),
+                }
+            })?;
+        let last = DEPLOY_HISTORY_LIMIT as isize - 1;
+        self.run("LPUSH", |mut conn| {
+            let (key, json) = (&self.key, &json);
+            async move {
+                // MULTI/EXEC: no reader ever sees the list longer than the
+                // limit, and a push is never left untrimmed.
+                redis::pipe()
+                    .atomic()
+                    .cmd("LPUSH")
+                    .arg(key)
+                    .arg(json)
+                    .ignore()
+                    .cmd("LTRIM")
+                    .arg(key)
+                    .arg(0)
+                    .arg(last)
+                    .ignore()
+                    .exec_async(&mut conn)
+                    .await
+            }
+        })
+        .await
+        .map_err(unavailable)
+    }
+
+    async fn recent(&self, limit: usize) -> Result<Vec<DeployEvent>, DeployLogError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let last = limit.min(DEPLOY_HISTORY_LIMIT) as isize - 1;
+        let raw: Vec<Vec<u8>> = self
+            .run("LRANGE", |mut conn| {
+                let key = &self.key;
+                async move {
+                    redis::cmd("LRANGE")
+                        .arg(key)
+                        .arg(0)
+                        .arg(last)
+                        .query_async(&mut conn)
+                        .await
+                }
+            })
+            .await
+            .map_err(unavailable)?;
+        Ok(raw
+            .into_iter()
+            .filter_map(|value| {
+                let event = serde_json::from_slice::<StoredDeployEvent>(&value)
+                    .ok()
+                    .and_then(StoredDeployEvent::into_event);
+                if event.is_none() {
+                    tracing::warn!(redis.key = %self.key, "skipping an unreadable deploy event");
+                }
+                event
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+    use crate::adapters::dragonfly::build_pool;
+
+    const TIMEOUT: Duration = Duration::from_millis(500);
+    static NEXT_KEY: AtomicU64 = AtomicU64::new(0);
+
+    /// A log on the shared test server under a key of its own, or `None`
+    /// (after saying so) when `CHIMNEY_TEST_DRAGONFLY_URL` is unset.
+    fn shared_log() -> Option<(Pool, DragonflyDeployLog)> {
+        let Ok(url) = std::env::var("CHIMNEY_TEST_DRAGONFLY_URL") else {
+            println!("skipping: CHIMNEY_TEST_DRAGONFLY_URL not set");
+            return None;
+        };
+        let url = url::Url::parse(&url).expect("CHIMNEY_TEST_DRAGONFLY_URL is a URL");
+        let pool = build_pool(&url, TIMEOUT).expect("pool builds");
+        let key = format!(
+            "chimney-deploys-test:{}:{}:{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+            NEXT_KEY.fetch_add(1, Ordering::SeqCst)
+        );
+        let log = DragonflyDeployLog::with_key(pool.clone(), key, TIMEOUT);
+        Some((pool, log))
+    }
+
+    fn event(sha: &str, outcome: &str) -> DeployEvent {
+        DeployEvent::parse(
+            DeployEventDraft {
+                sha: sha.to_owned(),
+                outcome: outcome.to_owned(),
+                ..DeployEventDraft::default()
+            },
+            UNIX_EPOCH + Duration::from_nanos(1_771_668_780_123_456_789),
+        )
+        .expect("valid event")
+    }
+
+    fn full_event() -> DeployEvent {
+        DeployEvent::parse(
+            DeployEventDraft {
+                sha: "3051037".to_owned(),
+                slot: Some("green".to_owned()),
+                outcome: "failure".to_owned(),
+                duration_s: Some(47),
+                deployed_at: Some("2026-02-21T12:13:00.5+02:00".to_owned()),
+                pr_number: Some(321),
+                pr_title: Some("quotes \" and \\ and\nnewlines".to_owned()),
+                origin_ips: vec!["1.2.3.4".to_owned(), "5.6.7.8".to_owned()],
+            },
+            UNIX_EPOCH,
+        )
+        .expect("valid event")
+    }
+
+    #[test]
+    fn the_history_key_is_outside_the_cache_namespace_and_its_scan_pattern() {
+        assert!(!DEPLOY_LOG_KEY.starts_with(super::super::keys::KEY_PREFIX));
+        // Invalidation's widest SCAN pattern is `chimney:*`; the key cannot
+        // match it because the byte after `chimney` differs.
+        assert_eq!(super::super::keys::match_pattern(""), "chimney:*");
+        assert_ne!(DEPLOY_LOG_KEY.as_bytes()[7], b':');
+    }
+
+    #[test]
+    fn the_stored_format_round_trips_every_field_exactly() {
+        for original in [full_event(), event("abc", "success")] {
+            let json =
+                serde_json::to_string(&StoredDeployEvent::from_event(&original)).expect("encodes");
+            let stored: StoredDeployEvent = serde_json::from_str(&json).expect("decodes");
+            assert_eq!(stored.into_event(), Some(original), "{json}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_format_version_is_not_read() {
+        let json =
+            r#"{"v":2,"sha":"abc","outcome":"success","deployed_at":"2026-02-21T10:13:00Z"}"#;
+        let stored: StoredDeployEvent = serde_json::from_str(json).expect("decodes");
+        assert_eq!(stored.into_event(), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside the cache namespace")]
+    fn a_key_inside_the_cache_namespace_is_refused() {
+        let url = url::Url::parse("redis://127.0.0.1:1").expect("URL");
+        let pool = build_pool(&url, TIMEOUT).expect("pool builds");
+        let _ = DragonflyDeployLog::with_key(pool, "chimney:deploys", TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn a_dead_server_is_unavailable_within_the_timeout() {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            probe.local_addr().expect("addr").port()
+        };
+        let url = url::Url::parse(&format!("redis://127.0.0.1:{port}")).expect("URL");
+        let pool = build_pool(&url, Duration::from_millis(200)).expect("pool builds");
+        let log = DragonflyDeployLog::new(pool, Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        let DeployLogError::Unavailable { store, .. } = log
+            .append(event("abc", "success"))
+            .await
+            .expect_err("nothing listens");
+        assert_eq!(store, "dragonfly");
+        assert!(log.recent(10).await.is_err());
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn events_come_back_newest_first() {
+        let Some((_, log)) = shared_log() else { return };
+        assert!(log.recent(10).await.expect("recent").is_empty());
+        log.append(event("one", "success")).await.expect("append");
+        log.append(full_event()).await.expect("append");
+        let recent = log.recent(10).await.expect("recent");
+        assert_eq!(recent, [full_event(), event("one", "success")]);
+        assert_eq!(log.recent(1).await.expect("recent"), [full_event()]);
+    }
+
+    #[tokio::test]
+    async fn the_list_is_capped_at_fifty() {
+        let Some((pool, log)) = shared_log() else {
+            return;
+        };
+        for i in 0..55 {
+            log.append(event(&format!("sha{i}"), "success"))
+                .await
+                .expect("append");
+        }
+        let mut conn = pool.get().await.expect("connection");
+        let len: usize = redis::cmd("LLEN")
+            .arg(&log.key)
+            .query_async(&mut conn)
+            .await
+            .expect("LLEN");
+        assert_eq!(len, DEPLOY_HISTORY_LIMIT);
+        let recent = log.recent(100).await.expect("recent");
+        assert_eq!(recent.len(), DEPLOY_HISTORY_LIMIT);
+        assert_eq!(recent[0].sha(), "sha54");
+        assert_eq!(recent[49].sha(), "sha5");
+    }
+
+    #[tokio::test]
+    async fn unreadable_entries_are_skipped() {
+        let Some((pool, log)) = shared_log() else {
+            return;
+        };
+        log.append(event("good", "success")).await.expect("append");
+        let mut conn = pool.get().await.expect("connection");
+        let _: i64 = redis::cmd("LPUSH")
+            .arg(&log.key)
+            .arg("not json")
+            .query_async(&mut conn)
+            .await
+            .expect("LPUSH");
+        let recent = log.recent(10).await.expect("recent");
+        assert_eq!(recent, [event("good", "success")]);
+    }
+
+    #[tokio::test]
+    async fn two_logs_on_one_key_share_the_history() {
+        let Some((pool, blue)) = shared_log() else {
+            return;
+        };
+        let green = DragonflyDeployLog::with_key(pool, blue.key.clone(), TIMEOUT);
+        blue.append(event("from-blue", "success"))
+            .await
+            .expect("append");
+        green
+            .append(event("from-green", "failure"))
+            .await
+            .expect("append");
+        let shas: Vec<String> = blue
+            .recent(10)
+            .await
+            .expect("recent")
+            .iter()
+            .map(|e| e.sha().to_owned())
+            .collect();
+        assert_eq!(shas, ["from-green", "from-blue"]);
+    }
+}
