@@ -1,0 +1,122 @@
+//! The middleware stack in front of the admin endpoints (deploy events,
+//! cache invalidation and warming) and the CORS policy of the public reads
+//! next to them (deploy status, cache stats). The operations themselves
+//! live in `deploy.rs` and `cache.rs`; this file only decides what runs
+//! before them, in which order.
+
+use std::sync::Arc;
+
+use poem::error::{CorsError, MethodNotAllowedError};
+use poem::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use poem::http::{HeaderValue, Method, StatusCode};
+use poem::middleware::Cors;
+use poem::{Endpoint, EndpointExt, Response};
+
+use super::auth::{AdminScope, AdminTokens, RequireToken};
+use super::body::{BodyLimit, MAX_ADMIN_BODY_BYTES};
+use super::problem::Problem;
+
+/// How long browsers may cache a preflight answer, in seconds.
+const PREFLIGHT_MAX_AGE_S: i32 = 600;
+
+/// Who may call the admin endpoints.
+#[derive(Debug, Clone, Default)]
+pub struct AdminAccess {
+    /// The bearer tokens (`DEPLOY_TOKEN`, `INVALIDATE_TOKEN`).
+    pub tokens: AdminTokens,
+    /// Browser origins allowed by CORS (`CHIMNEY_CORS_ORIGINS`); `*` allows
+    /// any.
+    pub cors_origins: Vec<String>,
+}
+
+/// Builds the guarded endpoints. Cloning the tokens once into an `Arc`
+/// shares them between the three admin routes.
+pub struct AdminGuard {
+    tokens: Arc<AdminTokens>,
+    cors_origins: Vec<HeaderValue>,
+    any_origin: bool,
+}
+
+impl AdminGuard {
+    /// A guard for `access`. Origins that are not valid header values are
+    /// dropped with a warning (configuration validates them already).
+    pub fn new(access: AdminAccess) -> Self {
+        let any_origin = access.cors_origins.iter().any(|o| o.trim() == "*");
+        let cors_origins = access
+            .cors_origins
+            .iter()
+            .filter(|o| o.trim() != "*")
+            .filter_map(|origin| match HeaderValue::from_str(origin.trim()) {
+                Ok(value) => Some(value),
+                Err(_) => {
+                    tracing::warn!(origin = %origin, "ignoring an unusable CORS origin");
+                    None
+                }
+            })
+            .collect();
+        Self {
+            tokens: Arc::new(access.tokens),
+            cors_origins,
+            any_origin,
+        }
+    }
+
+    /// `ep` behind, from the outside in: CORS (preflight answered here),
+    /// the "token configured" gate (503), the 64 KiB body cap (413). The
+    /// token itself (401) and the body's content (400) are checked by the
+    /// operation's security scheme and payload.
+    pub fn admin<E: Endpoint + 'static>(
+        &self,
+        scope: AdminScope,
+        ep: E,
+    ) -> impl Endpoint<Output = Response> + 'static {
+        ep.with(BodyLimit::new(MAX_ADMIN_BODY_BYTES))
+            .with(RequireToken::new(scope, Arc::clone(&self.tokens)))
+            .with(self.cors(&[Method::POST, Method::OPTIONS]))
+            .catch_error(cors_refused)
+            .catch_error(method_not_allowed)
+    }
+
+    /// A public read (`GET`) with the same origins allowed, so a dashboard
+    /// on another origin can poll it.
+    pub fn public_read<E: Endpoint + 'static>(
+        &self,
+        ep: E,
+    ) -> impl Endpoint<Output = Response> + 'static {
+        ep.with(self.cors(&[Method::GET, Method::HEAD, Method::OPTIONS]))
+            .catch_error(cors_refused)
+            .catch_error(method_not_allowed)
+            .map_to_response()
+    }
+
+    fn cors(&self, methods: &[Method]) -> Cors {
+        let cors = Cors::new()
+            .allow_methods(methods.iter().cloned())
+            .allow_headers([AUTHORIZATION, CONTENT_TYPE])
+            .max_age(PREFLIGHT_MAX_AGE_S);
+        // poem's Cors allows every origin when none is listed, so an empty
+        // list has to be spelled as "refuse every origin".
+        if self.any_origin {
+            cors
+        } else if self.cors_origins.is_empty() {
+            cors.allow_origins_fn(|_| false)
+        } else {
+            cors.allow_origins(self.cors_origins.iter().cloned())
+        }
+    }
+}
+
+async fn cors_refused(err: CorsError) -> Response {
+    let detail = match err {
+        CorsError::OriginNotAllowed => "this origin is not allowed to call this endpoint",
+        CorsError::MethodNotAllowed => "this method is not allowed from a browser here",
+        CorsError::HeadersNotAllowed => {
+            "only the Authorization and Content-Type headers are allowed"
+        }
+    };
+    Problem::new(StatusCode::FORBIDDEN, "cors-refused", "Forbidden", detail).into_response()
+}
+
+async fn method_not_allowed(_: MethodNotAllowedError) -> Response {
+    Problem::method_not_allowed("this method is not allowed on this endpoint").into_response()
+}
