@@ -70,4 +70,15 @@ CHIMNEY_TEST_DRAGONFLY_URL="redis://127.0.0.1:$redis_port" \
 CHIMNEY_TEST_REDIS_SERVER="$(command -v redis-server)" \
   cargo test --tests
 
+log "dashboard in headless Chromium (e2e/dashboard.test.mjs)"
+need_deb chromium chromium
+need_deb node nodejs
+need_deb npm npm
+cargo build --quiet --example dashboard_fixture
+(cd e2e && npm ci --no-audit --no-fund --loglevel=error)
+DASHBOARD_FIXTURE="$PWD/target/debug/examples/dashboard_fixture" \
+CHROMIUM_PATH="$(command -v chromium)" ARTIFACTS_DIR="$PWD/target/artifacts" \
+  timeout 600 node --test --test-reporter=spec e2e/dashboard.test.mjs
+echo "screenshots: target/artifacts/dashboard.png, dashboard-phone.png, dashboard-degraded.png"
+
 log "all tests passed"

@@ -21,7 +21,7 @@ use crate::app::version::WGMESH_VERSION;
 use crate::domain::{
     CacheKey, CachedResponse, ClosedPull, GithubPath, HeaderList, IssueItem, MergedPull,
     NormalisedQuery, PIPELINE_SUMMARY_KEY, RECENT_RUNS, RepoName, Summary, SummaryInputs,
-    SummaryPart, WorkflowRun, ttl_for,
+    SummaryPart, WorkflowRun, is_fresh,
 };
 use crate::ports::CacheStore;
 
@@ -123,6 +123,8 @@ struct Inner {
 struct Built {
     summary: Arc<PipelineSummary>,
     built_at: SystemTime,
+    /// Read back from the cache rather than built.
+    reused: bool,
 }
 
 impl Built {
@@ -134,6 +136,7 @@ impl Built {
         Self {
             summary: Arc::new(document(&summary, now)),
             built_at: now,
+            reused: false,
         }
     }
 }
@@ -167,28 +170,45 @@ impl SummaryService {
     /// The cached summary while it is fresh, else one built now (or by the
     /// build already running).
     pub async fn summary(&self) -> SummaryReply {
-        let key = CacheKey::named(PIPELINE_SUMMARY_KEY);
-        if let Some(reply) = self.cached(&key).await {
-            return reply;
+        if let Some(cached) = self.inner.cached().await {
+            return cached.reply(XCache::Hit);
         }
+        let key = CacheKey::named(PIPELINE_SUMMARY_KEY);
         let inner = Arc::clone(&self.inner);
-        let (built, role) = self
-            .inner
-            .builds
-            .run(&key, async move { inner.build().await }, Built::panicked)
-            .await;
+        let build = async move {
+            // A build that finished between the read above and joining the
+            // coalescer has already stored a fresh summary: reuse it rather
+            // than building twice.
+            match inner.cached().await {
+                Some(cached) => cached,
+                None => inner.build().await,
+            }
+        };
+        let (built, role) = self.inner.builds.run(&key, build, Built::panicked).await;
+        let x_cache = match (built.reused, role) {
+            (true, _) => XCache::Hit,
+            (false, Role::Leader) => XCache::Miss,
+            (false, Role::Follower) => XCache::Coalesced,
+        };
+        built.reply(x_cache)
+    }
+}
+
+impl Built {
+    fn reply(&self, x_cache: XCache) -> SummaryReply {
         SummaryReply {
-            summary: Arc::clone(&built.summary),
-            x_cache: match role {
-                Role::Leader => XCache::Miss,
-                Role::Follower => XCache::Coalesced,
-            },
-            age_secs: age_secs(built.built_at, SystemTime::now()),
+            summary: Arc::clone(&self.summary),
+            x_cache,
+            age_secs: age_secs(self.built_at, SystemTime::now()),
         }
     }
+}
 
-    async fn cached(&self, key: &CacheKey) -> Option<SummaryReply> {
-        let hit = match self.inner.cache.get(key).await {
+impl Inner {
+    /// The stored summary, while it is fresh.
+    async fn cached(&self) -> Option<Built> {
+        let key = CacheKey::named(PIPELINE_SUMMARY_KEY);
+        let hit = match self.cache.get(&key).await {
             Ok(hit) => hit?,
             Err(error) => {
                 tracing::warn!(%error, "cache read of the pipeline summary failed; rebuilding");
@@ -202,12 +222,14 @@ impl SummaryService {
                 return None;
             }
         };
-        let now = SystemTime::now();
-        let fresh = hit.entry.age(now) < ttl_for(!summary.missing.is_empty());
-        fresh.then(|| SummaryReply {
+        let fresh = is_fresh(
+            hit.entry.age(SystemTime::now()),
+            !summary.missing.is_empty(),
+        );
+        fresh.then(|| Built {
             summary: Arc::new(summary),
-            x_cache: XCache::Hit,
-            age_secs: hit.entry.age_secs(now),
+            built_at: hit.entry.fetched_at,
+            reused: true,
         })
     }
 }
@@ -247,6 +269,7 @@ impl Inner {
         Built {
             summary: Arc::new(document),
             built_at,
+            reused: false,
         }
     }
 

@@ -204,6 +204,12 @@ pub fn ttl_for(partial: bool) -> Duration {
     }
 }
 
+/// Whether a summary built `age` ago may still be served: a complete one
+/// for [`SUMMARY_TTL`], a partial one only for [`PARTIAL_SUMMARY_TTL`].
+pub fn is_fresh(age: Duration, partial: bool) -> bool {
+    age < ttl_for(partial)
+}
+
 /// Open issues that are not pull requests.
 pub fn count_open_issues(items: &[IssueItem]) -> u64 {
     items.iter().filter(|i| !i.is_pull_request).count() as u64
@@ -340,6 +346,16 @@ mod tests {
         assert_eq!(summary.ttl(), PARTIAL_SUMMARY_TTL);
         let names: Vec<_> = summary.missing.iter().map(|p| p.as_str()).collect();
         assert_eq!(names, ["open_prs", "recent_workflow_runs"]);
+    }
+
+    #[test]
+    fn a_partial_summary_goes_stale_long_before_a_complete_one() {
+        let eleven = Duration::from_secs(11);
+        assert!(is_fresh(eleven, false));
+        assert!(!is_fresh(eleven, true));
+        assert!(is_fresh(Duration::from_secs(9), true));
+        assert!(!is_fresh(SUMMARY_TTL, false));
+        assert!(PARTIAL_SUMMARY_TTL < SUMMARY_TTL);
     }
 
     #[test]

@@ -8,4 +8,6 @@ mod health;
 mod helpers;
 mod hostile;
 mod lifecycle;
+mod org;
 mod proxy;
+mod summary;
