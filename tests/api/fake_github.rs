@@ -149,7 +149,7 @@ pub struct RecordedRequest {
     key: RequestKey,
 }
 
-/// A request path with aliases and the test namespace removed, and its query
+/// A request path with aliases resolved, and its query
 /// as a sorted list of decoded pairs, so that order does not matter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct RequestKey {
@@ -158,7 +158,7 @@ struct RequestKey {
 }
 
 impl RequestKey {
-    fn parse(path_and_query: &str, namespace: Option<&str>) -> Self {
+    fn parse(path_and_query: &str) -> Self {
         let (path, query) = path_and_query
             .split_once('?')
             .unwrap_or((path_and_query, ""));
@@ -169,9 +169,6 @@ impl RequestKey {
                     path = format!("{name}{rest}");
                 }
             }
-        }
-        if let Some(ns) = namespace {
-            path = strip_namespace(&path, ns);
         }
         let mut query: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -184,39 +181,6 @@ impl RequestKey {
     /// a target without a query covers every query of its path.
     fn covers(&self, request: &Self) -> bool {
         self.path == request.path && (self.query.is_empty() || self.query == request.query)
-    }
-}
-
-/// Removes the per-test namespace segment that follows the repository part
-/// of a path (`/repos/o/r/{ns}/…` → `/repos/o/r/…`).
-fn strip_namespace(path: &str, ns: &str) -> String {
-    let segment = format!("/{ns}");
-    match path.find(&segment) {
-        Some(at)
-            if path[at + segment.len()..].is_empty()
-                || path[at + segment.len()..].starts_with('/') =>
-        {
-            format!("{}{}", &path[..at], &path[at + segment.len()..])
-        }
-        _ => path.to_owned(),
-    }
-}
-
-/// Puts the namespace back into a repository URL path, after
-/// `/repos/{owner}/{repo}` or `/repositories/{id}`.
-fn insert_namespace(path: &str, ns: &str) -> String {
-    let segments: Vec<&str> = path.split('/').collect();
-    let split_at = match segments.get(1) {
-        Some(&"repos") if segments.len() >= 4 => 4,
-        Some(&"repositories") if segments.len() >= 3 => 3,
-        _ => return path.to_owned(),
-    };
-    let head = segments[..split_at].join("/");
-    let tail = segments[split_at..].join("/");
-    if tail.is_empty() {
-        format!("{head}/{ns}")
-    } else {
-        format!("{head}/{ns}/{tail}")
     }
 }
 
@@ -249,8 +213,6 @@ struct Inner {
     state: Mutex<State>,
     /// `http://127.0.0.1:{port}`, without a trailing slash.
     origin: String,
-    /// Per-test path segment that keeps cache keys apart on a shared Redis.
-    namespace: Option<String>,
     /// The `X-RateLimit-Reset` served in place of recorded (past) values.
     rate_limit_reset: u64,
     in_flight: AtomicUsize,
@@ -267,10 +229,8 @@ pub struct FakeGithub {
 
 impl FakeGithub {
     /// Binds `127.0.0.1:0`, then spawns the server on the current runtime;
-    /// it answers as soon as this returns. `namespace`, when given, is a
-    /// path segment chimney's requests carry right after the repository part
-    /// and that the fake ignores (see `helpers`).
-    pub async fn start(namespace: Option<String>) -> Self {
+    /// it answers as soon as this returns.
+    pub async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the fake GitHub");
@@ -278,7 +238,7 @@ impl FakeGithub {
         let now = unix_now();
         let mut state = State::default();
         for recording in RECORDINGS.iter() {
-            let key = RequestKey::parse(&recording.path, None);
+            let key = RequestKey::parse(&recording.path);
             let canned = Canned {
                 status: recording.status,
                 headers: recording.headers.clone(),
@@ -296,7 +256,6 @@ impl FakeGithub {
         let inner = Arc::new(Inner {
             state: Mutex::new(state),
             origin: format!("http://{addr}"),
-            namespace,
             rate_limit_reset: now + 3600,
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
@@ -331,7 +290,7 @@ impl FakeGithub {
     }
 
     fn key(&self, path_and_query: &str) -> RequestKey {
-        RequestKey::parse(path_and_query, self.inner.namespace.as_deref())
+        RequestKey::parse(path_and_query)
     }
 
     fn target(&self, path_or_all: &str) -> Target {
@@ -621,7 +580,7 @@ async fn answer(inner: Arc<Inner>, req: Request) -> Response {
         .uri()
         .path_and_query()
         .map_or_else(|| req.uri().path().to_owned(), |pq| pq.as_str().to_owned());
-    let key = RequestKey::parse(&path_and_query, inner.namespace.as_deref());
+    let key = RequestKey::parse(&path_and_query);
 
     let (delay, plan) = {
         let mut state = lock(&inner);
@@ -748,10 +707,6 @@ impl Inner {
             return url.to_owned();
         };
         let (path, query) = after.split_once('?').unwrap_or((after, ""));
-        let path = match &self.namespace {
-            Some(ns) => insert_namespace(path, ns),
-            None => path.to_owned(),
-        };
         if query.is_empty() {
             format!("{}{path}", self.origin)
         } else {
@@ -902,28 +857,10 @@ mod tests {
 
     #[test]
     fn keys_ignore_query_order_and_resolve_the_repository_id_alias() {
-        let a = RequestKey::parse("/repositories/515435940/issues?per_page=3&page=2", None);
+        let a = RequestKey::parse("/repositories/515435940/issues?per_page=3&page=2");
         let b = RequestKey::parse(
             "/repos/octokit-fixture-org/tmp-scenario-paginate-issues-20220719043836917-izyoe/issues?page=2&per_page=3",
-            None,
         );
         assert_eq!(a, b);
-    }
-
-    #[test]
-    fn namespace_is_stripped_and_reinserted_after_the_repository() {
-        assert_eq!(
-            strip_namespace("/repos/o/r/_ns1/issues", "_ns1"),
-            "/repos/o/r/issues"
-        );
-        assert_eq!(strip_namespace("/repos/o/r/_ns1", "_ns1"), "/repos/o/r");
-        assert_eq!(
-            insert_namespace("/repositories/5/issues", "_ns1"),
-            "/repositories/5/_ns1/issues"
-        );
-        assert_eq!(
-            insert_namespace("/repos/o/r/issues", "_ns1"),
-            "/repos/o/r/_ns1/issues"
-        );
     }
 }

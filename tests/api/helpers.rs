@@ -5,15 +5,23 @@
 //! The cache backend is chosen once here for the whole suite: memory only,
 //! or memory + the Redis server named by `CHIMNEY_TEST_DRAGONFLY_URL`.
 //! Tests are quiet unless `TEST_LOG` is set.
+//!
+//! With Redis, every app gets a database of its own, emptied when the app
+//! is spawned (zero2prod's database per test), so tests share one server
+//! without seeing each other's entries or deploy history. The server must
+//! be started with enough databases (`scripts/test.sh` passes
+//! `--databases 10000`). Database 0 is left to `tests/cache_contract.rs`
+//! and the adapter's own tests.
 
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chimney::app::config::Settings;
 use chimney::app::startup::Application;
 use chimney::domain::{RepoName, TtlPolicy, TtlRule};
+use deadpool_redis::redis;
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 use tempfile::TempDir;
@@ -44,6 +52,9 @@ pub const DRAGONFLY_URL_ENV: &str = "CHIMNEY_TEST_DRAGONFLY_URL";
 /// How long any single request from a test may take before it fails.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(15);
 
+/// How long a direct command to the test Redis may take.
+pub const REDIS_DEADLINE: Duration = Duration::from_secs(5);
+
 /// The body the temporary docs directory serves at `/`.
 pub const DOCS_INDEX: &str = "<!doctype html><title>chimney</title><h1>chimney test dashboard</h1>";
 
@@ -67,9 +78,15 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
     let _ = rustls::crypto::ring::default_provider().install_default();
 });
 
-/// Distinguishes the apps of one run (and, with the process id and start
-/// time, of different runs) on a shared Redis.
-static NEXT_APP: AtomicU64 = AtomicU64::new(0);
+/// The first database handed to an app; 0 belongs to the other test
+/// binaries that share the server.
+const FIRST_APP_DATABASE: i64 = 1;
+
+/// How many databases the shared server has (`--databases`).
+const SERVER_DATABASES: i64 = 10_000;
+
+/// The next database an app gets on the shared Redis.
+static NEXT_DATABASE: AtomicI64 = AtomicI64::new(FIRST_APP_DATABASE);
 
 /// The cache backend every `TestApp` of this run uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +110,31 @@ impl Backend {
     }
 }
 
+/// A database on the shared `server` that no other app of this run uses,
+/// emptied, as a URL selecting it.
+pub async fn fresh_database(server: &Url) -> Url {
+    let database = NEXT_DATABASE.fetch_add(1, Ordering::SeqCst);
+    assert!(
+        database < SERVER_DATABASES,
+        "more than {} apps in one run: start the test Redis with more --databases",
+        SERVER_DATABASES - FIRST_APP_DATABASE
+    );
+    let mut url = server.clone();
+    url.set_path(&format!("/{database}"));
+    let flush = async {
+        let client = redis::Client::open(url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("FLUSHDB").query_async::<()>(&mut conn).await
+    };
+    match tokio::time::timeout(REDIS_DEADLINE, flush).await {
+        Ok(Ok(())) => url,
+        Ok(Err(e)) => panic!(
+            "cannot empty database {database} of {server} (started with --databases {SERVER_DATABASES}?): {e}"
+        ),
+        Err(_) => panic!("{server} did not answer FLUSHDB within {REDIS_DEADLINE:?}"),
+    }
+}
+
 /// A running chimney and the fake GitHub behind it. Dropping it stops the
 /// server.
 pub struct TestApp {
@@ -106,12 +148,12 @@ pub struct TestApp {
     pub github: FakeGithub,
     /// The repository `/api/github/…` maps to.
     pub repo: RepoName,
-    /// The cache backend.
+    /// The cache backend of the run.
     pub backend: Backend,
-    /// `""` in memory-only runs; with a shared Redis, a path segment
-    /// (`/_t…`) inserted after `/api/github` that the fake ignores, so this
-    /// app's cache keys are its own (cache keys are path-based).
-    namespace: String,
+    /// The Redis URL this app was configured with (its own database on
+    /// the shared server unless the test chose another); `None` in memory
+    /// mode.
+    pub redis: Option<Url>,
     _docs: TempDir,
     /// Dropping or sending on it stops the server.
     shutdown: Option<oneshot::Sender<()>>,
@@ -206,19 +248,11 @@ pub async fn spawn_app_for(repo: &str) -> TestApp {
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     LazyLock::force(&TRACING);
     let backend = Backend::from_env();
-    let namespace = match backend {
-        Backend::Memory => String::new(),
-        Backend::Redis(_) => format!(
-            "/_t{}x{}x{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis()),
-            NEXT_APP.fetch_add(1, Ordering::SeqCst)
-        ),
+    let redis = match &backend {
+        Backend::Memory => None,
+        Backend::Redis(server) => Some(fresh_database(server).await),
     };
-    let github =
-        FakeGithub::start((!namespace.is_empty()).then(|| namespace[1..].to_owned())).await;
+    let github = FakeGithub::start().await;
 
     let docs = tempfile::tempdir().expect("temporary docs dir");
     std::fs::write(docs.path().join("index.html"), DOCS_INDEX).expect("write index.html");
@@ -227,10 +261,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         addr: "127.0.0.1:0".parse().expect("loopback address"),
         docs: docs.path().to_path_buf(),
         repo: RepoName::parse(HELLO_WORLD).expect("valid repo"),
-        redis: match &backend {
-            Backend::Memory => None,
-            Backend::Redis(url) => Some(url.clone()),
-        },
+        redis,
         github_api_url: github.base_url(),
         github_token: None,
         ..Settings::default()
@@ -238,6 +269,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.otel.disabled = true;
     configure(&mut settings);
     let repo = settings.repo.clone();
+    let redis = settings.redis.clone();
 
     let app = Application::build(settings)
         .await
@@ -269,7 +301,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         github,
         repo,
         backend,
-        namespace,
+        redis,
         _docs: docs,
         shutdown: Some(shutdown),
         server: Some(server),
@@ -280,11 +312,7 @@ impl TestApp {
     /// The chimney path for `rel` (a path below the repository, with its
     /// query), e.g. `/contents/README.md` → `/api/github/contents/README.md`.
     pub fn github_path(&self, rel: &str) -> String {
-        if rel == "/" && !self.namespace.is_empty() {
-            format!("/api/github{}", self.namespace)
-        } else {
-            format!("/api/github{}{rel}", self.namespace)
-        }
+        format!("/api/github{rel}")
     }
 
     /// The upstream path and query chimney should request for `rel`, as the
@@ -377,6 +405,23 @@ impl TestApp {
         let response = self.get("/healthz").await;
         assert_eq!(response.status, 200, "healthz: {}", response.text());
         response.json()
+    }
+
+    /// Polls `/healthz` until its `dragonfly` field reads `state`, failing
+    /// the test after `deadline`.
+    pub async fn wait_for_dragonfly(&self, state: &str, deadline: Duration) {
+        let until = Instant::now() + deadline;
+        loop {
+            let health = self.healthz().await;
+            if health["dragonfly"] == state {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "dragonfly did not become {state:?} within {deadline:?}: {health}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Sends `{method} {target} HTTP/1.1` byte for byte, bypassing URL
