@@ -56,8 +56,9 @@ cargo test --all-targets
 
 redis_port=$(free_port)
 log "starting redis-server on 127.0.0.1:$redis_port (Dragonfly stand-in)"
+# One database per test app (tests/api/helpers.rs), database 0 for the rest.
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-  --dir "$workdir" --daemonize no >"$workdir/redis.log" 2>&1 &
+  --databases 10000 --dir "$workdir" --daemonize no >"$workdir/redis.log" 2>&1 &
 pids+=("$!")
 for _ in $(seq 1 100); do
   redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break

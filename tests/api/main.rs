@@ -10,4 +10,5 @@ mod hostile;
 mod lifecycle;
 mod org;
 mod proxy;
+mod shared_tier;
 mod summary;
