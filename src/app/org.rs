@@ -417,7 +417,7 @@ mod tests {
 
     /// Serves canned pages by path and records what was asked.
     struct Pages {
-        pages: HashMap<String, Page>,
+        pages: Mutex<HashMap<String, Page>>,
         asked: Mutex<Vec<String>>,
     }
 
@@ -428,7 +428,13 @@ mod tests {
                 .lock()
                 .unwrap()
                 .push(request.path_and_query.clone());
-            let Some((headers, body)) = self.pages.get(&request.path_and_query) else {
+            let page = self
+                .pages
+                .lock()
+                .unwrap()
+                .get(&request.path_and_query)
+                .cloned();
+            let Some((headers, body)) = page else {
                 return Ok(UpstreamResponse {
                     status: 404,
                     headers: HeaderList::new(),
@@ -497,7 +503,7 @@ mod tests {
         );
         let (discovery, pages) = discovery(
             Pages {
-                pages: map,
+                pages: Mutex::new(map),
                 asked: Mutex::new(Vec::new()),
             },
             &["SKIP"],
@@ -522,7 +528,7 @@ mod tests {
         );
         let (discovery, pages) = discovery(
             Pages {
-                pages: map,
+                pages: Mutex::new(map),
                 asked: Mutex::new(Vec::new()),
             },
             &[],
@@ -546,7 +552,7 @@ mod tests {
         );
         let (discovery, _) = discovery(
             Pages {
-                pages: map,
+                pages: Mutex::new(map),
                 asked: Mutex::new(Vec::new()),
             },
             &[],
@@ -555,6 +561,71 @@ mod tests {
             discovery.discover().await,
             Err(DiscoveryError::Status { status: 404, .. })
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_set_is_refreshed_and_survives_a_failed_refresh() {
+        let first = "/orgs/acme/repos?type=public&per_page=100";
+        let page = |names: &[&str]| -> Page {
+            let repos: Vec<_> = names.iter().map(|n| repo_json(n, false)).collect();
+            (vec![], serde_json::Value::from(repos).to_string())
+        };
+        let mut map = HashMap::new();
+        map.insert(first.to_owned(), page(&["acme/a"]));
+        let (discovery, pages) = discovery(
+            Pages {
+                pages: Mutex::new(map),
+                asked: Mutex::new(Vec::new()),
+            },
+            &[],
+        );
+        let directory = discovery.directory.clone();
+        let names = || -> Vec<String> {
+            directory
+                .repos()
+                .iter()
+                .map(|r| r.full_name.to_string())
+                .collect()
+        };
+        let task = DiscoveryTask::spawn(Some(discovery));
+        let settle = || async {
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+        };
+
+        settle().await;
+        assert_eq!(names(), ["acme/a"]);
+
+        pages
+            .pages
+            .lock()
+            .unwrap()
+            .insert(first.to_owned(), page(&["acme/a", "acme/b"]));
+        tokio::time::advance(REFRESH_EVERY - Duration::from_secs(1)).await;
+        settle().await;
+        assert_eq!(names(), ["acme/a"], "not refreshed before 15 minutes");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        settle().await;
+        assert_eq!(names(), ["acme/a", "acme/b"]);
+
+        pages.pages.lock().unwrap().clear();
+        tokio::time::advance(REFRESH_EVERY).await;
+        settle().await;
+        assert_eq!(
+            names(),
+            ["acme/a", "acme/b"],
+            "a failed refresh keeps the set"
+        );
+        let asked = pages.asked.lock().unwrap().len();
+        tokio::time::advance(RETRY_FIRST).await;
+        settle().await;
+        assert_eq!(
+            pages.asked.lock().unwrap().len(),
+            asked + 1,
+            "a failure is retried sooner than the next refresh"
+        );
+        drop(task);
     }
 
     #[test]
