@@ -51,6 +51,24 @@ if grep -rnE '^\s*use (tokio|poem|poem_openapi|redis|deadpool_redis|reqwest|quic
   exit 1
 fi
 
+log "openapi/openapi.json is a valid OpenAPI document (openapi-spec-validator)"
+# A venv under target/ so nothing is installed system-wide; only the first
+# run needs PyPI. The integration test openapi_spec checks the file matches
+# the code (regenerate: UPDATE_OPENAPI=1 cargo test --test api openapi_spec).
+validator_venv=target/openapi-venv
+if [ ! -x "$validator_venv/bin/openapi-spec-validator" ]; then
+  python3 -m venv "$validator_venv"
+  "$validator_venv/bin/pip" install --quiet --disable-pip-version-check openapi-spec-validator
+fi
+"$validator_venv/bin/openapi-spec-validator" openapi/openapi.json
+
+log "the deploy hook script passes shellcheck (when installed)"
+if command -v shellcheck >/dev/null 2>&1; then
+  shellcheck scripts/post-deploy-event.sh
+else
+  echo "shellcheck not installed; skipped"
+fi
+
 log "unit and integration tests, memory tier only"
 cargo test --all-targets
 
