@@ -1,11 +1,11 @@
-//! The chimney binary: load settings, start logging, serve until SIGTERM or
-//! SIGINT.
+//! The chimney binary: load settings, start telemetry, serve until SIGTERM
+//! or SIGINT, then flush telemetry (bounded) and exit.
 
 use std::process::ExitCode;
 
 use chimney::app::config::Settings;
 use chimney::app::startup::Application;
-use tracing_subscriber::EnvFilter;
+use chimney::app::telemetry;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -16,17 +16,26 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
-    match run(settings).await {
+    let guard = match telemetry::init(&settings.otel) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("chimney: cannot start telemetry: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = match run(settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "chimney stopped with an error");
+            tracing::error!(
+                error = format!("{error:#}"),
+                "chimney stopped with an error"
+            );
             ExitCode::FAILURE
         }
-    }
+    };
+    // Flushing blocks (at most telemetry::SHUTDOWN_DEADLINE): off the runtime.
+    let _ = tokio::task::spawn_blocking(move || guard.shutdown()).await;
+    code
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {

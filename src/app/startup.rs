@@ -11,14 +11,20 @@ use anyhow::Context;
 use poem::Server;
 use poem::listener::TcpAcceptor;
 
+use crate::adapters::dragonfly::DragonflyDeployLog;
 use crate::adapters::github::{GithubHttp, GithubHttpConfig};
 use crate::adapters::dragonfly::{
     DragonflyCache, DragonflyInvalidationBus, InvalidationNotice, build_pool, database_of,
     run_invalidation_listener,
 };
 use crate::adapters::memory::MemoryCache;
+use crate::adapters::memory::MemoryDeployLog;
+use crate::adapters::otlp::OtlpTelemetry;
 use crate::app::api::{self, ApiParts, HealthApi, OrgApi, ProxyEndpoint, SummaryApi};
+use crate::app::api::{AdminAccess, AdminTokens, CacheApi, DeployApi};
+use crate::app::cache_admin::CacheAdminService;
 use crate::app::config::Settings;
+use crate::app::deploys::{DeployService, ResilientDeployLog};
 use crate::app::health::HealthService;
 use crate::app::org::{
     DiscoveryTask, OrgDirectory, OrgDiscovery, OrgDiscoveryConfig, OrgService, REFRESH_EVERY,
@@ -28,6 +34,7 @@ use crate::app::stats::CacheCounters;
 use crate::app::summary::SummaryService;
 use crate::app::tiered::{RemoteTier, TieredCache};
 use crate::domain::RepoExclusions;
+use crate::ports::DeployLog;
 use crate::ports::{CacheStore, UpstreamGithub};
 
 /// Largest GitHub body chimney accepts; larger ones are neither cached nor
@@ -88,6 +95,8 @@ impl Application {
         let counters = Arc::new(CacheCounters::default());
         let instance_id = instance_id();
         let tiered = build_cache(settings, &instance_id)?;
+        let telemetry = build_telemetry(&tiered);
+        let tiered = tiered.with_telemetry(telemetry.clone());
         let _cache_tasks = CacheTasks::spawn(settings, &tiered, instance_id);
         let cache: Arc<dyn CacheStore> = Arc::new(tiered.clone());
         let upstream: Arc<dyn UpstreamGithub> = Arc::new(
@@ -108,7 +117,8 @@ impl Application {
                 upstream_concurrency: settings.upstream_concurrency,
             },
             Arc::clone(&counters),
-        );
+        )
+        .with_telemetry(telemetry.clone());
         let health = Arc::new(HealthService::new(settings.repo.clone(), tiered.clone(), counters));
         let org_directory = OrgDirectory::new();
         let _discovery = DiscoveryTask::spawn(settings.org.as_ref().map(|org| {
@@ -140,6 +150,23 @@ impl Application {
             proxy.clone(),
             default_target,
         );
+        let deploys = DeployApi::new(Arc::new(
+            DeployService::new(build_deploy_log(settings)?).with_telemetry(telemetry.clone()),
+        ));
+        let cache_admin = CacheApi::new(Arc::new(
+            CacheAdminService::new(
+                tiered.clone(),
+                proxy.clone(),
+                ProxyTarget {
+                    repo: settings.repo.clone(),
+                    local_prefix: api::PROXY_PREFIX.to_owned(),
+                    is_default: true,
+                },
+                Arc::clone(proxy.counters()),
+                settings.invalidate_all_allowed,
+            )
+            .with_telemetry(telemetry.clone()),
+        ));
         let routes = api::routes(
             ApiParts {
                 proxy: match settings.org {
@@ -149,6 +176,17 @@ impl Application {
                 health: HealthApi::new(health),
                 summary: SummaryApi::new(summary),
                 org: OrgApi::new(org),
+                deploys,
+                cache: cache_admin,
+                admin: AdminAccess {
+                    tokens: AdminTokens {
+                        deploy: settings.deploy_token.clone(),
+                        invalidate: settings.invalidate_token.clone(),
+                    },
+                    cors_origins: settings.cors_origins.clone(),
+                },
+                telemetry: telemetry.clone(),
+                metrics: telemetry,
             },
             &settings.docs,
         );
@@ -160,6 +198,18 @@ impl Application {
             .await
             .context("server failed")
     }
+}
+
+/// The application's metric instruments: on the global meter provider
+/// (exported once `app::telemetry` has installed the OTLP one, a no-op
+/// otherwise) and in this application's own `/api/metrics` registry.
+fn build_telemetry(tiered: &TieredCache) -> Arc<OtlpTelemetry> {
+    let memory = tiered.memory().clone();
+    let meter = opentelemetry::global::meter(crate::app::telemetry::INSTRUMENTATION_SCOPE);
+    Arc::new(OtlpTelemetry::new(
+        &meter,
+        Arc::new(move || memory.len() as u64),
+    ))
 }
 
 /// A name for this process on the invalidation channel, so it can skip its
@@ -239,4 +289,18 @@ impl Drop for CacheTasks {
             let _ = stop.send(true);
         }
     }
+}
+
+/// The deploy history: the shared Dragonfly list when Dragonfly is
+/// configured (with this process's ring as mirror and fallback, see
+/// `app::deploys`), else the ring alone. Nothing connects here.
+fn build_deploy_log(settings: &Settings) -> anyhow::Result<Arc<dyn DeployLog>> {
+    let local: Arc<dyn DeployLog> = Arc::new(MemoryDeployLog::new());
+    let Some(url) = &settings.redis else {
+        return Ok(Arc::new(ResilientDeployLog::local_only(local)));
+    };
+    let pool = build_pool(url, settings.redis_timeout)
+        .context("failed to set up the Dragonfly pool for the deploy history")?;
+    let shared = Arc::new(DragonflyDeployLog::new(pool, settings.redis_timeout));
+    Ok(Arc::new(ResilientDeployLog::shared(shared, local)))
 }

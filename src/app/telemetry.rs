@@ -155,16 +155,13 @@ pub fn init_with(
     settings: &OtelSettings,
     options: &TelemetryOptions,
 ) -> Result<TelemetryGuard, TelemetryInitError> {
-    // The exporters' HTTP client is reqwest without a built-in crypto
-    // provider (as for GitHub): an https collector needs ring installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let providers = if settings.disabled {
         None
     } else {
         Some(build_providers(settings, options)?)
     };
-    let log_filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let log_filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let writer = match options.log_output {
         LogOutput::Stdout => BoxMakeWriter::new(std::io::stdout),
         LogOutput::TestWriter => BoxMakeWriter::new(tracing_subscriber::fmt::TestWriter::new()),
@@ -221,6 +218,9 @@ fn build_providers(
     settings: &OtelSettings,
     options: &TelemetryOptions,
 ) -> Result<Providers, TelemetryInitError> {
+    // The exporters' HTTP client is reqwest built without a crypto
+    // provider (as for GitHub): building it needs ring installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let resource = resource(settings);
     let base = settings.endpoint.as_str().trim_end_matches('/');
     let spans = SpanExporter::builder()
@@ -429,6 +429,8 @@ fn report(signal: &str, action: &str, result: opentelemetry_sdk::error::OTelSdkR
 
 #[cfg(test)]
 mod tests {
+    use opentelemetry::trace::Tracer as _;
+
     use super::*;
 
     #[test]
@@ -454,6 +456,34 @@ mod tests {
     }
 
     #[test]
+    fn a_silent_collector_delays_neither_start_up_nor_shutdown_past_the_deadline() {
+        // Accepts connections into its backlog and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = silent.local_addr().expect("address");
+        let settings = OtelSettings {
+            endpoint: url::Url::parse(&format!("http://{address}")).expect("url"),
+            ..OtelSettings::default()
+        };
+        let started = Instant::now();
+        let providers = build_providers(&settings, &TelemetryOptions::default())
+            .expect("exporters build without contacting the collector");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        providers.tracer.tracer("test").in_span("work", |_| {});
+        let guard = TelemetryGuard {
+            providers: Some(providers),
+        };
+
+        let started = Instant::now();
+        let _ = guard.shutdown();
+
+        assert!(
+            started.elapsed() < SHUTDOWN_DEADLINE + Duration::from_millis(500),
+            "shutdown took {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
     fn the_resource_carries_the_configured_service() {
         let settings = OtelSettings {
             service_name: "chimney-blue".to_owned(),
@@ -462,8 +492,14 @@ mod tests {
         };
         let resource = resource(&settings);
         let get = |k: &'static str| resource.get(&opentelemetry::Key::new(k));
-        assert_eq!(get("service.name").map(|v| v.to_string()), Some("chimney-blue".to_owned()));
-        assert_eq!(get("deployment.slot").map(|v| v.to_string()), Some("blue".to_owned()));
+        assert_eq!(
+            get("service.name").map(|v| v.to_string()),
+            Some("chimney-blue".to_owned())
+        );
+        assert_eq!(
+            get("deployment.slot").map(|v| v.to_string()),
+            Some("blue".to_owned())
+        );
         assert!(get("service.version").is_some());
     }
 }

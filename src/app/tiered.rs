@@ -16,7 +16,9 @@ use async_trait::async_trait;
 use crate::adapters::memory::MemoryCache;
 use crate::app::health::DragonflyState;
 use crate::domain::{CacheKey, CachedResponse, InvalidationScope, STALE_IF_ERROR_WINDOW};
-use crate::ports::{CacheError, CacheHit, CacheStore, InvalidationBus, KeyPage, TierUsage};
+use crate::ports::{
+    CacheError, CacheHit, CacheStore, InvalidationBus, KeyPage, NoTelemetry, Telemetry, TierUsage,
+};
 
 /// First retry delay of the background probe after a failure.
 const PROBE_BACKOFF_START: Duration = Duration::from_millis(100);
@@ -60,6 +62,7 @@ pub struct TieredCache {
     memory: MemoryCache,
     remote: Option<Arc<RemoteTier>>,
     state: Arc<AtomicU8>,
+    telemetry: Arc<dyn Telemetry>,
 }
 
 impl TieredCache {
@@ -69,6 +72,7 @@ impl TieredCache {
             memory,
             remote: None,
             state: Arc::new(AtomicU8::new(encode(DragonflyState::Disabled))),
+            telemetry: Arc::new(NoTelemetry),
         }
     }
 
@@ -79,7 +83,17 @@ impl TieredCache {
             memory,
             remote: Some(Arc::new(remote)),
             state: Arc::new(AtomicU8::new(encode(DragonflyState::Connecting))),
+            telemetry: Arc::new(NoTelemetry),
         }
+    }
+
+    /// Reports Dragonfly connectivity changes to `telemetry`, starting with
+    /// the current state. Call before cloning.
+    #[must_use]
+    pub fn with_telemetry(mut self, telemetry: Arc<dyn Telemetry>) -> Self {
+        telemetry.dragonfly_connected(self.dragonfly_state() == DragonflyState::Connected);
+        self.telemetry = telemetry;
+        self
     }
 
     /// The memory tier.
@@ -119,7 +133,26 @@ impl TieredCache {
 
     /// Removes what `scope` covers from both tiers and tells the other
     /// instances to drop it from their memory tiers.
+    #[tracing::instrument(
+        name = "chimney.cache.invalidate",
+        target = "chimney::cache",
+        skip_all,
+        fields(
+            chimney.cache.invalidation_prefix = scope.literal_prefix(),
+            chimney.cache.invalidated_keys = tracing::field::Empty,
+        )
+    )]
     pub async fn invalidate_tiers(&self, scope: &InvalidationScope) -> TierEvictions {
+        let evicted = self.evict_tiers(scope).await;
+        // Counted and logged by the caller, which knows the reason.
+        tracing::Span::current().record(
+            "chimney.cache.invalidated_keys",
+            i64::try_from(evicted.distinct()).unwrap_or(i64::MAX),
+        );
+        evicted
+    }
+
+    async fn evict_tiers(&self, scope: &InvalidationScope) -> TierEvictions {
         let memory = self.memory.evict(scope);
         let mut dragonfly = Vec::new();
         if let Some(remote) = self.usable_remote() {
@@ -171,7 +204,12 @@ impl TieredCache {
     }
 
     fn set_state(&self, state: DragonflyState) -> DragonflyState {
-        decode(self.state.swap(encode(state), Ordering::Relaxed))
+        let before = decode(self.state.swap(encode(state), Ordering::Relaxed));
+        let connected = state == DragonflyState::Connected;
+        if (before == DragonflyState::Connected) != connected {
+            self.telemetry.dragonfly_connected(connected);
+        }
+        before
     }
 
     fn mark_down(&self, error: &CacheError) {

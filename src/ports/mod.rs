@@ -4,10 +4,14 @@
 
 mod cache_store;
 mod deploy_log;
+mod telemetry;
 mod upstream_github;
 
 pub use cache_store::{
     CacheError, CacheHit, CacheStore, CacheTier, InvalidationBus, KeyPage, TierUsage,
 };
 pub use deploy_log::{DeployLog, DeployLogError};
+pub use telemetry::{
+    CompletedRequest, MetricsScrape, NoTelemetry, Scrape, Telemetry, TelemetryError, UpstreamOutcome,
+};
 pub use upstream_github::{UpstreamError, UpstreamGithub, UpstreamRequest, UpstreamResponse};

@@ -61,6 +61,10 @@ pub const DOCS_INDEX: &str = "<!doctype html><title>chimney</title><h1>chimney t
 /// Installs a subscriber once: output only with `TEST_LOG`, otherwise a
 /// sink, so that nothing chimney installs later makes the suite noisy.
 static TRACING: LazyLock<()> = LazyLock::new(|| {
+    // The suite's OTLP pipeline (exporting to a fake collector) goes first:
+    // it is the global subscriber, quiet unless TEST_LOG; the fallback
+    // below then finds one installed.
+    crate::fake_otlp::pipeline();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     if std::env::var_os("TEST_LOG").is_some() {

@@ -1,14 +1,21 @@
 //! Black-box tests of chimney over HTTP: one test binary, each test with
 //! its own server and its own fake GitHub (see `helpers`).
 
+mod admin_client;
+mod cache_admin;
 mod coalescing;
+mod deploy_hook;
+mod deploys;
 mod failures;
 mod fake_github;
+mod fake_otlp;
 mod health;
 mod helpers;
 mod hostile;
 mod lifecycle;
+mod openapi_spec;
 mod org;
 mod proxy;
 mod shared_tier;
 mod summary;
+mod telemetry;

@@ -137,8 +137,10 @@ impl Instruments {
 
     pub(super) fn request_completed(&self, request: &CompletedRequest) {
         let route = KeyValue::new("route", request.route);
-        self.request_duration
-            .record(request.latency.as_secs_f64() * 1000.0, std::slice::from_ref(&route));
+        self.request_duration.record(
+            request.latency.as_secs_f64() * 1000.0,
+            std::slice::from_ref(&route),
+        );
         self.requests.add(
             1,
             &[route, KeyValue::new("status_class", request.status_class())],

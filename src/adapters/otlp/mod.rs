@@ -18,8 +18,7 @@ use std::sync::Arc;
 
 use crate::domain::DeployOutcome;
 use crate::ports::{
-    CacheTier, CompletedRequest, MetricsScrape, Scrape, Telemetry, TelemetryError,
-    UpstreamOutcome,
+    CacheTier, CompletedRequest, MetricsScrape, Scrape, Telemetry, TelemetryError, UpstreamOutcome,
 };
 
 use instruments::Instruments;
@@ -184,8 +183,14 @@ mod tests {
         t.rate_limit(Some(4_999), Some(1_700_000_000));
         t.dragonfly_connected(true);
         let text = body(&t);
-        assert!(text.contains("chimney_github_rate_limit_remaining 4999"), "{text}");
-        assert!(text.contains("chimney_github_rate_limit_reset 1700000000"), "{text}");
+        assert!(
+            text.contains("chimney_github_rate_limit_remaining 4999"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chimney_github_rate_limit_reset 1700000000"),
+            "{text}"
+        );
         assert!(text.contains("chimney_dragonfly_connected 1"), "{text}");
     }
 }

@@ -248,7 +248,9 @@ impl PrometheusMetrics {
                 .store(remaining, Ordering::Relaxed);
         }
         if let Some(reset) = reset {
-            self.observed.rate_limit_reset.store(reset, Ordering::Relaxed);
+            self.observed
+                .rate_limit_reset
+                .store(reset, Ordering::Relaxed);
         }
     }
 

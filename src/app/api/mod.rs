@@ -1,7 +1,14 @@
 //! The HTTP surface: the proxy endpoint, the poem-openapi operations, the
 //! generated document and its viewer, and the static dashboard.
 
+mod admin;
+mod auth;
+mod body;
+mod cache;
+mod deploy;
 mod health;
+mod metrics;
+pub mod observe;
 mod org;
 pub mod problem;
 mod proxy;
@@ -15,12 +22,19 @@ use poem::error::NotFoundError;
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
 use poem_openapi::{OpenApi, OpenApiService, Tags};
 
+pub use admin::AdminAccess;
+pub use auth::{AdminScope, AdminTokens, tokens_match};
+pub use body::MAX_ADMIN_BODY_BYTES;
+pub use cache::CacheApi;
+pub use deploy::DeployApi;
 pub use health::{Health, HealthApi, Version};
+pub use metrics::{METRICS_PATH, MetricsEndpoint};
+pub use observe::{CacheOutcome, Observe, X_TRACE_ID, route_template};
 pub use org::{OrgApi, OrgRepoSummary, OrgRepos};
 pub use proxy::{PROXY_PREFIX, ProxyEndpoint};
 pub use summary::{SummaryApi, SummaryResponse};
 
-use crate::app::version::CHIMNEY_VERSION;
+use crate::ports::{MetricsScrape, Telemetry};
 use problem::Problem;
 
 /// Groups of operations in the OpenAPI document.
@@ -31,45 +45,106 @@ pub enum Tag {
     /// Aggregated views for the dashboard: the pipeline summary and the
     /// repositories served.
     Dashboard,
+    /// Deploy events pushed by CI and the deploy status.
+    Deploys,
+    /// Runtime cache control and statistics.
+    Cache,
 }
 
 /// Everything the routes need.
 pub struct ApiParts {
     /// The GitHub proxy.
     pub proxy: ProxyEndpoint,
+    /// Where request metrics and caught panics are reported.
+    pub telemetry: Arc<dyn Telemetry>,
+    /// What `GET /api/metrics` renders.
+    pub metrics: Arc<dyn MetricsScrape>,
     /// Health and version operations.
     pub health: HealthApi,
     /// The pipeline summary operation.
     pub summary: SummaryApi,
     /// The org listing operation.
     pub org: OrgApi,
+    /// Deploy event ingestion and status.
+    pub deploys: DeployApi,
+    /// Cache invalidation, warming and statistics.
+    pub cache: CacheApi,
+    /// Tokens and CORS origins of the admin endpoints.
+    pub admin: AdminAccess,
 }
+
+/// The version of the API document, fixed so the committed
+/// `openapi/openapi.json` does not depend on how chimney was built; bump it
+/// when the contract changes.
+pub const API_DOCUMENT_VERSION: &str = "1.0.0";
 
 /// The OpenAPI service describing every JSON endpoint.
 pub fn openapi_service<T: OpenApi>(apis: T) -> OpenApiService<T, ()> {
-    OpenApiService::new(apis, "chimney", CHIMNEY_VERSION).description(
+    OpenApiService::new(apis, "chimney", API_DOCUMENT_VERSION).description(
         "Caching proxy in front of the GitHub REST API, and the origin of the project dashboard.",
     )
 }
 
 /// Builds the whole route tree.
 pub fn routes(parts: ApiParts, docs: &Path) -> impl Endpoint + 'static {
-    let api = openapi_service((parts.health, parts.summary, parts.org));
+    let api = openapi_service((
+        parts.health,
+        parts.summary,
+        parts.org,
+        parts.deploys,
+        parts.cache,
+    ));
     let spec = api.spec_endpoint();
     let ui = api.swagger_ui();
     let api = Arc::new(api.into_endpoint());
     let proxy = Arc::new(parts.proxy);
-    Route::new()
+    let admin = admin::AdminGuard::new(parts.admin);
+    with_test_routes(Route::new())
+        .at(METRICS_PATH, MetricsEndpoint::new(parts.metrics))
         .at(PROXY_PREFIX, Arc::clone(&proxy))
         .at(format!("{PROXY_PREFIX}/org/repos"), Arc::clone(&api))
         .at(format!("{PROXY_PREFIX}/*path"), proxy)
         .at("/api/openapi.json", spec)
         .nest("/api/docs", ui)
         .at("/healthz", Arc::clone(&api))
+        .at(
+            "/api/deploy/events",
+            admin.admin(AdminScope::Deploy, Arc::clone(&api)),
+        )
+        .at(
+            "/api/cache/invalidate",
+            admin.admin(AdminScope::Invalidate, Arc::clone(&api)),
+        )
+        .at(
+            "/api/cache/warm",
+            admin.admin(AdminScope::Invalidate, Arc::clone(&api)),
+        )
+        .at("/api/deploy/status", admin.public_read(Arc::clone(&api)))
+        .at("/api/cache/stats", admin.public_read(Arc::clone(&api)))
         .nest_no_strip("/api", api)
         .nest("/", StaticFilesEndpoint::new(docs).index_file("index.html"))
         .catch_error(|_: NotFoundError| async {
             Problem::not_found("no resource at this path").into_response()
         })
+        .with(Observe::new(parts.telemetry))
         .map_to_response()
+}
+
+/// The test-only route that panics (feature `test-panic-route`).
+#[cfg(feature = "test-panic-route")]
+pub const TEST_PANIC_PATH: &str = "/api/test/panic";
+
+#[cfg(feature = "test-panic-route")]
+fn with_test_routes(route: Route) -> Route {
+    route.at(
+        TEST_PANIC_PATH,
+        poem::endpoint::make_sync(|_| -> &'static str {
+            panic!("test-panic-route: a handler panicked on purpose")
+        }),
+    )
+}
+
+#[cfg(not(feature = "test-panic-route"))]
+fn with_test_routes(route: Route) -> Route {
+    route
 }

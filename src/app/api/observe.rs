@@ -142,7 +142,8 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         );
         let remote = remote_parent(req.headers());
         if let Some(parent) = &remote {
-            let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent.clone()));
+            let _ = span
+                .set_parent(opentelemetry::Context::new().with_remote_span_context(parent.clone()));
         }
         let ids = TraceIds::of(&span, remote.as_ref());
 
@@ -168,7 +169,7 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         let outcome = response.extensions().get::<CacheOutcome>();
         let cache_hit = outcome.is_some_and(|o| o.hit);
         let cache_tier = outcome.map_or("none", CacheOutcome::tier_name);
-        span.record(HTTP_RESPONSE_STATUS_CODE, status.as_u16());
+        span.record(HTTP_RESPONSE_STATUS_CODE, i64::from(status.as_u16()));
         span.record("chimney.cache_hit", cache_hit);
         span.record("chimney.cache_tier", cache_tier);
         if let Some(outcome) = outcome {
@@ -189,7 +190,9 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
             });
             self.telemetry.panic_caught();
         } else if status.is_server_error() {
-            span.set_status(Status::error(status.canonical_reason().unwrap_or("server error")));
+            span.set_status(Status::error(
+                status.canonical_reason().unwrap_or("server error"),
+            ));
         }
         self.telemetry.request_completed(&CompletedRequest {
             route,

@@ -8,6 +8,7 @@ use poem::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW, ETAG, IF_NONE_MATCH
 use poem::http::{HeaderName, HeaderValue, Method, StatusCode};
 use poem::{Body, Endpoint, Request, Response};
 
+use super::observe::CacheOutcome;
 use super::problem::Problem;
 use crate::app::org::OrgDirectory;
 use crate::app::proxy::{ProxyReply, ProxyRequest, ProxyService, ProxyTarget, XCache};
@@ -113,7 +114,27 @@ impl Endpoint for ProxyEndpoint {
             Err(problem) => return Ok(with_cors(problem.into_response())),
         };
         let reply = self.service.handle(&request).await;
-        Ok(with_cors(render(reply, SystemTime::now())))
+        let outcome = cache_outcome(&request, &reply);
+        let mut response = with_cors(render(reply, SystemTime::now()));
+        response.extensions_mut().insert(outcome);
+        Ok(response)
+    }
+}
+
+/// What the request middleware records about this answer.
+fn cache_outcome(request: &ProxyRequest, reply: &ProxyReply) -> CacheOutcome {
+    let tier = match reply {
+        ProxyReply::Cached {
+            x_cache: XCache::Hit,
+            tier,
+            ..
+        } => *tier,
+        _ => None,
+    };
+    CacheOutcome {
+        hit: tier.is_some(),
+        tier,
+        github_path: request.path.upstream_path(&request.target.repo),
     }
 }
 

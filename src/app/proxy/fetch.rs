@@ -6,15 +6,23 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use opentelemetry::trace::Status;
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::ProxyTarget;
 use crate::app::stats::CacheCounters;
+use crate::domain::UpstreamVerdict;
 use crate::domain::{
     AfterFetch, CacheKey, CachedResponse, GithubPath, HeaderList, KEPT_RESPONSE_HEADERS,
     LinkTarget, NormalisedQuery, after_fetch, classify_upstream, retention, rewrite_link_header,
 };
-use crate::ports::{CacheStore, UpstreamError, UpstreamGithub, UpstreamRequest, UpstreamResponse};
+use crate::ports::{
+    CacheStore, Telemetry, UpstreamError, UpstreamGithub, UpstreamOutcome, UpstreamRequest,
+    UpstreamResponse,
+};
 
 /// What a fetch produced, shared by every waiter.
 #[derive(Debug)]
@@ -50,6 +58,10 @@ pub(super) struct FetchJob {
     pub(super) upstream: Arc<dyn UpstreamGithub>,
     pub(super) outbound: Arc<Semaphore>,
     pub(super) counters: Arc<CacheCounters>,
+    pub(super) telemetry: Arc<dyn Telemetry>,
+    /// The leader's request span: the fetch runs in its own task, so the
+    /// `chimney.github_fetch` span is parented on it explicitly.
+    pub(super) parent: tracing::Span,
     pub(super) api_base: String,
     pub(super) target: ProxyTarget,
     pub(super) path: GithubPath,
@@ -63,7 +75,22 @@ pub(super) struct FetchJob {
 
 impl FetchJob {
     pub(super) async fn run(self) -> FetchResult {
-        let mut path_and_query = self.path.upstream_path(&self.target.repo);
+        let path = self.path.upstream_path(&self.target.repo);
+        let span = tracing::info_span!(
+            target: "chimney::github",
+            parent: &self.parent,
+            "chimney.github_fetch",
+            otel.kind = "client",
+            github.api.path = path.as_str(),
+            github.api.status_code = Empty,
+            github.conditional = self.etag.is_some(),
+            github.not_modified = Empty,
+        );
+        self.fetch(path, span.clone()).instrument(span).await
+    }
+
+    async fn fetch(self, path: String, span: tracing::Span) -> FetchResult {
+        let mut path_and_query = path;
         if !self.query.is_empty() {
             path_and_query.push('?');
             path_and_query.push_str(self.query.as_str());
@@ -79,6 +106,7 @@ impl FetchJob {
             self.upstream.get(request).await
         };
         let now = SystemTime::now();
+        self.report(&outcome, &span, now);
         match outcome {
             Ok(response) => self.resolve(response, now).await,
             Err(error) => {
@@ -163,7 +191,55 @@ impl FetchJob {
 
     fn observe_rate_limit(&self, headers: &HeaderList) {
         let number = |name| headers.get(name).and_then(|v| v.trim().parse::<i64>().ok());
-        self.counters
-            .rate_limit(number("x-ratelimit-remaining"), number("x-ratelimit-reset"));
+        let (remaining, reset) = (number("x-ratelimit-remaining"), number("x-ratelimit-reset"));
+        self.counters.rate_limit(remaining, reset);
+        if remaining.is_some() || reset.is_some() {
+            self.telemetry.rate_limit(remaining, reset);
+        }
+    }
+
+    /// Counts the outcome and completes the fetch span: status code,
+    /// whether GitHub answered 304, and an error status on failure.
+    fn report(
+        &self,
+        outcome: &Result<UpstreamResponse, UpstreamError>,
+        span: &tracing::Span,
+        now: SystemTime,
+    ) {
+        let counted = upstream_outcome(outcome, now);
+        self.telemetry.upstream_request(counted);
+        if let Ok(response) = outcome {
+            span.record("github.api.status_code", i64::from(response.status));
+            span.record("github.not_modified", response.status == 304);
+        }
+        match (counted, outcome) {
+            (_, Err(error)) => span.set_status(Status::error(error.to_string())),
+            (UpstreamOutcome::Error | UpstreamOutcome::RateLimited, Ok(response)) => {
+                span.set_status(Status::error(format!(
+                    "GitHub answered {}",
+                    response.status
+                )));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The `chimney.upstream.requests` outcome of one GitHub request.
+fn upstream_outcome(
+    outcome: &Result<UpstreamResponse, UpstreamError>,
+    now: SystemTime,
+) -> UpstreamOutcome {
+    match outcome {
+        Ok(response) => match classify_upstream(response.status, &response.headers, now) {
+            UpstreamVerdict::Fresh => UpstreamOutcome::Ok,
+            UpstreamVerdict::NotModified => UpstreamOutcome::NotModified,
+            UpstreamVerdict::PassThrough => UpstreamOutcome::Passthrough,
+            UpstreamVerdict::RateLimited { .. } => UpstreamOutcome::RateLimited,
+            UpstreamVerdict::ServerError => UpstreamOutcome::Error,
+        },
+        Err(UpstreamError::Timeout) => UpstreamOutcome::Timeout,
+        Err(UpstreamError::BodyTooLarge { .. }) => UpstreamOutcome::TooLarge,
+        Err(UpstreamError::Unreachable(_)) => UpstreamOutcome::Error,
     }
 }

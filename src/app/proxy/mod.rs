@@ -16,7 +16,7 @@ use crate::domain::{
     CacheKey, CachedResponse, Decision, GithubPath, HeaderList, IfNoneMatch, NormalisedQuery,
     RepoName, TtlPolicy, decide,
 };
-use crate::ports::{CacheStore, CacheTier, UpstreamGithub};
+use crate::ports::{CacheStore, CacheTier, NoTelemetry, Telemetry, UpstreamGithub};
 
 use coalesce::{Coalescer, Role};
 use fetch::{FetchJob, FetchResult};
@@ -133,6 +133,7 @@ pub struct ProxyLimits {
 #[derive(Clone)]
 pub struct ProxyService {
     inner: Arc<Inner>,
+    telemetry: Arc<dyn Telemetry>,
 }
 
 struct Inner {
@@ -165,7 +166,16 @@ impl ProxyService {
                 api_base: api_base.trim_end_matches('/').to_owned(),
                 counters,
             }),
+            telemetry: Arc::new(NoTelemetry),
         }
+    }
+
+    /// Reports hits, misses, coalesced requests and upstream outcomes to
+    /// `telemetry` as well as to the counters.
+    #[must_use]
+    pub fn with_telemetry(mut self, telemetry: Arc<dyn Telemetry>) -> Self {
+        self.telemetry = telemetry;
+        self
     }
 
     /// The counters this service updates.
@@ -200,6 +210,7 @@ impl ProxyService {
         match (decision, cached) {
             (Decision::NotModified | Decision::ServeFresh, Some(hit)) => {
                 inner.counters.hit(hit.tier);
+                self.telemetry.cache_hit(hit.tier);
                 ProxyReply::Cached {
                     not_modified: client_has(request, &hit.entry),
                     entry: hit.entry,
@@ -213,6 +224,8 @@ impl ProxyService {
                     upstream: Arc::clone(&inner.upstream),
                     outbound: Arc::clone(&inner.outbound),
                     counters: Arc::clone(&inner.counters),
+                    telemetry: Arc::clone(&self.telemetry),
+                    parent: tracing::Span::current(),
                     api_base: inner.api_base.clone(),
                     target: request.target.clone(),
                     path: request.path.clone(),
@@ -228,8 +241,14 @@ impl ProxyService {
                     .run(&key, job.run(), FetchResult::internal_failure)
                     .await;
                 match role {
-                    Role::Leader => inner.counters.miss(),
-                    Role::Follower => inner.counters.coalesced(),
+                    Role::Leader => {
+                        inner.counters.miss();
+                        self.telemetry.cache_miss();
+                    }
+                    Role::Follower => {
+                        inner.counters.coalesced();
+                        self.telemetry.coalesced();
+                    }
                 }
                 reply_from_fetch(request, &result, role)
             }

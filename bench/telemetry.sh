@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Telemetry overhead on the hit path: the same chimney release binary with OTLP export on
+# (to examples/otlp_sink.rs, a local sink that accepts and drops OTLP/HTTP) and off
+# (OTEL_SDK_DISABLED=true), measured with wrk in the same run, alternating, ROUNDS times each.
+# Both serve a warm key from the memory tier in front of examples/bench_upstream.rs; both write
+# their JSON request log to a file, as in production. Loopback only; every wrk run is bounded
+# by DURATION. Target: telemetry costs at most 10% of hit-path throughput.
+#
+# Usage: bash bench/telemetry.sh        (run as root so a missing wrk can be installed)
+# Knobs (env): THREADS=1 CONNECTIONS=32 DURATION=10s WARMUP=2s ROUNDS=3 SKIP_BUILD=1
+#
+# Prints a Markdown table (requests/s and p99 per round, medians, overhead) on stdout.
+# Everything it writes lives in one temp dir, removed on exit with every process it started.
+set -euo pipefail
+
+THREADS=${THREADS:-1}
+CONNECTIONS=${CONNECTIONS:-32}
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+ROUNDS=${ROUNDS:-3}
+SKIP_BUILD=${SKIP_BUILD:-0}
+HOT_PATH='/api/github/pulls?state=open'
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+PATH=$PATH:/usr/sbin:/sbin
+missing=()
+for tool in wrk curl python3; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if ((${#missing[@]})); then
+    log "installing ${missing[*]} (Debian packages)"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/chimney-telemetry-bench.XXXXXX")
+PIDS=()
+cleanup() {
+    local pid
+    for pid in ${PIDS[@]+"${PIDS[@]}"}; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in ${PIDS[@]+"${PIDS[@]}"}; do
+        for _ in $(seq 70); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Starts "$@" in the background with stdout to $WORK/$name.out; prints the PORT= it announces.
+start_announcing() {
+    local name=$1
+    shift
+    "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    local pid=$!
+    PIDS+=("$pid")
+    for _ in $(seq 100); do
+        local port
+        port=$(sed -n 's/^PORT=//p' "$WORK/$name.out")
+        [[ -n $port ]] && { echo "$port"; return 0; }
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    die "$name did not start: $(cat "$WORK/$name.err")"
+}
+
+# Polls a URL until it answers 2xx; bounded to about 10 s.
+wait_http() {
+    for _ in $(seq 100); do
+        curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+        else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+        else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+        else printf "nan" }'
+}
+
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+        END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.0f", m }'
+}
+
+if [[ $SKIP_BUILD != 1 ]]; then
+    log "cargo build --release --bin chimney --example bench_upstream --example otlp_sink"
+    cargo build --release --bin chimney --example bench_upstream --example otlp_sink
+fi
+for tool in "$BIN/chimney" "$BIN/examples/bench_upstream" "$BIN/examples/otlp_sink"; do
+    [[ -x $tool ]] || die "missing $tool"
+done
+
+UP=$(start_announcing upstream "$BIN/examples/bench_upstream" --port 0 --delay-ms 0)
+SINK=$(start_announcing sink "$BIN/examples/otlp_sink" --port 0)
+log "fake upstream on :$UP, OTLP sink on :$SINK"
+
+# start_chimney NAME ENV... : starts chimney with extra environment, prints its base URL.
+start_chimney() {
+    local name=$1
+    shift
+    local port
+    port=$(free_port)
+    env "$@" "$BIN/chimney" --addr "127.0.0.1:$port" --github-api-url "http://127.0.0.1:$UP" \
+        --redis "" --repo bench/repo >"$WORK/$name.log" 2>&1 &
+    PIDS+=("$!")
+    wait_http "http://127.0.0.1:$port/healthz" || die "chimney ($name) did not start: $(tail -n 5 "$WORK/$name.log")"
+    curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$port$HOT_PATH" || die "chimney ($name) cannot serve $HOT_PATH"
+    echo "http://127.0.0.1:$port"
+}
+
+OFF=$(start_chimney off OTEL_SDK_DISABLED=true)
+ON=$(start_chimney on OTEL_SDK_DISABLED=false "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK" \
+    OTEL_SERVICE_NAME=chimney-bench)
+[[ $(curl -sS -o /dev/null -D - "$ON$HOT_PATH" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache"{print $2}') == HIT ]] ||
+    die "the hot path is not a cache hit"
+
+# run_wrk URL : prints "rps p99_ms".
+run_wrk() {
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$1$HOT_PATH" >/dev/null
+    local out
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$1$HOT_PATH")
+    local rps p99
+    rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+    p99=$(awk '$1 == "99%" { print $2 }' <<<"$out")
+    echo "$rps $(to_ms "$p99")"
+}
+
+declare -a RPS_OFF RPS_ON
+echo "| round | telemetry off (req/s, p99 ms) | telemetry on (req/s, p99 ms) |"
+echo "|---|---|---|"
+for round in $(seq "$ROUNDS"); do
+    if ((round % 2)); then
+        read -r off_rps off_p99 < <(run_wrk "$OFF")
+        read -r on_rps on_p99 < <(run_wrk "$ON")
+    else
+        read -r on_rps on_p99 < <(run_wrk "$ON")
+        read -r off_rps off_p99 < <(run_wrk "$OFF")
+    fi
+    RPS_OFF+=("$off_rps")
+    RPS_ON+=("$on_rps")
+    echo "| $round | $off_rps, $off_p99 | $on_rps, $on_p99 |"
+done
+
+med_off=$(median "${RPS_OFF[@]}")
+med_on=$(median "${RPS_ON[@]}")
+overhead=$(awk -v off="$med_off" -v on="$med_on" 'BEGIN { printf "%.1f", (off - on) / off * 100 }')
+sleep 3
+exported=$(curl -fsS --max-time 5 "http://127.0.0.1:$SINK/__count")
+echo
+echo "median req/s: off $med_off, on $med_on; telemetry overhead ${overhead}% (target <= 10%)"
+echo "exported to the sink during the run: $exported"
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS alternating rounds, GET $HOT_PATH (memory-tier hit)"
+awk -v o="$overhead" 'BEGIN { exit !(o <= 10) }' || { log "overhead above 10%"; exit 3; }
