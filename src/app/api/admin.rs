@@ -120,3 +120,93 @@ async fn cors_refused(err: CorsError) -> Response {
 async fn method_not_allowed(_: MethodNotAllowedError) -> Response {
     Problem::method_not_allowed("this method is not allowed on this endpoint").into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use poem::http::Method;
+    use poem::{Endpoint, IntoEndpoint, Request};
+    use poem_openapi::OpenApiService;
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::adapters::memory::MemoryDeployLog;
+    use crate::app::api::DeployApi;
+    use crate::app::deploys::DeployService;
+
+    const SECRET: &str = "s3cret-deploy-token-value";
+
+    /// Collects everything the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner))
+                .into_owned()
+        }
+    }
+
+    #[tokio::test]
+    async fn no_token_reaches_a_response_or_a_log_line() {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let service = DeployService::new(Arc::new(MemoryDeployLog::new()));
+        let api = OpenApiService::new(DeployApi::new(Arc::new(service)), "test", "1");
+        let guard = AdminGuard::new(AdminAccess {
+            tokens: AdminTokens {
+                deploy: Some(SecretString::from(SECRET)),
+                invalidate: None,
+            },
+            cors_origins: vec!["*".to_owned()],
+        });
+        let endpoint = guard.admin(AdminScope::Deploy, api.into_endpoint());
+        let near_miss = format!("{SECRET}x");
+
+        let mut statuses = Vec::new();
+        for (token, body) in [
+            (SECRET, r#"{"sha":"abc","outcome":"success"}"#),
+            (SECRET, r#"{"sha":"abc","outcome":"maybe"}"#),
+            (SECRET, "{not json"),
+            (near_miss.as_str(), r#"{"sha":"abc","outcome":"success"}"#),
+            ("", r#"{"sha":"abc","outcome":"success"}"#),
+        ] {
+            let request = Request::builder()
+                .method(Method::POST)
+                .uri_str("/api/deploy/events")
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(body);
+            let response = endpoint.get_response(request).await;
+            statuses.push(response.status().as_u16());
+            let text = response.into_body().into_string().await.expect("a body");
+            assert!(!text.contains(SECRET), "a response repeats a token: {text}");
+        }
+
+        assert_eq!(statuses, [200, 400, 400, 401, 401]);
+        let logs = logs.text();
+        assert!(logs.contains("deploy event recorded"), "nothing was logged");
+        assert!(!logs.contains(SECRET), "a log line holds a token: {logs}");
+    }
+}
