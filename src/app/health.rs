@@ -62,7 +62,11 @@ pub struct HealthService {
 impl HealthService {
     /// A health service over the cache tiers and the counters.
     pub fn new(repo: RepoName, cache: TieredCache, counters: Arc<CacheCounters>) -> Self {
-        Self { repo, cache, counters }
+        Self {
+            repo,
+            cache,
+            counters,
+        }
     }
 
     /// The current report.

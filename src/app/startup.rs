@@ -12,11 +12,11 @@ use poem::Server;
 use poem::listener::TcpAcceptor;
 
 use crate::adapters::dragonfly::DragonflyDeployLog;
-use crate::adapters::github::{GithubHttp, GithubHttpConfig};
 use crate::adapters::dragonfly::{
     DragonflyCache, DragonflyInvalidationBus, InvalidationNotice, build_pool, database_of,
     run_invalidation_listener,
 };
+use crate::adapters::github::{GithubHttp, GithubHttpConfig};
 use crate::adapters::memory::MemoryCache;
 use crate::adapters::memory::MemoryDeployLog;
 use crate::adapters::otlp::OtlpTelemetry;
@@ -119,7 +119,11 @@ impl Application {
             Arc::clone(&counters),
         )
         .with_telemetry(telemetry.clone());
-        let health = Arc::new(HealthService::new(settings.repo.clone(), tiered.clone(), counters));
+        let health = Arc::new(HealthService::new(
+            settings.repo.clone(),
+            tiered.clone(),
+            counters,
+        ));
         let org_directory = OrgDirectory::new();
         let _discovery = DiscoveryTask::spawn(settings.org.as_ref().map(|org| {
             OrgDiscovery::new(
@@ -170,7 +174,9 @@ impl Application {
         let routes = api::routes(
             ApiParts {
                 proxy: match settings.org {
-                    Some(_) => ProxyEndpoint::new(proxy, settings.repo.clone()).with_org(org_directory),
+                    Some(_) => {
+                        ProxyEndpoint::new(proxy, settings.repo.clone()).with_org(org_directory)
+                    }
                     None => ProxyEndpoint::new(proxy, settings.repo.clone()),
                 },
                 health: HealthApi::new(health),
@@ -230,7 +236,8 @@ fn build_cache(settings: &Settings, instance_id: &str) -> anyhow::Result<TieredC
     let Some(url) = &settings.redis else {
         return Ok(TieredCache::memory_only(memory));
     };
-    let pool = build_pool(url, settings.redis_timeout).context("failed to set up the Dragonfly pool")?;
+    let pool =
+        build_pool(url, settings.redis_timeout).context("failed to set up the Dragonfly pool")?;
     let store = DragonflyCache::new(pool.clone(), settings.redis_timeout);
     let database = database_of(url).context("failed to read the Dragonfly database number")?;
     let bus = DragonflyInvalidationBus::new(pool, settings.redis_timeout, instance_id, database);

@@ -251,10 +251,10 @@ impl CacheStore for TieredCache {
         retain_for: Duration,
     ) -> Result<(), CacheError> {
         self.memory.put(key, Arc::clone(&entry), retain_for).await?;
-        if let Some(remote) = self.usable_remote() {
-            if let Err(error) = remote.store.put(key, entry, retain_for).await {
-                self.mark_down(&error);
-            }
+        if let Some(remote) = self.usable_remote()
+            && let Err(error) = remote.store.put(key, entry, retain_for).await
+        {
+            self.mark_down(&error);
         }
         Ok(())
     }

@@ -22,10 +22,10 @@ impl IfNoneMatch {
                 if rest.is_empty() {
                     break;
                 }
-                if let Some(after) = rest.strip_prefix('*') {
-                    if after.trim_start().is_empty() || after.trim_start().starts_with(',') {
-                        return Some(Self::Any);
-                    }
+                if let Some(after) = rest.strip_prefix('*')
+                    && (after.trim_start().is_empty() || after.trim_start().starts_with(','))
+                {
+                    return Some(Self::Any);
                 }
                 let (tag, after) = split_entity_tag(rest)?;
                 tags.push(tag.to_owned());
