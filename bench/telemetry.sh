@@ -8,6 +8,8 @@
 #
 # Usage: bash bench/telemetry.sh        (run as root so a missing wrk can be installed)
 # Knobs (env): THREADS=1 CONNECTIONS=32 DURATION=10s WARMUP=2s ROUNDS=3 SKIP_BUILD=1
+#              ON_ENV="K=V ..." extra environment for the telemetry-on instance, e.g.
+#              ON_ENV="OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1"
 #
 # Prints a Markdown table (requests/s and p99 per round, medians, overhead) on stdout.
 # Everything it writes lives in one temp dir, removed on exit with every process it started.
@@ -19,6 +21,7 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
 ROUNDS=${ROUNDS:-3}
 SKIP_BUILD=${SKIP_BUILD:-0}
+ON_ENV=${ON_ENV:-}
 HOT_PATH='/api/github/pulls?state=open'
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -55,17 +58,18 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# Starts "$@" in the background with stdout to $WORK/$name.out; prints the PORT= it announces.
+# Starts "$@" in the background with stdout to $WORK/$name.out and sets PORT to the port it
+# announces (PORT=NNNN). Not run in a subshell, so PIDS keeps the process for cleanup.
 start_announcing() {
     local name=$1
     shift
     "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
     local pid=$!
     PIDS+=("$pid")
+    PORT=''
     for _ in $(seq 100); do
-        local port
-        port=$(sed -n 's/^PORT=//p' "$WORK/$name.out")
-        [[ -n $port ]] && { echo "$port"; return 0; }
+        PORT=$(sed -n 's/^PORT=//p' "$WORK/$name.out" 2>/dev/null || true)
+        [[ -n $PORT ]] && return 0
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
@@ -102,11 +106,13 @@ for tool in "$BIN/chimney" "$BIN/examples/bench_upstream" "$BIN/examples/otlp_si
     [[ -x $tool ]] || die "missing $tool"
 done
 
-UP=$(start_announcing upstream "$BIN/examples/bench_upstream" --port 0 --delay-ms 0)
-SINK=$(start_announcing sink "$BIN/examples/otlp_sink" --port 0)
+start_announcing upstream "$BIN/examples/bench_upstream" --port 0 --delay-ms 0
+UP=$PORT
+start_announcing sink "$BIN/examples/otlp_sink" --port 0
+SINK=$PORT
 log "fake upstream on :$UP, OTLP sink on :$SINK"
 
-# start_chimney NAME ENV... : starts chimney with extra environment, prints its base URL.
+# start_chimney NAME ENV... : starts chimney with extra environment; sets URL to its base URL.
 start_chimney() {
     local name=$1
     shift
@@ -117,12 +123,14 @@ start_chimney() {
     PIDS+=("$!")
     wait_http "http://127.0.0.1:$port/healthz" || die "chimney ($name) did not start: $(tail -n 5 "$WORK/$name.log")"
     curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$port$HOT_PATH" || die "chimney ($name) cannot serve $HOT_PATH"
-    echo "http://127.0.0.1:$port"
+    URL="http://127.0.0.1:$port"
 }
 
-OFF=$(start_chimney off OTEL_SDK_DISABLED=true)
-ON=$(start_chimney on OTEL_SDK_DISABLED=false "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK" \
-    OTEL_SERVICE_NAME=chimney-bench)
+start_chimney off OTEL_SDK_DISABLED=true
+OFF=$URL
+start_chimney on OTEL_SDK_DISABLED=false "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK" \
+    OTEL_SERVICE_NAME=chimney-bench $ON_ENV
+ON=$URL
 [[ $(curl -sS -o /dev/null -D - "$ON$HOT_PATH" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache"{print $2}') == HIT ]] ||
     die "the hot path is not a cache hit"
 
@@ -161,5 +169,6 @@ exported=$(curl -fsS --max-time 5 "http://127.0.0.1:$SINK/__count")
 echo
 echo "median req/s: off $med_off, on $med_on; telemetry overhead ${overhead}% (target <= 10%)"
 echo "exported to the sink during the run: $exported"
+[[ -n $ON_ENV ]] && echo "telemetry-on instance also had: $ON_ENV"
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS alternating rounds, GET $HOT_PATH (memory-tier hit)"
 awk -v o="$overhead" 'BEGIN { exit !(o <= 10) }' || { log "overhead above 10%"; exit 3; }

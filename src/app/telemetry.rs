@@ -21,7 +21,7 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 use tracing::level_filters::LevelFilter;
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::{FilterExt as _, Targets, filter_fn};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -42,6 +42,13 @@ pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 /// Deadline of one OTLP request; a slow collector costs an export thread
 /// this long at most, never a request.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Records buffered per signal before new ones are dropped (under a burst,
+/// telemetry is shed rather than memory or latency spent).
+const BATCH_QUEUE: usize = 8192;
+
+/// Records per OTLP request: fewer, larger requests under load.
+const BATCH_SIZE: usize = 2048;
 
 /// Filter used when `RUST_LOG` is unset: chimney at info, and the SDK's
 /// own diagnostics only when something is wrong.
@@ -173,7 +180,9 @@ pub fn init_with(
         .with_current_span(false)
         .with_span_list(false)
         .with_writer(writer)
-        .with_filter(log_filter);
+        // Events only: the lines carry no span context, so formatting
+        // span fields for them would be wasted work on every request.
+        .with_filter(log_filter.and(filter_fn(|meta| meta.is_event())));
     let spans = providers.as_ref().map(|p| {
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer.tracer(INSTRUMENTATION_SCOPE))
@@ -256,6 +265,8 @@ fn build_providers(
                 .with_batch_config(
                     opentelemetry_sdk::trace::BatchConfigBuilder::default()
                         .with_scheduled_delay(options.batch_delay)
+                        .with_max_queue_size(BATCH_QUEUE)
+                        .with_max_export_batch_size(BATCH_SIZE)
                         .build(),
                 )
                 .build(),
@@ -276,6 +287,8 @@ fn build_providers(
                 .with_batch_config(
                     opentelemetry_sdk::logs::BatchConfigBuilder::default()
                         .with_scheduled_delay(options.batch_delay)
+                        .with_max_queue_size(BATCH_QUEUE)
+                        .with_max_export_batch_size(BATCH_SIZE)
                         .build(),
                 )
                 .build(),
