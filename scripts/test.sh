@@ -72,6 +72,12 @@ fi
 log "unit and integration tests, memory tier only"
 cargo test --all-targets
 
+if [ -n "${CHIMNEY_CI_REDIS_URL:-}" ]; then
+  # A Redis the caller started with --databases 10000 (CI's service
+  # container, .github/workflows/ci.yml).
+  log "using the Redis at $CHIMNEY_CI_REDIS_URL (Dragonfly stand-in)"
+  redis_url=$CHIMNEY_CI_REDIS_URL
+else
 redis_port=$(free_port)
 log "starting redis-server on 127.0.0.1:$redis_port (Dragonfly stand-in)"
 # One database per test app (tests/api/helpers.rs), database 0 for the rest.
@@ -83,9 +89,11 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 redis-cli -p "$redis_port" ping >/dev/null
+redis_url="redis://127.0.0.1:$redis_port"
+fi
 
 log "integration tests again, memory + Redis tier"
-CHIMNEY_TEST_DRAGONFLY_URL="redis://127.0.0.1:$redis_port" \
+CHIMNEY_TEST_DRAGONFLY_URL="$redis_url" \
 CHIMNEY_TEST_REDIS_SERVER="$(command -v redis-server)" \
   cargo test --tests
 
@@ -99,5 +107,8 @@ DASHBOARD_FIXTURE="$PWD/target/debug/examples/dashboard_fixture" \
 CHROMIUM_PATH="$(command -v chromium)" ARTIFACTS_DIR="$PWD/target/artifacts" \
   timeout 600 node --test --test-reporter=spec e2e/dashboard.test.mjs
 echo "screenshots: target/artifacts/dashboard.png, dashboard-phone.png, dashboard-degraded.png"
+
+log "ship checks: workflows, Dockerfile, compose file, the binary in a compose slot's environment"
+./scripts/check-ship.sh
 
 log "all tests passed"
