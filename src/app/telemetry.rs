@@ -135,6 +135,8 @@ struct Providers {
 #[must_use = "dropping the guard shuts telemetry export down"]
 pub struct TelemetryGuard {
     providers: Option<Providers>,
+    /// Flushes the buffered stdout log lines when dropped.
+    _log_worker: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
 impl std::fmt::Debug for TelemetryGuard {
@@ -169,8 +171,20 @@ pub fn init_with(
     };
     let log_filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let mut log_worker = None;
     let writer = match options.log_output {
-        LogOutput::Stdout => BoxMakeWriter::new(std::io::stdout),
+        LogOutput::Stdout => {
+            // Request threads hand lines to a writer thread instead of
+            // taking the stdout lock and making a syscall per request; the
+            // thread batches them through a buffer. Lossy: under a flood,
+            // log lines are dropped rather than requests slowed.
+            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .lossy(true)
+                .thread_name("chimney-log")
+                .finish(std::io::BufWriter::new(std::io::stdout()));
+            log_worker = Some(guard);
+            BoxMakeWriter::new(writer)
+        }
         LogOutput::TestWriter => BoxMakeWriter::new(tracing_subscriber::fmt::TestWriter::new()),
         LogOutput::Sink => BoxMakeWriter::new(std::io::sink),
     };
@@ -212,7 +226,10 @@ pub fn init_with(
         service_name = %settings.service_name,
         "telemetry started"
     );
-    Ok(TelemetryGuard { providers })
+    Ok(TelemetryGuard {
+        providers,
+        _log_worker: log_worker,
+    })
 }
 
 fn exported() -> Targets {
@@ -484,6 +501,7 @@ mod tests {
         providers.tracer.tracer("test").in_span("work", |_| {});
         let guard = TelemetryGuard {
             providers: Some(providers),
+            _log_worker: None,
         };
 
         let started = Instant::now();
