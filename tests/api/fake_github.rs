@@ -164,10 +164,10 @@ impl RequestKey {
             .unwrap_or((path_and_query, ""));
         let mut path = path.to_owned();
         for (alias, name) in REPO_ID_ALIASES {
-            if let Some(rest) = path.strip_prefix(alias) {
-                if rest.is_empty() || rest.starts_with('/') {
-                    path = format!("{name}{rest}");
-                }
+            if let Some(rest) = path.strip_prefix(alias)
+                && (rest.is_empty() || rest.starts_with('/'))
+            {
+                path = format!("{name}{rest}");
             }
         }
         let mut query: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
@@ -637,19 +637,19 @@ impl Inner {
         };
         let canned = resource.served();
         let headers = self.rewrite_headers(&canned.headers);
-        if let Some(etag) = canned.etag() {
-            if if_none_match_hits(request_headers, etag) {
-                let mut builder = Response::builder().status(StatusCode::NOT_MODIFIED);
-                for (name, value) in &headers {
-                    let lower = name.to_ascii_lowercase();
-                    if matches!(lower.as_str(), "etag" | "cache-control" | "vary" | "date")
-                        || lower.starts_with("x-ratelimit-")
-                    {
-                        builder = builder.header(name.as_str(), value.as_str());
-                    }
+        if let Some(etag) = canned.etag()
+            && if_none_match_hits(request_headers, etag)
+        {
+            let mut builder = Response::builder().status(StatusCode::NOT_MODIFIED);
+            for (name, value) in &headers {
+                let lower = name.to_ascii_lowercase();
+                if matches!(lower.as_str(), "etag" | "cache-control" | "vary" | "date")
+                    || lower.starts_with("x-ratelimit-")
+                {
+                    builder = builder.header(name.as_str(), value.as_str());
                 }
-                return builder.body(Body::empty());
             }
+            return builder.body(Body::empty());
         }
         let mut builder = Response::builder().status(status(canned.status));
         for (name, value) in &headers {
