@@ -78,18 +78,18 @@ if [ -n "${CHIMNEY_CI_REDIS_URL:-}" ]; then
   log "using the Redis at $CHIMNEY_CI_REDIS_URL (Dragonfly stand-in)"
   redis_url=$CHIMNEY_CI_REDIS_URL
 else
-redis_port=$(free_port)
-log "starting redis-server on 127.0.0.1:$redis_port (Dragonfly stand-in)"
-# One database per test app (tests/api/helpers.rs), database 0 for the rest.
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-  --databases 10000 --dir "$workdir" --daemonize no >"$workdir/redis.log" 2>&1 &
-pids+=("$!")
-for _ in $(seq 1 100); do
-  redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
-  sleep 0.1
-done
-redis-cli -p "$redis_port" ping >/dev/null
-redis_url="redis://127.0.0.1:$redis_port"
+  redis_port=$(free_port)
+  log "starting redis-server on 127.0.0.1:$redis_port (Dragonfly stand-in)"
+  # One database per test app (tests/api/helpers.rs), database 0 for the rest.
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+    --databases 10000 --dir "$workdir" --daemonize no >"$workdir/redis.log" 2>&1 &
+  pids+=("$!")
+  for _ in $(seq 1 100); do
+    redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  redis-cli -p "$redis_port" ping >/dev/null
+  redis_url="redis://127.0.0.1:$redis_port"
 fi
 
 log "integration tests again, memory + Redis tier"
