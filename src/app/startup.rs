@@ -8,8 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use poem::Server;
+use deadpool_redis::Pool;
+use poem::endpoint::BoxEndpoint;
 use poem::listener::TcpAcceptor;
+use poem::{EndpointExt, Server};
+use url::Url;
 
 use crate::adapters::dragonfly::DragonflyDeployLog;
 use crate::adapters::dragonfly::{
@@ -48,27 +51,40 @@ const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(5);
 pub struct Application {
     listener: tokio::net::TcpListener,
     local_addr: SocketAddr,
-    settings: Settings,
+    routes: BoxEndpoint<'static>,
+    background: Background,
+}
+
+/// Work that runs beside the server for as long as it serves; started by
+/// [`Application::run_until_stopped`], stopped when it returns.
+struct Background {
+    cache: TieredCache,
+    redis: Option<Url>,
+    instance_id: String,
+    discovery: Option<OrgDiscovery>,
 }
 
 impl Application {
-    /// Binds the listen address (port 0 picks a free port) and validates
-    /// that every adapter can be constructed. Nothing here waits for
-    /// Dragonfly or GitHub.
+    /// Binds the listen address (port 0 picks a free port) and wires every
+    /// adapter and service the settings ask for. Nothing here contacts
+    /// Dragonfly or GitHub, and no background work starts yet.
     ///
     /// # Errors
     /// Fails when the address cannot be bound or an adapter cannot be built.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let (routes, background) = wire(&settings)?;
         let listener = tokio::net::TcpListener::bind(settings.addr)
             .await
             .with_context(|| format!("failed to bind {}", settings.addr))?;
         let local_addr = listener
             .local_addr()
             .context("failed to read the bound address")?;
+        tracing::info!(addr = %local_addr, repo = %settings.repo, "chimney listening");
         Ok(Self {
             listener,
             local_addr,
-            settings,
+            routes,
+            background,
         })
     }
 
@@ -82,8 +98,9 @@ impl Application {
         self.local_addr
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and gives
-    /// in-flight requests up to 5 s to finish.
+    /// Starts the background work (Dragonfly probe, invalidation listener,
+    /// org discovery) and serves until `shutdown` completes, then stops
+    /// accepting and gives in-flight requests up to 5 s to finish.
     ///
     /// # Errors
     /// Fails when the server cannot run on the bound listener.
@@ -91,119 +108,133 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let settings = &self.settings;
-        let counters = Arc::new(CacheCounters::default());
-        let instance_id = instance_id();
-        let tiered = build_cache(settings, &instance_id)?;
-        let telemetry = build_telemetry(&tiered);
-        let tiered = tiered.with_telemetry(telemetry.clone());
-        let _cache_tasks = CacheTasks::spawn(settings, &tiered, instance_id);
-        let cache: Arc<dyn CacheStore> = Arc::new(tiered.clone());
-        let upstream: Arc<dyn UpstreamGithub> = Arc::new(
-            GithubHttp::new(GithubHttpConfig {
-                base_url: settings.github_api_url.clone(),
-                token: settings.github_token.clone(),
-                timeout: settings.upstream_timeout,
-                max_body_bytes: MAX_UPSTREAM_BODY_BYTES,
-            })
-            .context("failed to build the GitHub client")?,
-        );
-        let proxy = ProxyService::new(
-            Arc::clone(&cache),
-            Arc::clone(&upstream),
-            settings.ttl.clone(),
-            settings.github_api_url.as_str(),
-            &ProxyLimits {
-                upstream_concurrency: settings.upstream_concurrency,
-            },
-            Arc::clone(&counters),
-        )
-        .with_telemetry(telemetry.clone());
-        let health = Arc::new(HealthService::new(
-            settings.repo.clone(),
-            tiered.clone(),
-            counters,
-        ));
-        let org_directory = OrgDirectory::new();
-        let _discovery = DiscoveryTask::spawn(settings.org.as_ref().map(|org| {
-            OrgDiscovery::new(
-                Arc::clone(&upstream),
-                OrgDiscoveryConfig {
-                    org: org.clone(),
-                    exclusions: RepoExclusions::new(&settings.repos_exclude),
-                    api_base: settings.github_api_url.to_string(),
-                    refresh_every: REFRESH_EVERY,
-                },
-                org_directory.clone(),
-            )
-        }));
-        let default_target = ProxyTarget {
-            repo: settings.repo.clone(),
-            local_prefix: api::PROXY_PREFIX.to_owned(),
-            is_default: true,
-        };
-        let summary = SummaryService::new(
-            proxy.clone(),
+        let Background {
             cache,
-            default_target.clone(),
-            &settings.summary_workflow,
-        );
-        let org = OrgService::new(
-            settings.org.clone(),
-            org_directory.clone(),
-            proxy.clone(),
-            default_target,
-        );
-        let deploys = DeployApi::new(Arc::new(
-            DeployService::new(build_deploy_log(settings)?).with_telemetry(telemetry.clone()),
-        ));
-        let cache_admin = CacheApi::new(Arc::new(
-            CacheAdminService::new(
-                tiered.clone(),
-                proxy.clone(),
-                ProxyTarget {
-                    repo: settings.repo.clone(),
-                    local_prefix: api::PROXY_PREFIX.to_owned(),
-                    is_default: true,
-                },
-                Arc::clone(proxy.counters()),
-                settings.invalidate_all_allowed,
-            )
-            .with_telemetry(telemetry.clone()),
-        ));
-        let routes = api::routes(
-            ApiParts {
-                proxy: match settings.org {
-                    Some(_) => {
-                        ProxyEndpoint::new(proxy, settings.repo.clone()).with_org(org_directory)
-                    }
-                    None => ProxyEndpoint::new(proxy, settings.repo.clone()),
-                },
-                health: HealthApi::new(health),
-                summary: SummaryApi::new(summary),
-                org: OrgApi::new(org),
-                deploys,
-                cache: cache_admin,
-                admin: AdminAccess {
-                    tokens: AdminTokens {
-                        deploy: settings.deploy_token.clone(),
-                        invalidate: settings.invalidate_token.clone(),
-                    },
-                    cors_origins: settings.cors_origins.clone(),
-                },
-                telemetry: telemetry.clone(),
-                metrics: telemetry,
-            },
-            &settings.docs,
-        );
+            redis,
+            instance_id,
+            discovery,
+        } = self.background;
+        let _cache_tasks = CacheTasks::spawn(redis, &cache, instance_id);
+        let _discovery = DiscoveryTask::spawn(discovery);
         let acceptor =
             TcpAcceptor::from_tokio(self.listener).context("failed to adopt the listener")?;
-        tracing::info!(addr = %self.local_addr, repo = %settings.repo, "chimney listening");
         Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(routes, shutdown, Some(GRACEFUL_SHUTDOWN))
+            .run_with_graceful_shutdown(self.routes, shutdown, Some(GRACEFUL_SHUTDOWN))
             .await
             .context("server failed")
     }
+}
+
+/// The composition root proper: adapters chosen by the settings, services
+/// over them, and the route tree over the services.
+fn wire(settings: &Settings) -> anyhow::Result<(BoxEndpoint<'static>, Background)> {
+    let counters = Arc::new(CacheCounters::default());
+    let instance_id = instance_id();
+    // One lazily connecting pool serves the cache tier and the deploy log.
+    let pool = settings
+        .redis
+        .as_ref()
+        .map(|url| build_pool(url, settings.redis_timeout))
+        .transpose()
+        .context("failed to set up the Dragonfly pool")?;
+    let tiered = build_cache(settings, pool.clone(), &instance_id)?;
+    let telemetry = build_telemetry(&tiered);
+    let tiered = tiered.with_telemetry(telemetry.clone());
+    let cache: Arc<dyn CacheStore> = Arc::new(tiered.clone());
+    let upstream: Arc<dyn UpstreamGithub> = Arc::new(
+        GithubHttp::new(GithubHttpConfig {
+            base_url: settings.github_api_url.clone(),
+            token: settings.github_token.clone(),
+            timeout: settings.upstream_timeout,
+            max_body_bytes: MAX_UPSTREAM_BODY_BYTES,
+        })
+        .context("failed to build the GitHub client")?,
+    );
+    let proxy = ProxyService::new(
+        Arc::clone(&cache),
+        Arc::clone(&upstream),
+        settings.ttl.clone(),
+        settings.github_api_url.as_str(),
+        &ProxyLimits {
+            upstream_concurrency: settings.upstream_concurrency,
+        },
+        Arc::clone(&counters),
+    )
+    .with_telemetry(telemetry.clone());
+    let default_target = ProxyTarget {
+        repo: settings.repo.clone(),
+        local_prefix: api::PROXY_PREFIX.to_owned(),
+        is_default: true,
+    };
+    let org_directory = OrgDirectory::new();
+    let discovery = settings.org.as_ref().map(|org| {
+        OrgDiscovery::new(
+            Arc::clone(&upstream),
+            OrgDiscoveryConfig {
+                org: org.clone(),
+                exclusions: RepoExclusions::new(&settings.repos_exclude),
+                api_base: settings.github_api_url.to_string(),
+                refresh_every: REFRESH_EVERY,
+            },
+            org_directory.clone(),
+        )
+    });
+    let health = HealthService::new(settings.repo.clone(), tiered.clone(), Arc::clone(&counters));
+    let summary = SummaryService::new(
+        proxy.clone(),
+        cache,
+        default_target.clone(),
+        &settings.summary_workflow,
+    );
+    let org = OrgService::new(
+        settings.org.clone(),
+        org_directory.clone(),
+        proxy.clone(),
+        default_target.clone(),
+    );
+    let deploys = DeployService::new(build_deploy_log(pool, settings.redis_timeout))
+        .with_telemetry(telemetry.clone());
+    let cache_admin = CacheAdminService::new(
+        tiered.clone(),
+        proxy.clone(),
+        default_target,
+        counters,
+        settings.invalidate_all_allowed,
+    )
+    .with_telemetry(telemetry.clone());
+    let mut proxy_endpoint = ProxyEndpoint::new(proxy, settings.repo.clone());
+    if settings.org.is_some() {
+        proxy_endpoint = proxy_endpoint.with_org(org_directory);
+    }
+    let routes = api::routes(
+        ApiParts {
+            proxy: proxy_endpoint,
+            health: HealthApi::new(Arc::new(health)),
+            summary: SummaryApi::new(summary),
+            org: OrgApi::new(org),
+            deploys: DeployApi::new(Arc::new(deploys)),
+            cache: CacheApi::new(Arc::new(cache_admin)),
+            admin: AdminAccess {
+                tokens: AdminTokens {
+                    deploy: settings.deploy_token.clone(),
+                    invalidate: settings.invalidate_token.clone(),
+                },
+                cors_origins: settings.cors_origins.clone(),
+            },
+            telemetry: telemetry.clone(),
+            metrics: telemetry,
+        },
+        &settings.docs,
+    )
+    .map_to_response()
+    .boxed();
+    let background = Background {
+        cache: tiered,
+        redis: settings.redis.clone(),
+        instance_id,
+        discovery,
+    };
+    Ok((routes, background))
 }
 
 /// The application's metric instruments: on the global meter provider
@@ -229,15 +260,18 @@ fn instance_id() -> String {
     format!("{}-{started:x}", std::process::id())
 }
 
-/// Builds the cache tiers the settings ask for. Dragonfly is not contacted
-/// here: the pool connects lazily and the probe decides when to use it.
-fn build_cache(settings: &Settings, instance_id: &str) -> anyhow::Result<TieredCache> {
+/// Builds the cache tiers: memory, plus Dragonfly over `pool` when one is
+/// configured. Dragonfly is not contacted here: the pool connects lazily
+/// and the probe decides when to use it.
+fn build_cache(
+    settings: &Settings,
+    pool: Option<Pool>,
+    instance_id: &str,
+) -> anyhow::Result<TieredCache> {
     let memory = MemoryCache::new(settings.memory_capacity_bytes);
-    let Some(url) = &settings.redis else {
+    let (Some(pool), Some(url)) = (pool, &settings.redis) else {
         return Ok(TieredCache::memory_only(memory));
     };
-    let pool =
-        build_pool(url, settings.redis_timeout).context("failed to set up the Dragonfly pool")?;
     let store = DragonflyCache::new(pool.clone(), settings.redis_timeout);
     let database = database_of(url).context("failed to read the Dragonfly database number")?;
     let bus = DragonflyInvalidationBus::new(pool, settings.redis_timeout, instance_id, database);
@@ -258,8 +292,8 @@ struct CacheTasks {
 }
 
 impl CacheTasks {
-    fn spawn(settings: &Settings, tiered: &TieredCache, instance_id: String) -> Self {
-        let Some(url) = settings.redis.clone() else {
+    fn spawn(redis: Option<Url>, tiered: &TieredCache, instance_id: String) -> Self {
+        let Some(url) = redis else {
             return Self {
                 probe: None,
                 stop_listener: None,
@@ -301,13 +335,13 @@ impl Drop for CacheTasks {
 /// The deploy history: the shared Dragonfly list when Dragonfly is
 /// configured (with this process's ring as mirror and fallback, see
 /// `app::deploys`), else the ring alone. Nothing connects here.
-fn build_deploy_log(settings: &Settings) -> anyhow::Result<Arc<dyn DeployLog>> {
+fn build_deploy_log(pool: Option<Pool>, timeout: Duration) -> Arc<dyn DeployLog> {
     let local: Arc<dyn DeployLog> = Arc::new(MemoryDeployLog::new());
-    let Some(url) = &settings.redis else {
-        return Ok(Arc::new(ResilientDeployLog::local_only(local)));
-    };
-    let pool = build_pool(url, settings.redis_timeout)
-        .context("failed to set up the Dragonfly pool for the deploy history")?;
-    let shared = Arc::new(DragonflyDeployLog::new(pool, settings.redis_timeout));
-    Ok(Arc::new(ResilientDeployLog::shared(shared, local)))
+    match pool {
+        Some(pool) => {
+            let shared = Arc::new(DragonflyDeployLog::new(pool, timeout));
+            Arc::new(ResilientDeployLog::shared(shared, local))
+        }
+        None => Arc::new(ResilientDeployLog::local_only(local)),
+    }
 }
