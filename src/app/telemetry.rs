@@ -204,7 +204,13 @@ pub fn init_with(
             .with_threads(false)
             .with_target(false)
             .with_tracked_inactivity(false)
-            .with_filter(exported())
+            // Info-level events are exported once, as log records by the
+            // bridge below; copying each request's log line into its span
+            // as a span event too doubled the exported bytes per request.
+            // Warnings and errors (a caught panic) stay on the span.
+            .with_filter(exported().and(filter_fn(|meta| {
+                meta.is_span() || *meta.level() <= tracing::Level::WARN
+            })))
     });
     let logs = providers
         .as_ref()
