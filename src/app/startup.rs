@@ -38,7 +38,7 @@ use crate::app::summary::SummaryService;
 use crate::app::tiered::{RemoteTier, TieredCache};
 use crate::domain::RepoExclusions;
 use crate::ports::DeployLog;
-use crate::ports::{CacheStore, UpstreamGithub};
+use crate::ports::{CacheStore, TeeTelemetry, Telemetry, UpstreamGithub};
 
 /// Largest GitHub body chimney accepts; larger ones are neither cached nor
 /// truncated.
@@ -138,7 +138,13 @@ fn wire(settings: &Settings) -> anyhow::Result<(BoxEndpoint<'static>, Background
         .transpose()
         .context("failed to set up the Dragonfly pool")?;
     let tiered = build_cache(settings, pool.clone(), &instance_id)?;
-    let telemetry = build_telemetry(&tiered);
+    let instruments = build_telemetry(&tiered);
+    // Every event goes to the OpenTelemetry instruments and to the counters
+    // that /healthz and /api/cache/stats read.
+    let telemetry: Arc<dyn Telemetry> = Arc::new(TeeTelemetry::new(
+        Arc::clone(&instruments) as Arc<dyn Telemetry>,
+        Arc::clone(&counters) as Arc<dyn Telemetry>,
+    ));
     let tiered = tiered.with_telemetry(telemetry.clone());
     let cache: Arc<dyn CacheStore> = Arc::new(tiered.clone());
     let upstream: Arc<dyn UpstreamGithub> = Arc::new(
@@ -158,7 +164,6 @@ fn wire(settings: &Settings) -> anyhow::Result<(BoxEndpoint<'static>, Background
         &ProxyLimits {
             upstream_concurrency: settings.upstream_concurrency,
         },
-        Arc::clone(&counters),
     )
     .with_telemetry(telemetry.clone());
     let default_target = ProxyTarget {
@@ -221,8 +226,8 @@ fn wire(settings: &Settings) -> anyhow::Result<(BoxEndpoint<'static>, Background
                 },
                 cors_origins: settings.cors_origins.clone(),
             },
-            telemetry: telemetry.clone(),
-            metrics: telemetry,
+            telemetry,
+            metrics: instruments,
         },
         &settings.docs,
     )

@@ -4,7 +4,8 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use crate::ports::CacheTier;
+use crate::domain::DeployOutcome;
+use crate::ports::{CacheTier, CompletedRequest, Telemetry, UpstreamOutcome};
 
 /// Sentinel for "GitHub has not told us yet".
 const UNKNOWN: i64 = -1;
@@ -97,5 +98,58 @@ impl CacheCounters {
     /// Last `X-RateLimit-Reset` seen (Unix seconds), if any.
     pub fn rate_limit_reset(&self) -> Option<i64> {
         Some(self.rate_limit_reset.load(Ordering::Relaxed)).filter(|v| *v != UNKNOWN)
+    }
+}
+
+/// The counters are one telemetry sink among others: they keep what
+/// `/healthz` and `/api/cache/stats` show and ignore the rest.
+impl Telemetry for CacheCounters {
+    fn cache_hit(&self, tier: CacheTier) {
+        self.hit(tier);
+    }
+    fn cache_miss(&self) {
+        self.miss();
+    }
+    fn coalesced(&self) {
+        CacheCounters::coalesced(self);
+    }
+    fn upstream_request(&self, _outcome: UpstreamOutcome) {}
+    fn rate_limit(&self, remaining: Option<i64>, reset: Option<i64>) {
+        CacheCounters::rate_limit(self, remaining, reset);
+    }
+    fn dragonfly_connected(&self, _connected: bool) {}
+    fn deploy_event(&self, _outcome: DeployOutcome) {}
+    fn cache_invalidated(&self, _keys: u64) {}
+    fn panic_caught(&self) {}
+    fn request_completed(&self, _request: &CompletedRequest) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::ports::TeeTelemetry;
+
+    #[test]
+    fn counters_behind_a_tee_see_every_cache_event() {
+        let first = Arc::new(CacheCounters::default());
+        let second = Arc::new(CacheCounters::default());
+        let tee = TeeTelemetry::new(first.clone(), second.clone());
+
+        tee.cache_hit(CacheTier::Memory);
+        tee.cache_hit(CacheTier::Dragonfly);
+        tee.cache_miss();
+        tee.coalesced();
+        tee.rate_limit(Some(4999), Some(1_700_000_000));
+
+        for counters in [&first, &second] {
+            assert_eq!(counters.memory_hits(), 1);
+            assert_eq!(counters.dragonfly_hits(), 1);
+            assert_eq!(counters.misses(), 1);
+            assert_eq!(counters.coalesced_count(), 1);
+            assert_eq!(counters.rate_limit_remaining(), Some(4999));
+            assert_eq!(counters.rate_limit_reset(), Some(1_700_000_000));
+        }
     }
 }

@@ -12,7 +12,7 @@ pub use cache_store::{
 };
 pub use deploy_log::{DeployLog, DeployLogError};
 pub use telemetry::{
-    CompletedRequest, MetricsScrape, NoTelemetry, Scrape, Telemetry, TelemetryError,
+    CompletedRequest, MetricsScrape, NoTelemetry, Scrape, TeeTelemetry, Telemetry, TelemetryError,
     UpstreamOutcome,
 };
 pub use upstream_github::{UpstreamError, UpstreamGithub, UpstreamRequest, UpstreamResponse};

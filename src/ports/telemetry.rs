@@ -3,6 +3,8 @@
 //! same figures rendered for a scraper. No telemetry crate appears here; the
 //! OpenTelemetry adapter and the recording fake both implement these traits.
 
+use std::sync::Arc;
+
 use std::time::Duration;
 
 use crate::domain::DeployOutcome;
@@ -158,6 +160,64 @@ impl Telemetry for NoTelemetry {
     fn cache_invalidated(&self, _keys: u64) {}
     fn panic_caught(&self) {}
     fn request_completed(&self, _request: &CompletedRequest) {}
+}
+
+/// Reports every event to two sinks, e.g. the OpenTelemetry instruments and
+/// the in-process counters `/healthz` reads, so services report once.
+#[derive(Clone)]
+pub struct TeeTelemetry {
+    first: Arc<dyn Telemetry>,
+    second: Arc<dyn Telemetry>,
+}
+
+impl TeeTelemetry {
+    /// Forwards to `first`, then `second`.
+    pub fn new(first: Arc<dyn Telemetry>, second: Arc<dyn Telemetry>) -> Self {
+        Self { first, second }
+    }
+}
+
+impl Telemetry for TeeTelemetry {
+    fn cache_hit(&self, tier: CacheTier) {
+        self.first.cache_hit(tier);
+        self.second.cache_hit(tier);
+    }
+    fn cache_miss(&self) {
+        self.first.cache_miss();
+        self.second.cache_miss();
+    }
+    fn coalesced(&self) {
+        self.first.coalesced();
+        self.second.coalesced();
+    }
+    fn upstream_request(&self, outcome: UpstreamOutcome) {
+        self.first.upstream_request(outcome);
+        self.second.upstream_request(outcome);
+    }
+    fn rate_limit(&self, remaining: Option<i64>, reset: Option<i64>) {
+        self.first.rate_limit(remaining, reset);
+        self.second.rate_limit(remaining, reset);
+    }
+    fn dragonfly_connected(&self, connected: bool) {
+        self.first.dragonfly_connected(connected);
+        self.second.dragonfly_connected(connected);
+    }
+    fn deploy_event(&self, outcome: DeployOutcome) {
+        self.first.deploy_event(outcome);
+        self.second.deploy_event(outcome);
+    }
+    fn cache_invalidated(&self, keys: u64) {
+        self.first.cache_invalidated(keys);
+        self.second.cache_invalidated(keys);
+    }
+    fn panic_caught(&self) {
+        self.first.panic_caught();
+        self.second.panic_caught();
+    }
+    fn request_completed(&self, request: &CompletedRequest) {
+        self.first.request_completed(request);
+        self.second.request_completed(request);
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::ProxyTarget;
-use crate::app::stats::CacheCounters;
 use crate::domain::UpstreamVerdict;
 use crate::domain::{
     AfterFetch, CacheKey, CachedResponse, GithubPath, HeaderList, KEPT_RESPONSE_HEADERS,
@@ -57,7 +56,6 @@ pub(super) struct FetchJob {
     pub(super) cache: Arc<dyn CacheStore>,
     pub(super) upstream: Arc<dyn UpstreamGithub>,
     pub(super) outbound: Arc<Semaphore>,
-    pub(super) counters: Arc<CacheCounters>,
     pub(super) telemetry: Arc<dyn Telemetry>,
     /// The leader's request span: the fetch runs in its own task, so the
     /// `chimney.github_fetch` span is parented on it explicitly.
@@ -192,7 +190,6 @@ impl FetchJob {
     fn observe_rate_limit(&self, headers: &HeaderList) {
         let number = |name| headers.get(name).and_then(|v| v.trim().parse::<i64>().ok());
         let (remaining, reset) = (number("x-ratelimit-remaining"), number("x-ratelimit-reset"));
-        self.counters.rate_limit(remaining, reset);
         if remaining.is_some() || reset.is_some() {
             self.telemetry.rate_limit(remaining, reset);
         }

@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
-use crate::app::stats::CacheCounters;
 use crate::domain::{
     CacheKey, CachedResponse, Decision, GithubPath, HeaderList, IfNoneMatch, NormalisedQuery,
     RepoName, TtlPolicy, decide,
@@ -143,7 +142,6 @@ struct Inner {
     coalescer: Coalescer<CacheKey, FetchResult>,
     ttl: TtlPolicy,
     api_base: String,
-    counters: Arc<CacheCounters>,
 }
 
 impl ProxyService {
@@ -154,7 +152,6 @@ impl ProxyService {
         ttl: TtlPolicy,
         api_base: &str,
         limits: &ProxyLimits,
-        counters: Arc<CacheCounters>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -164,23 +161,17 @@ impl ProxyService {
                 coalescer: Coalescer::new(),
                 ttl,
                 api_base: api_base.trim_end_matches('/').to_owned(),
-                counters,
             }),
             telemetry: Arc::new(NoTelemetry),
         }
     }
 
-    /// Reports hits, misses, coalesced requests and upstream outcomes to
-    /// `telemetry` as well as to the counters.
+    /// Reports hits, misses, coalesced requests, rate limits and upstream
+    /// outcomes to `telemetry`.
     #[must_use]
     pub fn with_telemetry(mut self, telemetry: Arc<dyn Telemetry>) -> Self {
         self.telemetry = telemetry;
         self
-    }
-
-    /// The counters this service updates.
-    pub fn counters(&self) -> &Arc<CacheCounters> {
-        &self.inner.counters
     }
 
     /// The TTL a key gets under the configured policy.
@@ -209,7 +200,6 @@ impl ProxyService {
         );
         match (decision, cached) {
             (Decision::NotModified | Decision::ServeFresh, Some(hit)) => {
-                inner.counters.hit(hit.tier);
                 self.telemetry.cache_hit(hit.tier);
                 ProxyReply::Cached {
                     not_modified: client_has(request, &hit.entry),
@@ -223,7 +213,6 @@ impl ProxyService {
                     cache: Arc::clone(&inner.cache),
                     upstream: Arc::clone(&inner.upstream),
                     outbound: Arc::clone(&inner.outbound),
-                    counters: Arc::clone(&inner.counters),
                     telemetry: Arc::clone(&self.telemetry),
                     parent: tracing::Span::current(),
                     api_base: inner.api_base.clone(),
@@ -241,14 +230,8 @@ impl ProxyService {
                     .run(&key, job.run(), FetchResult::internal_failure)
                     .await;
                 match role {
-                    Role::Leader => {
-                        inner.counters.miss();
-                        self.telemetry.cache_miss();
-                    }
-                    Role::Follower => {
-                        inner.counters.coalesced();
-                        self.telemetry.coalesced();
-                    }
+                    Role::Leader => self.telemetry.cache_miss(),
+                    Role::Follower => self.telemetry.coalesced(),
                 }
                 reply_from_fetch(request, &result, role)
             }
