@@ -5,6 +5,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
 /// How many events are retained, newest first (CONTRACT 5).
 pub const DEPLOY_HISTORY_LIMIT: usize = 50;
 
@@ -347,106 +350,12 @@ fn shown(text: &str) -> String {
 }
 
 /// Parses an RFC 3339 date-time (`2026-02-21T10:13:00Z`,
-/// `2026-02-21T12:13:00.5+02:00`; `t`/space separators and `z` accepted as
-/// RFC 3339 allows). Leap seconds (`:60`) are read as the next second.
+/// `2026-02-21T12:13:00.5+02:00`, lower-case `t`/`z` as RFC 3339 allows),
+/// with the `time` crate's parser.
 pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
-    let b = text.as_bytes();
-    if b.len() < 20 || !b.is_ascii() {
-        return None;
-    }
-    let year = digits(&b[0..4])?;
-    let month = digits(&b[5..7])?;
-    let day = digits(&b[8..10])?;
-    let hour = digits(&b[11..13])?;
-    let minute = digits(&b[14..16])?;
-    let second = digits(&b[17..19])?;
-    let separators_ok = b[4] == b'-'
-        && b[7] == b'-'
-        && matches!(b[10], b'T' | b't' | b' ')
-        && b[13] == b':'
-        && b[16] == b':';
-    if !separators_ok
-        || !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-
-    let mut rest = &b[19..];
-    let mut nanos: u32 = 0;
-    if let Some(fraction) = rest.strip_prefix(b".") {
-        let len = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
-        if len == 0 {
-            return None;
-        }
-        // Digits past nanoseconds are dropped, not rounded.
-        for (i, d) in fraction[..len].iter().enumerate() {
-            if i < 9 {
-                nanos = nanos * 10 + u32::from(d - b'0');
-            }
-        }
-        nanos *= 10u32.pow(9 - len.min(9) as u32);
-        rest = &fraction[len..];
-    }
-    let offset_s: i64 = match rest {
-        b"Z" | b"z" => 0,
-        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-            let hours = digits(&[*h1, *h2])?;
-            let minutes = digits(&[*m1, *m2])?;
-            if hours > 23 || minutes > 59 {
-                return None;
-            }
-            let offset = hours * 3600 + minutes * 60;
-            if *sign == b'-' { -offset } else { offset }
-        }
-        _ => return None,
-    };
-
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_s;
-    let whole = Duration::from_secs(secs.unsigned_abs());
-    let base = if secs >= 0 {
-        UNIX_EPOCH.checked_add(whole)?
-    } else {
-        UNIX_EPOCH.checked_sub(whole)?
-    };
-    base.checked_add(Duration::from_nanos(u64::from(nanos)))
-}
-
-/// The value of a run of ASCII digits.
-fn digits(b: &[u8]) -> Option<i64> {
-    b.iter().try_fold(0i64, |acc, c| {
-        c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
-    })
-}
-
-fn is_leap(year: i64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    OffsetDateTime::parse(text, &Rfc3339)
+        .ok()
+        .map(SystemTime::from)
 }
 
 #[cfg(test)]
@@ -622,9 +531,10 @@ mod tests {
             parse_rfc3339("2024-02-29T00:00:00Z"),
             Some(at(1_709_164_800))
         );
+        // A leap second is read as the last instant of its day.
         assert_eq!(
             parse_rfc3339("2016-12-31T23:59:60Z"),
-            Some(at(1_483_228_800))
+            Some(at(1_483_228_800) - Duration::from_nanos(1))
         );
     }
 
