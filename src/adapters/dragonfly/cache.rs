@@ -14,6 +14,7 @@ use bytes::Bytes;
 use deadpool_redis::redis::{self, RedisError};
 use deadpool_redis::{Connection, Pool};
 
+use super::command;
 use super::error::Error;
 use super::keys::{KEY_PREFIX, cache_key_text, match_pattern, redis_key};
 use super::wire;
@@ -132,28 +133,13 @@ impl DragonflyCache {
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        let work = async {
-            let conn = self
-                .pool
-                .get()
-                .await
-                .map_err(|source| Error::Pool { operation, source })?;
-            command(conn)
-                .await
-                .map_err(|source| Error::Command { operation, source })
-        };
-        self.deadline(operation, work).await
+        command::single(&self.pool, self.command_timeout, operation, command).await
     }
 
     /// A pooled connection for a multi-step operation, within the timeout.
     async fn checkout(&self, operation: &'static str) -> Result<Connection, Error> {
-        self.deadline(operation, async {
-            self.pool
-                .get()
-                .await
-                .map_err(|source| Error::Pool { operation, source })
-        })
-        .await
+        self.deadline(operation, command::checkout(&self.pool, operation))
+            .await
     }
 
     /// One command of a multi-step operation, within the timeout.
@@ -175,12 +161,7 @@ impl DragonflyCache {
         operation: &'static str,
         work: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
-        tokio::time::timeout(self.command_timeout, work)
-            .await
-            .unwrap_or(Err(Error::Timeout {
-                operation,
-                after: self.command_timeout,
-            }))
+        command::within(self.command_timeout, operation, work).await
     }
 
     /// One SCAN step over keys matching `pattern`. Keys come back as bytes:

@@ -18,6 +18,7 @@ use deadpool_redis::Pool;
 use deadpool_redis::redis::{self, RedisError};
 use serde::{Deserialize, Serialize};
 
+use super::command;
 use super::error::{Error, STORE};
 use crate::domain::{DEPLOY_HISTORY_LIMIT, DeployEvent, DeployEventDraft};
 use crate::ports::{DeployLog, DeployLogError};
@@ -129,22 +130,7 @@ impl DragonflyDeployLog {
         F: FnOnce(deadpool_redis::Connection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        let work = async {
-            let conn = self
-                .pool
-                .get()
-                .await
-                .map_err(|source| Error::Pool { operation, source })?;
-            command(conn)
-                .await
-                .map_err(|source| Error::Command { operation, source })
-        };
-        tokio::time::timeout(self.command_timeout, work)
-            .await
-            .unwrap_or(Err(Error::Timeout {
-                operation,
-                after: self.command_timeout,
-            }))
+        command::single(&self.pool, self.command_timeout, operation, command).await
     }
 }
 

@@ -20,6 +20,7 @@
 mod backoff;
 mod bus;
 mod cache;
+mod command;
 mod deploy_log;
 mod error;
 mod keys;

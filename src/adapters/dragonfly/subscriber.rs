@@ -20,7 +20,8 @@ use tokio::sync::watch;
 use url::Url;
 
 use super::backoff::Backoff;
-use super::error::{Error, redacted};
+use super::command;
+use super::error::redacted;
 use super::notice::InvalidationNotice;
 use crate::ports::CacheError;
 
@@ -61,27 +62,14 @@ pub async fn publish_invalidation(
     notice: &InvalidationNotice,
 ) -> Result<u64, CacheError> {
     let payload = notice.encode();
-    let work = async {
-        let mut conn = pool.get().await.map_err(|source| Error::Pool {
-            operation: "PUBLISH",
-            source,
-        })?;
+    let receivers = command::single(pool, command_timeout, "PUBLISH", |mut conn| async move {
         redis::cmd("PUBLISH")
             .arg(INVALIDATION_CHANNEL)
             .arg(&payload)
             .query_async::<u64>(&mut conn)
             .await
-            .map_err(|source| Error::Command {
-                operation: "PUBLISH",
-                source,
-            })
-    };
-    let receivers = tokio::time::timeout(command_timeout, work)
-        .await
-        .unwrap_or(Err(Error::Timeout {
-            operation: "PUBLISH",
-            after: command_timeout,
-        }))?;
+    })
+    .await?;
     Ok(receivers)
 }
 
