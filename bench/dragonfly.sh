@@ -29,84 +29,19 @@ TARGET_RATIO=0.90
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release
 
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+need_tools wrk:wrk redis-server:redis-server redis-cli:redis-tools curl:curl python3:python3
 
-# --- tools -------------------------------------------------------------------------------
-PATH=$PATH:/usr/sbin:/sbin
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-command -v redis-server >/dev/null || missing+=(redis-server)
-command -v redis-cli >/dev/null || missing+=(redis-tools)
-command -v curl >/dev/null || missing+=(curl)
-command -v python3 >/dev/null || missing+=(python3)
-if ((${#missing[@]})); then
-    log "installing ${missing[*]} (Debian packages)"
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
-fi
-
-# --- processes and temp dir ----------------------------------------------------------------
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/chimney-bench-dragonfly.XXXXXX")
-PIDS=()
-cleanup() {
-    local pid
-    for pid in ${PIDS[@]+"${PIDS[@]}"}; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in ${PIDS[@]+"${PIDS[@]}"}; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-# Polls a URL until it answers 2xx; bounded to about 10 s.
-wait_http() {
-    local url=$1 pid=$2
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || return 1
-        curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
+bench_workdir chimney-bench-dragonfly
 
 # Prints the `dragonfly` field of a chimney's /healthz (empty on failure).
 dragonfly_state() {
     curl -fsS --max-time 2 "$1/healthz" 2>/dev/null |
         python3 -c 'import json, sys; print(json.load(sys.stdin).get("dragonfly", ""))' 2>/dev/null || true
-}
-
-# Prints the X-Cache header of a GET (empty when absent or on failure).
-x_cache_of() {
-    curl -sS -o /dev/null -D - --max-time 5 "$1" 2>/dev/null |
-        tr -d '\r' | awk -F': ' 'tolower($1) == "x-cache" { print $2 }'
-}
-
-# Converts a wrk duration (e.g. 812.00us, 1.23ms, 2.00s, 1.00m) to milliseconds.
-to_ms() {
-    awk -v v="$1" 'BEGIN {
-        if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
-        else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
-        else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
-        else if (v ~ /m$/) { sub(/m$/, "", v); printf "%.3f", v * 60000 }
-        else printf "nan" }'
-}
-
-# Median of the numbers after the printf format.
-median() {
-    local fmt=$1
-    shift
-    printf '%s\n' "$@" | sort -g | awk -v fmt="$fmt" '{ v[NR] = $1 }
-        END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf fmt, m }'
 }
 
 # Prints the user + system CPU ticks used so far by one process.

@@ -26,37 +26,13 @@ HOT_PATH='/api/github/pulls?state=open'
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+need_tools wrk:wrk curl:curl python3:python3
 
-PATH=$PATH:/usr/sbin:/sbin
-missing=()
-for tool in wrk curl python3; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-if ((${#missing[@]})); then
-    log "installing ${missing[*]} (Debian packages)"
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
-fi
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/chimney-telemetry-bench.XXXXXX")
-PIDS=()
-cleanup() {
-    local pid
-    for pid in ${PIDS[@]+"${PIDS[@]}"}; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in ${PIDS[@]+"${PIDS[@]}"}; do
-        for _ in $(seq 70); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
+bench_workdir chimney-telemetry-bench
 
 # Starts "$@" in the background with stdout to $WORK/$name.out and sets PORT to the port it
 # announces (PORT=NNNN). Not run in a subshell, so PIDS keeps the process for cleanup.
@@ -74,28 +50,6 @@ start_announcing() {
         sleep 0.1
     done
     die "$name did not start: $(cat "$WORK/$name.err")"
-}
-
-# Polls a URL until it answers 2xx; bounded to about 10 s.
-wait_http() {
-    for _ in $(seq 100); do
-        curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-to_ms() {
-    awk -v v="$1" 'BEGIN {
-        if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
-        else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
-        else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
-        else printf "nan" }'
-}
-
-median() {
-    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-        END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.0f", m }'
 }
 
 if [[ $SKIP_BUILD != 1 ]]; then
@@ -161,8 +115,8 @@ for round in $(seq "$ROUNDS"); do
     echo "| $round | $off_rps, $off_p99 | $on_rps, $on_p99 |"
 done
 
-med_off=$(median "${RPS_OFF[@]}")
-med_on=$(median "${RPS_ON[@]}")
+med_off=$(median "%.0f" "${RPS_OFF[@]}")
+med_on=$(median "%.0f" "${RPS_ON[@]}")
 overhead=$(awk -v off="$med_off" -v on="$med_on" 'BEGIN { printf "%.1f", (off - on) / off * 100 }')
 sleep 3
 exported=$(curl -fsS --max-time 5 "http://127.0.0.1:$SINK/__count")
