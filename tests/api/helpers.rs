@@ -329,34 +329,15 @@ impl TestApp {
         }
     }
 
-    /// Requests `path` (exactly as given) with `method` and `headers`.
+    /// Requests `path` (exactly as given) with `method` and `headers` and no
+    /// body; see `TestApp::send` (admin_client.rs) for requests with one.
     pub async fn request(
         &self,
         method: Method,
         path: &str,
         headers: &[(&str, &str)],
     ) -> TestResponse {
-        let mut request = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.address));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{method} {path} failed: {e}"));
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .unwrap_or_else(|e| panic!("{method} {path}: reading the body failed: {e}"));
-        TestResponse {
-            status,
-            headers,
-            body,
-        }
+        self.send(method, path, headers, Vec::new()).await
     }
 
     /// `GET {path}`, the path exactly as given.
