@@ -58,17 +58,8 @@ fi
     die "release binaries missing under $BIN (run without SKIP_BUILD=1)"
 
 # --- fake upstream -----------------------------------------------------------------------
-"$BIN/examples/bench_upstream" --port 0 --delay-ms "$DELAY_MS" >"$WORK/upstream.out" 2>"$WORK/upstream.err" &
-UPSTREAM_PID=$!
-PIDS+=("$UPSTREAM_PID")
-UP=''
-for _ in $(seq 100); do
-    UP=$(sed -n 's/^PORT=//p' "$WORK/upstream.out")
-    [[ -n $UP ]] && break
-    kill -0 "$UPSTREAM_PID" 2>/dev/null || break
-    sleep 0.1
-done
-[[ -n $UP ]] || die "bench_upstream did not start: $(cat "$WORK/upstream.err")"
+start_announcing upstream "$BIN/examples/bench_upstream" --port 0 --delay-ms "$DELAY_MS"
+UP=$PORT
 log "fake upstream on 127.0.0.1:$UP (delay ${DELAY_MS} ms)"
 
 # --- redis-server (the Dragonfly stand-in) ---------------------------------------------------

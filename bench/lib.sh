@@ -43,6 +43,24 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# Starts "$@" in the background with stdout to $WORK/$name.out and sets PORT to the port it
+# announces (PORT=NNNN). Not run in a subshell, so PIDS keeps the process for cleanup.
+start_announcing() {
+    local name=$1
+    shift
+    "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    local pid=$!
+    PIDS+=("$pid")
+    PORT=''
+    for _ in $(seq 100); do
+        PORT=$(sed -n 's/^PORT=//p' "$WORK/$name.out" 2>/dev/null || true)
+        [[ -n $PORT ]] && return 0
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    die "$name did not start: $(cat "$WORK/$name.err")"
+}
+
 # wait_http URL [PID]: polls until URL answers 2xx (about 10 s at most);
 # fails at once if PID has exited.
 wait_http() {

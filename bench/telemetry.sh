@@ -34,24 +34,6 @@ need_tools wrk:wrk curl:curl python3:python3
 
 bench_workdir chimney-telemetry-bench
 
-# Starts "$@" in the background with stdout to $WORK/$name.out and sets PORT to the port it
-# announces (PORT=NNNN). Not run in a subshell, so PIDS keeps the process for cleanup.
-start_announcing() {
-    local name=$1
-    shift
-    "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    local pid=$!
-    PIDS+=("$pid")
-    PORT=''
-    for _ in $(seq 100); do
-        PORT=$(sed -n 's/^PORT=//p' "$WORK/$name.out" 2>/dev/null || true)
-        [[ -n $PORT ]] && return 0
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    die "$name did not start: $(cat "$WORK/$name.err")"
-}
-
 if [[ $SKIP_BUILD != 1 ]]; then
     log "cargo build --release --bin chimney --example bench_upstream --example otlp_sink"
     cargo build --release --bin chimney --example bench_upstream --example otlp_sink
