@@ -8,18 +8,19 @@
 //! request on the collector: every exporter runs on the SDK's own threads
 //! with batching and a timeout, and shutdown waits a bounded time.
 
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
+use opentelemetry::logs::LoggerProvider as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
-use opentelemetry_otlp::{LogExporter, MetricExporter, SpanExporter, WithExportConfig};
+use opentelemetry_otlp::{MetricExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
+use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracer, SdkTracerProvider};
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::{FilterExt as _, Targets, filter_fn};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
@@ -27,6 +28,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
+use crate::adapters::otlp::export;
 use crate::app::config::OtelSettings;
 use crate::app::version::CHIMNEY_VERSION;
 
@@ -73,6 +75,34 @@ const NOT_EXPORTED: [&str; 12] = [
     "opentelemetry_appender_tracing",
 ];
 
+/// Target of the per-request log lines. The request middleware exports
+/// their OTLP records itself (see [`RequestExport`]), so the log bridge
+/// leaves this target alone.
+pub const ACCESS_LOG_TARGET: &str = "chimney::access";
+
+/// What the request middleware exports through directly, bypassing the
+/// `tracing` layers: the busiest path in the service pays for one span and
+/// one log record, not for a `tracing` span's registry entry, field
+/// formatting and bridging as well (measured in bench/telemetry.sh).
+#[derive(Debug, Clone)]
+pub struct RequestExport {
+    /// Starts each request's server span.
+    pub tracer: SdkTracer,
+    /// Emits each request's log record.
+    pub logger: SdkLogger,
+}
+
+/// Set once, by the [`init_with`] call that installs the subscriber: the
+/// logs counterpart of OpenTelemetry's global tracer and meter providers,
+/// which the `opentelemetry` crate has no equivalent of for logs.
+static REQUEST_EXPORT: OnceLock<RequestExport> = OnceLock::new();
+
+/// The request middleware's tracer and logger, or `None` while export is
+/// off (or before telemetry has started).
+pub fn request_export() -> Option<RequestExport> {
+    REQUEST_EXPORT.get().cloned()
+}
+
 /// Where the JSON log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogOutput {
@@ -111,11 +141,18 @@ pub enum TelemetryInitError {
     /// An OTLP exporter could not be built (bad endpoint, no HTTP client).
     #[error("cannot build the OTLP {signal} exporter")]
     Exporter {
-        /// `traces`, `metrics` or `logs`.
+        /// `metrics`.
         signal: &'static str,
         /// The exporter's complaint.
         #[source]
         source: opentelemetry_otlp::ExporterBuildError,
+    },
+    /// The HTTP client of the span and log exporters could not be built.
+    #[error("cannot build the OTLP span and log exporters")]
+    HttpClient {
+        /// Why.
+        #[source]
+        source: export::ExporterBuildError,
     },
     /// A global `tracing` subscriber was already installed.
     #[error("a tracing subscriber is already installed")]
@@ -212,9 +249,10 @@ pub fn init_with(
                 meta.is_span() || *meta.level() <= tracing::Level::WARN
             })))
     });
-    let logs = providers
-        .as_ref()
-        .map(|p| OpenTelemetryTracingBridge::new(&p.logger).with_filter(exported()));
+    let logs = providers.as_ref().map(|p| {
+        OpenTelemetryTracingBridge::new(&p.logger)
+            .with_filter(exported().and(filter_fn(|meta| meta.target() != ACCESS_LOG_TARGET)))
+    });
     tracing_subscriber::registry()
         .with(json)
         .with(spans)
@@ -222,6 +260,10 @@ pub fn init_with(
         .try_init()
         .map_err(TelemetryInitError::Subscriber)?;
     if let Some(p) = &providers {
+        let _ = REQUEST_EXPORT.set(RequestExport {
+            tracer: p.tracer.tracer(INSTRUMENTATION_SCOPE),
+            logger: p.logger.logger(INSTRUMENTATION_SCOPE),
+        });
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         opentelemetry::global::set_tracer_provider(p.tracer.clone());
         opentelemetry::global::set_meter_provider(p.meter.clone());
@@ -250,20 +292,10 @@ fn build_providers(
     settings: &OtelSettings,
     options: &TelemetryOptions,
 ) -> Result<Providers, TelemetryInitError> {
-    // The exporters' HTTP client is reqwest built without a crypto
-    // provider (as for GitHub): building it needs ring installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let resource = resource(settings);
     let base = settings.endpoint.as_str().trim_end_matches('/');
-    let spans = SpanExporter::builder()
-        .with_http()
-        .with_endpoint(format!("{base}/v1/traces"))
-        .with_timeout(EXPORT_TIMEOUT)
-        .build()
-        .map_err(|source| TelemetryInitError::Exporter {
-            signal: "traces",
-            source,
-        })?;
+    let (spans, logs) = export::exporters(base, EXPORT_TIMEOUT)
+        .map_err(|source| TelemetryInitError::HttpClient { source })?;
     let metrics = MetricExporter::builder()
         .with_http()
         .with_endpoint(format!("{base}/v1/metrics"))
@@ -271,15 +303,6 @@ fn build_providers(
         .build()
         .map_err(|source| TelemetryInitError::Exporter {
             signal: "metrics",
-            source,
-        })?;
-    let logs = LogExporter::builder()
-        .with_http()
-        .with_endpoint(format!("{base}/v1/logs"))
-        .with_timeout(EXPORT_TIMEOUT)
-        .build()
-        .map_err(|source| TelemetryInitError::Exporter {
-            signal: "logs",
             source,
         })?;
     let tracer = SdkTracerProvider::builder()

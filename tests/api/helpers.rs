@@ -82,6 +82,12 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
     let _ = rustls::crypto::ring::default_provider().install_default();
 });
 
+/// Readies the test process (subscriber, TLS provider) for a test that
+/// makes its own HTTP client instead of spawning an app.
+pub fn init_test_process() {
+    LazyLock::force(&TRACING);
+}
+
 /// The first database handed to an app; 0 belongs to the other test
 /// binaries that share the server.
 const FIRST_APP_DATABASE: i64 = 1;

@@ -16,6 +16,7 @@ mod lifecycle;
 mod openapi_spec;
 mod org;
 mod proxy;
+mod request_log;
 mod shared_tier;
 mod summary;
 mod telemetry;

@@ -107,7 +107,7 @@ fn sample(scrape: &Exposition, family: &str, labels: &[(&str, &str)]) -> Option<
         })
 }
 
-fn server_span<'a>(spans: &'a [ReceivedSpan], name: &str) -> Option<&'a ReceivedSpan> {
+fn span_named<'a>(spans: &'a [ReceivedSpan], name: &str) -> Option<&'a ReceivedSpan> {
     spans.iter().find(|s| s.span.name == name)
 }
 
@@ -223,7 +223,7 @@ async fn a_traceparent_is_continued_by_the_server_span_and_its_github_fetch_chil
     let spans = pipeline()
         .eventually(|c| {
             let spans = c.trace(&trace_id);
-            let server = server_span(&spans, "GET /api/github/{path}")?;
+            let server = span_named(&spans, "GET /api/github/{path}")?;
             spans
                 .iter()
                 .any(|s| {
@@ -234,7 +234,7 @@ async fn a_traceparent_is_continued_by_the_server_span_and_its_github_fetch_chil
         .await
         .expect("the server span and its chimney.github_fetch child reached the collector");
 
-    let server = server_span(&spans, "GET /api/github/{path}").expect("server span");
+    let server = span_named(&spans, "GET /api/github/{path}").expect("server span");
     assert_eq!(
         server.parent_span_id(),
         parent_id,
@@ -287,6 +287,53 @@ async fn a_traceparent_is_continued_by_the_server_span_and_its_github_fetch_chil
     assert_eq!(fetch.attr("github.api.status_code"), Some(Attr::Int(200)));
     assert_eq!(fetch.attr("github.conditional"), Some(Attr::Bool(false)));
     assert_eq!(fetch.attr("github.not_modified"), Some(Attr::Bool(false)));
+}
+
+#[tokio::test]
+async fn an_invalidation_is_a_child_span_counting_the_keys_it_removed() {
+    if !require_export() {
+        return;
+    }
+    let app = crate::admin_client::spawn_admin_app().await;
+    app.get_github(README).await;
+    let (header, trace_id, _) = traceparent();
+
+    let response = app
+        .send(
+            Method::POST,
+            "/api/cache/invalidate",
+            &[
+                ("traceparent", header.as_str()),
+                (
+                    "authorization",
+                    &crate::admin_client::bearer(crate::admin_client::INVALIDATE_TOKEN),
+                ),
+                ("content-type", "application/json"),
+            ],
+            r#"{"path":"/contents/","reason":"telemetry test"}"#,
+        )
+        .await;
+
+    assert_eq!(response.status, 200, "{}", response.text());
+    let spans = pipeline()
+        .eventually(|c| {
+            let spans = c.trace(&trace_id);
+            let server = span_named(&spans, "POST /api/cache/invalidate")?;
+            spans
+                .iter()
+                .any(|s| {
+                    s.span.name == "chimney.cache.invalidate"
+                        && s.parent_span_id() == server.span_id()
+                })
+                .then(|| spans.clone())
+        })
+        .await
+        .expect("the invalidation span, a child of the server span, reached the collector");
+    let invalidate = span_named(&spans, "chimney.cache.invalidate").expect("invalidate span");
+    assert_eq!(
+        invalidate.attr("chimney.cache.invalidated_keys"),
+        Some(Attr::Int(1))
+    );
 }
 
 #[tokio::test]
@@ -348,10 +395,11 @@ async fn a_cache_hit_marks_the_server_span_with_its_tier_and_logs_the_request() 
         attr(&log.attributes, "cache_tier"),
         Some(Attr::Str("memory".into()))
     );
-    assert_eq!(
-        attr(&log.attributes, "trace_id"),
-        Some(Attr::Str(trace_id.clone()))
-    );
+    // The ids are the record's own fields (found by trace id above), where
+    // collectors join logs to traces; they are not repeated as attributes.
+    assert_eq!(attr(&log.attributes, "trace_id"), None);
+    assert_eq!(log.severity_text, "INFO");
+    assert!(log.time_unix_nano > 0, "the record carries its time");
     assert!(matches!(attr(&log.attributes, "bytes"), Some(Attr::Int(n)) if n > 0));
     assert!(matches!(attr(&log.attributes, "latency_ms"), Some(Attr::Double(ms)) if ms >= 0.0));
 }

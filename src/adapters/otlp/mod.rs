@@ -11,6 +11,7 @@
 //! meter provider is process-global. Each recording point updates both, so
 //! the two never disagree about what happened.
 
+pub mod export;
 mod instruments;
 mod prometheus;
 

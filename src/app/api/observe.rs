@@ -5,6 +5,12 @@
 //!
 //! What a handler knows and the middleware cannot see (the cache outcome)
 //! travels back as a [`CacheOutcome`] response extension.
+//!
+//! The server span is made with the OpenTelemetry API rather than as a
+//! `tracing` span: on the hit path the `tracing` registry and the
+//! `tracing-opentelemetry` layer cost several times what the span itself
+//! does (bench/telemetry.sh). Its context is current while the handler runs,
+//! so the `tracing` spans and events inside it still attach to it.
 
 use std::any::Any;
 use std::backtrace::Backtrace;
@@ -14,20 +20,23 @@ use std::sync::{Arc, Once};
 use std::time::Instant;
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
-use opentelemetry::trace::{SpanContext, SpanId, Status, TraceContextExt as _, TraceId};
+use opentelemetry::trace::{
+    FutureExt as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceId,
+    Tracer as _,
+};
+use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
+use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator, SdkTracer};
 use opentelemetry_semantic_conventions::attribute::{
     HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE, URL_PATH,
 };
 use poem::http::{HeaderMap, HeaderName, HeaderValue};
 use poem::middleware::{CatchPanic, CatchPanicEndpoint};
 use poem::{Body, Endpoint, Middleware, Request, Response};
-use tracing::Instrument as _;
-use tracing::field::Empty;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use super::access_log::{AccessLog, AccessRecord};
 use super::problem::Problem;
+use crate::app::telemetry::request_export;
 use crate::ports::{CacheTier, CompletedRequest, Telemetry};
 
 /// The response header carrying the request's trace id.
@@ -90,13 +99,22 @@ struct CaughtPanic {
 /// including 404s, 405s and caught panics.
 pub struct Observe {
     telemetry: Arc<dyn Telemetry>,
+    /// `None` while export is off: no span is started, only ids made.
+    tracer: Option<SdkTracer>,
+    access_log: AccessLog,
 }
 
 impl Observe {
-    /// Reports completed requests and panics to `telemetry`.
+    /// Reports completed requests and panics to `telemetry`, and exports
+    /// spans and log records when telemetry export has been started.
     pub fn new(telemetry: Arc<dyn Telemetry>) -> Self {
         install_panic_hook();
-        Self { telemetry }
+        let export = request_export();
+        Self {
+            telemetry,
+            tracer: export.as_ref().map(|e| e.tracer.clone()),
+            access_log: AccessLog::new(export.map(|e| e.logger)),
+        }
     }
 }
 
@@ -110,6 +128,8 @@ impl<E: Endpoint> Middleware<E> for Observe {
         ObserveEndpoint {
             inner: catch.transform(ep),
             telemetry: Arc::clone(&self.telemetry),
+            tracer: self.tracer.clone(),
+            access_log: self.access_log.clone(),
         }
     }
 }
@@ -118,6 +138,8 @@ impl<E: Endpoint> Middleware<E> for Observe {
 pub struct ObserveEndpoint<E> {
     inner: CatchPanicEndpoint<E, PanicHandler>,
     telemetry: Arc<dyn Telemetry>,
+    tracer: Option<SdkTracer>,
+    access_log: AccessLog,
 }
 
 impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
@@ -127,33 +149,37 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         let started = Instant::now();
         let route = route_template(req.uri().path());
         let method = req.method().clone();
-        let span = tracing::info_span!(
-            target: "chimney::http",
-            "request",
-            otel.name = format!("{method} {route}"),
-            otel.kind = "server",
-            { HTTP_REQUEST_METHOD } = method.as_str(),
-            { HTTP_ROUTE } = route,
-            { URL_PATH } = req.uri().path(),
-            { HTTP_RESPONSE_STATUS_CODE } = Empty,
-            chimney.cache_hit = Empty,
-            chimney.cache_tier = Empty,
-            chimney.github_path = Empty,
-        );
         let remote = remote_parent(req.headers());
-        if let Some(parent) = &remote {
-            let _ = span
-                .set_parent(opentelemetry::Context::new().with_remote_span_context(parent.clone()));
-        }
-        let ids = TraceIds::of(&span, remote.as_ref());
+        let parent = remote.as_ref().map_or_else(Context::new, |p| {
+            Context::new().with_remote_span_context(p.clone())
+        });
+        let cx = match &self.tracer {
+            Some(tracer) => {
+                let span = tracer
+                    .span_builder(format!("{method} {route}"))
+                    .with_kind(SpanKind::Server)
+                    .with_attributes([
+                        KeyValue::new(HTTP_REQUEST_METHOD, method.as_str().to_owned()),
+                        KeyValue::new(HTTP_ROUTE, route),
+                        KeyValue::new(URL_PATH, req.uri().path().to_owned()),
+                    ])
+                    .start_with_context(tracer, &parent);
+                parent.with_span(span)
+            }
+            None => parent,
+        };
+        let ids = TraceIds::of(&cx, remote.as_ref());
 
         let inner = self.inner.call(req);
         let mut inner = std::pin::pin!(inner);
+        // The context is current while the handler runs, so the spans and
+        // log records it makes (the GitHub fetch, an invalidation) are the
+        // server span's children.
         let result = std::future::poll_fn(|cx| {
             let _flag = InHandler::enter();
             inner.as_mut().poll(cx)
         })
-        .instrument(span.clone())
+        .with_context(cx.clone())
         .await;
         let mut response = match result {
             Ok(response) => response,
@@ -162,57 +188,61 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         let latency = started.elapsed();
         let status = response.status();
         let bytes = body_len(&mut response);
-        if let Ok(value) = HeaderValue::from_str(&ids.trace_hex()) {
+        if let Ok(value) = HeaderValue::from_str(&ids.trace_id.to_string()) {
             response.headers_mut().insert(X_TRACE_ID.clone(), value);
         }
 
         let outcome = response.extensions().get::<CacheOutcome>();
         let cache_hit = outcome.is_some_and(|o| o.hit);
         let cache_tier = outcome.map_or("none", CacheOutcome::tier_name);
-        span.record(HTTP_RESPONSE_STATUS_CODE, i64::from(status.as_u16()));
-        span.record("chimney.cache_hit", cache_hit);
-        span.record("chimney.cache_tier", cache_tier);
+        let span = cx.span();
+        let mut attributes = vec![
+            KeyValue::new(HTTP_RESPONSE_STATUS_CODE, i64::from(status.as_u16())),
+            KeyValue::new("chimney.cache_hit", cache_hit),
+            KeyValue::new("chimney.cache_tier", cache_tier),
+        ];
         if let Some(outcome) = outcome {
-            span.record("chimney.github_path", outcome.github_path.as_str());
+            attributes.push(KeyValue::new(
+                "chimney.github_path",
+                outcome.github_path.clone(),
+            ));
         }
+        span.set_attributes(attributes);
         let caught = response.extensions().get::<CaughtPanic>();
         if let Some(panic) = caught {
             span.set_status(Status::error("panic"));
-            span.in_scope(|| {
-                tracing::error!(
-                    target: "chimney::http",
-                    method = %method,
-                    route,
-                    panic = %panic.message,
-                    stack = %panic.stack,
-                    "handler panicked; answered 500"
-                );
-            });
+            let _current = cx.clone().attach();
+            tracing::error!(
+                target: "chimney::http",
+                method = %method,
+                route,
+                panic = %panic.message,
+                stack = %panic.stack,
+                "handler panicked; answered 500"
+            );
             self.telemetry.panic_caught();
         } else if status.is_server_error() {
             span.set_status(Status::error(
                 status.canonical_reason().unwrap_or("server error"),
             ));
         }
+        span.end();
         self.telemetry.request_completed(&CompletedRequest {
             route,
             status: status.as_u16(),
             latency,
         });
-        span.in_scope(|| {
-            tracing::info!(
-                target: "chimney::http",
-                method = %method,
-                route,
-                status = status.as_u16(),
-                latency_ms = latency.as_secs_f64() * 1000.0,
-                cache_hit,
-                cache_tier,
-                bytes,
-                trace_id = %ids.trace_hex(),
-                span_id = %ids.span_hex(),
-                "request"
-            );
+        self.access_log.write(&AccessRecord {
+            method,
+            route,
+            status: status.as_u16(),
+            latency,
+            cache_hit,
+            cache_tier,
+            bytes,
+            trace_id: ids.trace_id,
+            span_id: ids.span_id,
+            sampled: ids.sampled,
         });
         Ok(response)
     }
@@ -240,37 +270,34 @@ impl Extractor for Headers<'_> {
     }
 }
 
-/// The ids of the request's server span. With the OpenTelemetry layer
-/// installed they are the exported span's; without it (export disabled),
-/// the incoming trace id or a fresh random one, so `X-Trace-ID` and the log
-/// line always correlate.
+/// The ids of the request's server span. With export on they are the
+/// exported span's; with it off, the incoming trace id or a fresh random
+/// one, and a fresh span id, so `X-Trace-ID` and the log line always
+/// correlate.
 struct TraceIds {
     trace_id: TraceId,
     span_id: SpanId,
+    sampled: bool,
 }
 
 impl TraceIds {
-    fn of(span: &tracing::Span, remote: Option<&SpanContext>) -> Self {
-        let own = span.context().span().span_context().clone();
-        if own.is_valid() {
+    fn of(cx: &Context, remote: Option<&SpanContext>) -> Self {
+        let own = cx.span().span_context().clone();
+        // Without a tracer the context holds the remote parent itself.
+        let started_here = remote.is_none_or(|r| r.span_id() != own.span_id());
+        if own.is_valid() && started_here {
             return Self {
                 trace_id: own.trace_id(),
                 span_id: own.span_id(),
+                sampled: own.is_sampled(),
             };
         }
         let ids = RandomIdGenerator::default();
         Self {
             trace_id: remote.map_or_else(|| ids.new_trace_id(), SpanContext::trace_id),
             span_id: ids.new_span_id(),
+            sampled: false,
         }
-    }
-
-    fn trace_hex(&self) -> String {
-        self.trace_id.to_string()
-    }
-
-    fn span_hex(&self) -> String {
-        self.span_id.to_string()
     }
 }
 
@@ -405,18 +432,20 @@ mod tests {
     }
 
     #[test]
-    fn without_the_otel_layer_the_incoming_trace_id_is_kept() {
+    fn without_a_tracer_the_incoming_trace_id_is_kept_with_a_fresh_span_id() {
         let mut headers = HeaderMap::new();
         headers.insert(
             "traceparent",
             HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         );
-        let remote = remote_parent(&headers);
-        let ids = TraceIds::of(&tracing::Span::none(), remote.as_ref());
-        assert_eq!(ids.trace_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(ids.span_hex().len(), 16);
-        let fresh = TraceIds::of(&tracing::Span::none(), None);
-        assert_eq!(fresh.trace_hex().len(), 32);
+        let remote = remote_parent(&headers).expect("valid traceparent");
+        let parent = Context::new().with_remote_span_context(remote.clone());
+        let ids = TraceIds::of(&parent, Some(&remote));
+        assert_eq!(ids.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(ids.span_id, remote.span_id());
+        assert_ne!(ids.span_id, SpanId::INVALID);
+        let fresh = TraceIds::of(&Context::new(), None);
         assert_ne!(fresh.trace_id, TraceId::INVALID);
+        assert_ne!(fresh.span_id, SpanId::INVALID);
     }
 }

@@ -57,9 +57,10 @@ pub(super) struct FetchJob {
     pub(super) upstream: Arc<dyn UpstreamGithub>,
     pub(super) outbound: Arc<Semaphore>,
     pub(super) telemetry: Arc<dyn Telemetry>,
-    /// The leader's request span: the fetch runs in its own task, so the
-    /// `chimney.github_fetch` span is parented on it explicitly.
-    pub(super) parent: tracing::Span,
+    /// The leader's OpenTelemetry context (its server span): the fetch runs
+    /// in its own task, so the `chimney.github_fetch` span is parented on it
+    /// explicitly.
+    pub(super) parent: opentelemetry::Context,
     pub(super) api_base: String,
     pub(super) target: ProxyTarget,
     pub(super) path: GithubPath,
@@ -76,7 +77,7 @@ impl FetchJob {
         let path = self.path.upstream_path(&self.target.repo);
         let span = tracing::info_span!(
             target: "chimney::github",
-            parent: &self.parent,
+            parent: None,
             "chimney.github_fetch",
             otel.kind = "client",
             github.api.path = path.as_str(),
@@ -84,6 +85,7 @@ impl FetchJob {
             github.conditional = self.etag.is_some(),
             github.not_modified = Empty,
         );
+        let _ = span.set_parent(self.parent.clone());
         self.fetch(path, span.clone()).instrument(span).await
     }
 

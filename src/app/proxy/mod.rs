@@ -214,7 +214,7 @@ impl ProxyService {
                     upstream: Arc::clone(&inner.upstream),
                     outbound: Arc::clone(&inner.outbound),
                     telemetry: Arc::clone(&self.telemetry),
-                    parent: tracing::Span::current(),
+                    parent: opentelemetry::Context::current(),
                     api_base: inner.api_base.clone(),
                     target: request.target.clone(),
                     path: request.path.clone(),
