@@ -5,20 +5,31 @@ use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::logs::{LogBatch, SdkLogRecord};
 
 use super::common::{ExportResource, LogAnyValue, LogAttr, Scope};
-use super::proto::{Message, Out, bytes, fixed32, fixed64, string, uint, unix_nanos};
+use super::proto::{Message, Out, bytes, fixed32, fixed64, measure, string, uint, unix_nanos};
 
 /// The request for one batch: one resource, records grouped by scope.
 pub(super) struct LogsRequest<'a> {
-    pub resource: &'a ExportResource,
-    pub records: Vec<(&'a SdkLogRecord, &'a InstrumentationScope)>,
+    resource: &'a ExportResource,
+    scopes: Vec<ScopeLogs<'a>>,
 }
 
 impl<'a> LogsRequest<'a> {
+    /// Groups the batch's records by scope, in order of first appearance,
+    /// and measures each record once.
     pub(super) fn new(resource: &'a ExportResource, batch: &'a LogBatch<'a>) -> Self {
-        Self {
-            resource,
-            records: batch.iter().collect(),
+        let mut scopes: Vec<ScopeLogs<'a>> = Vec::with_capacity(2);
+        for (record, scope) in batch.iter() {
+            let key = ScopeKey::of(record, scope);
+            let record = LogRecord::new(record);
+            match scopes.iter_mut().find(|s| s.key.same(&key)) {
+                Some(group) => group.records.push(record),
+                None => scopes.push(ScopeLogs {
+                    key,
+                    records: vec![record],
+                }),
+            }
         }
+        Self { resource, scopes }
     }
 }
 
@@ -32,24 +43,17 @@ struct ResourceLogs<'r, 'a>(&'r LogsRequest<'a>);
 
 impl Message for ResourceLogs<'_, '_> {
     fn write<O: Out>(&self, out: &mut O) {
-        let request = self.0;
-        out.message(1, request.resource);
-        for scope in scopes(&request.records) {
-            out.message(
-                2,
-                &ScopeLogs {
-                    scope,
-                    records: &request.records,
-                },
-            );
+        let LogsRequest { resource, scopes } = self.0;
+        out.message(1, *resource);
+        for scope in scopes {
+            out.message(2, scope);
         }
-        string(out, 3, request.resource.schema_url());
+        string(out, 3, resource.schema_url());
     }
 }
 
 /// What a record is grouped under: its scope, named by its target when it
 /// has one (as `opentelemetry-otlp` does, so `tracing` targets show).
-#[derive(Clone, Copy)]
 struct ScopeKey<'a> {
     name: &'a str,
     scope: &'a InstrumentationScope,
@@ -65,53 +69,54 @@ impl<'a> ScopeKey<'a> {
 
     fn same(&self, other: &Self) -> bool {
         self.name == other.name
-            && (std::ptr::eq(self.scope, other.scope)
-                || (self.scope.version() == other.scope.version()
-                    && self.scope.schema_url() == other.scope.schema_url()
-                    && self.scope.attributes().eq(other.scope.attributes())))
+            && self.scope.version() == other.scope.version()
+            && self.scope.schema_url() == other.scope.schema_url()
+            && self.scope.attributes().eq(other.scope.attributes())
     }
 }
 
-/// The distinct scopes of `records`, in order of first appearance.
-fn scopes<'a>(records: &[(&'a SdkLogRecord, &'a InstrumentationScope)]) -> Vec<ScopeKey<'a>> {
-    let mut scopes: Vec<ScopeKey<'a>> = Vec::with_capacity(2);
-    for (record, scope) in records {
-        let key = ScopeKey::of(record, scope);
-        if !scopes.iter().any(|s| s.same(&key)) {
-            scopes.push(key);
-        }
-    }
-    scopes
+struct ScopeLogs<'a> {
+    key: ScopeKey<'a>,
+    records: Vec<LogRecord<'a>>,
 }
 
-struct ScopeLogs<'r, 'a> {
-    scope: ScopeKey<'a>,
-    records: &'r [(&'a SdkLogRecord, &'a InstrumentationScope)],
-}
-
-impl Message for ScopeLogs<'_, '_> {
+impl Message for ScopeLogs<'_> {
     fn write<O: Out>(&self, out: &mut O) {
         out.message(
             1,
             &Scope {
-                name: self.scope.name,
-                scope: self.scope.scope,
+                name: self.key.name,
+                scope: self.key.scope,
             },
         );
-        for (record, scope) in self.records {
-            if ScopeKey::of(record, scope).same(&self.scope) {
-                out.message(2, &LogRecord(record));
-            }
+        for record in &self.records {
+            out.message(2, record);
         }
-        string(out, 3, self.scope.scope.schema_url().unwrap_or_default());
+        string(out, 3, self.key.scope.schema_url().unwrap_or_default());
     }
 }
 
-struct LogRecord<'a>(&'a SdkLogRecord);
+/// A record with its encoded length, measured once.
+struct LogRecord<'a> {
+    record: &'a SdkLogRecord,
+    len: usize,
+}
+
+impl<'a> LogRecord<'a> {
+    fn new(record: &'a SdkLogRecord) -> Self {
+        let mut this = Self { record, len: 0 };
+        this.len = measure(&this);
+        this
+    }
+}
 
 impl Message for LogRecord<'_> {
+    fn encoded_len(&self) -> usize {
+        self.len
+    }
+
     fn write<O: Out>(&self, out: &mut O) {
-        let record = self.0;
+        let record = self.record;
         fixed64(out, 1, record.timestamp().map_or(0, unix_nanos));
         uint(
             out,

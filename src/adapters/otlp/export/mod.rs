@@ -130,11 +130,7 @@ pub struct OtlpSpanExporter {
 
 impl opentelemetry_sdk::trace::SpanExporter for OtlpSpanExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let body = trace::TraceRequest {
-            resource: &self.resource,
-            spans: &batch,
-        }
-        .to_bytes();
+        let body = trace::TraceRequest::new(&self.resource, &batch).to_bytes();
         drop(batch);
         self.endpoint.post(body)
     }

@@ -58,11 +58,12 @@ pub(super) trait Message {
     /// Writes the message's fields (without a tag or length prefix).
     fn write<O: Out>(&self, out: &mut O);
 
-    /// The size of [`Message::write`]'s output.
+    /// The size of [`Message::write`]'s output. A message written under
+    /// several enclosing ones is measured once per enclosing level: the
+    /// many small ones in a batch (a span, a log record) keep the result of
+    /// [`measure`] instead.
     fn encoded_len(&self) -> usize {
-        let mut len = Len(0);
-        self.write(&mut len);
-        len.0
+        measure(self)
     }
 
     /// The message as a top-level protobuf payload.
@@ -71,6 +72,13 @@ pub(super) trait Message {
         self.write(&mut buf);
         buf
     }
+}
+
+/// Counts the bytes `message` writes.
+pub(super) fn measure<M: Message + ?Sized>(message: &M) -> usize {
+    let mut len = Len(0);
+    message.write(&mut len);
+    len.0
 }
 
 fn key<O: Out>(out: &mut O, tag: u32, wire_type: WireType) {

@@ -142,11 +142,7 @@ fn by_scope_name<T>(groups: &mut [T], name: impl Fn(&T) -> String) {
 fn span_batches_decode_to_what_opentelemetry_proto_makes_of_them() {
     let resource = resource();
     let batch = spans();
-    let ours = TraceRequest {
-        resource: &ExportResource::from(&resource),
-        spans: &batch,
-    }
-    .to_bytes();
+    let ours = TraceRequest::new(&ExportResource::from(&resource), &batch).to_bytes();
     let mut decoded = ExportTraceServiceRequest::decode(ours.as_slice()).expect("valid protobuf");
     let mut expected = ExportTraceServiceRequest {
         resource_spans: group_spans_by_resource_and_scope(
@@ -167,11 +163,7 @@ fn span_batches_decode_to_what_opentelemetry_proto_makes_of_them() {
 
 #[test]
 fn an_empty_span_batch_is_a_valid_request() {
-    let ours = TraceRequest {
-        resource: &ExportResource::from(&resource()),
-        spans: &[],
-    }
-    .to_bytes();
+    let ours = TraceRequest::new(&ExportResource::from(&resource()), &[]).to_bytes();
     let decoded = ExportTraceServiceRequest::decode(ours.as_slice()).expect("valid protobuf");
     assert_eq!(decoded.resource_spans.len(), 1);
     assert!(decoded.resource_spans[0].scope_spans.is_empty());

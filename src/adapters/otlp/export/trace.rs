@@ -6,7 +6,7 @@ use opentelemetry::trace::{SpanId, SpanKind, Status};
 use opentelemetry_sdk::trace::SpanData;
 
 use super::common::{Attr, ExportResource, Scope, count};
-use super::proto::{Message, Out, bytes, fixed32, fixed64, string, uint, unix_nanos};
+use super::proto::{Message, Out, bytes, fixed32, fixed64, measure, string, uint, unix_nanos};
 
 /// `SpanFlags`: the context's remoteness is known, and whether it is remote.
 const HAS_IS_REMOTE: u32 = 0x100;
@@ -14,8 +14,30 @@ const IS_REMOTE: u32 = 0x200;
 
 /// The request for one batch: one resource, spans grouped by scope.
 pub(super) struct TraceRequest<'a> {
-    pub resource: &'a ExportResource,
-    pub spans: &'a [SpanData],
+    resource: &'a ExportResource,
+    scopes: Vec<ScopeSpans<'a>>,
+}
+
+impl<'a> TraceRequest<'a> {
+    /// Groups `spans` by scope (almost always one: chimney's own), in order
+    /// of first appearance, and measures each span once.
+    pub(super) fn new(resource: &'a ExportResource, spans: &'a [SpanData]) -> Self {
+        let mut scopes: Vec<ScopeSpans<'a>> = Vec::with_capacity(1);
+        for data in spans {
+            let span = Span::new(data);
+            match scopes
+                .iter_mut()
+                .find(|s| *s.scope == data.instrumentation_scope)
+            {
+                Some(group) => group.spans.push(span),
+                None => scopes.push(ScopeSpans {
+                    scope: &data.instrumentation_scope,
+                    spans: vec![span],
+                }),
+            }
+        }
+        Self { resource, scopes }
+    }
 }
 
 impl Message for TraceRequest<'_> {
@@ -28,30 +50,18 @@ struct ResourceSpans<'r, 'a>(&'r TraceRequest<'a>);
 
 impl Message for ResourceSpans<'_, '_> {
     fn write<O: Out>(&self, out: &mut O) {
-        let TraceRequest { resource, spans } = self.0;
+        let TraceRequest { resource, scopes } = self.0;
         out.message(1, *resource);
-        for scope in scopes(spans) {
-            out.message(2, &ScopeSpans { scope, spans });
+        for scope in scopes {
+            out.message(2, scope);
         }
         string(out, 3, resource.schema_url());
     }
 }
 
-/// The distinct scopes of `spans`, in order of first appearance (almost
-/// always one: chimney's own).
-fn scopes(spans: &[SpanData]) -> Vec<&InstrumentationScope> {
-    let mut scopes: Vec<&InstrumentationScope> = Vec::with_capacity(1);
-    for span in spans {
-        if !scopes.contains(&&span.instrumentation_scope) {
-            scopes.push(&span.instrumentation_scope);
-        }
-    }
-    scopes
-}
-
 struct ScopeSpans<'a> {
     scope: &'a InstrumentationScope,
-    spans: &'a [SpanData],
+    spans: Vec<Span<'a>>,
 }
 
 impl Message for ScopeSpans<'_> {
@@ -63,22 +73,34 @@ impl Message for ScopeSpans<'_> {
                 scope: self.scope,
             },
         );
-        for span in self
-            .spans
-            .iter()
-            .filter(|s| &s.instrumentation_scope == self.scope)
-        {
-            out.message(2, &Span(span));
+        for span in &self.spans {
+            out.message(2, span);
         }
         string(out, 3, self.scope.schema_url().unwrap_or_default());
     }
 }
 
-struct Span<'a>(&'a SpanData);
+/// A span with its encoded length, measured once.
+struct Span<'a> {
+    data: &'a SpanData,
+    len: usize,
+}
+
+impl<'a> Span<'a> {
+    fn new(data: &'a SpanData) -> Self {
+        let mut span = Self { data, len: 0 };
+        span.len = measure(&span);
+        span
+    }
+}
 
 impl Message for Span<'_> {
+    fn encoded_len(&self) -> usize {
+        self.len
+    }
+
     fn write<O: Out>(&self, out: &mut O) {
-        let span = self.0;
+        let span = self.data;
         let context = &span.span_context;
         bytes(out, 1, &context.trace_id().to_bytes());
         bytes(out, 2, &context.span_id().to_bytes());
