@@ -12,15 +12,14 @@ use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
-use opentelemetry::logs::LoggerProvider as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
 use opentelemetry_otlp::{MetricExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLogger, SdkLoggerProvider};
+use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::{FilterExt as _, Targets, filter_fn};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
@@ -28,7 +27,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
-use crate::adapters::otlp::export;
+use crate::adapters::otlp::export::{self, RequestExporter};
 use crate::app::config::OtelSettings;
 use crate::app::version::CHIMNEY_VERSION;
 
@@ -59,8 +58,9 @@ const DEFAULT_LOG_FILTER: &str =
 
 /// Crates whose spans and events never reach the OpenTelemetry layers: the
 /// HTTP client stack (the exporters use it, so exporting its spans would
-/// feed on itself) and the SDK itself.
-const NOT_EXPORTED: [&str; 12] = [
+/// feed on itself), the SDK itself and chimney's own exporter.
+const NOT_EXPORTED: [&str; 13] = [
+    export::EXPORTER_LOG_TARGET,
     "hyper",
     "hyper_util",
     "h2",
@@ -75,32 +75,20 @@ const NOT_EXPORTED: [&str; 12] = [
     "opentelemetry_appender_tracing",
 ];
 
-/// Target of the per-request log lines. The request middleware exports
-/// their OTLP records itself (see [`RequestExport`]), so the log bridge
+/// Target of the per-request log lines. Their OTLP records are exported
+/// from the request's record (see [`request_exporter`]), so the log bridge
 /// leaves this target alone.
 pub const ACCESS_LOG_TARGET: &str = "chimney::access";
 
-/// What the request middleware exports through directly, bypassing the
-/// `tracing` layers: the busiest path in the service pays for one span and
-/// one log record, not for a `tracing` span's registry entry, field
-/// formatting and bridging as well (measured in bench/telemetry.sh).
-#[derive(Debug, Clone)]
-pub struct RequestExport {
-    /// Starts each request's server span.
-    pub tracer: SdkTracer,
-    /// Emits each request's log record.
-    pub logger: SdkLogger,
-}
-
 /// Set once, by the [`init_with`] call that installs the subscriber: the
-/// logs counterpart of OpenTelemetry's global tracer and meter providers,
-/// which the `opentelemetry` crate has no equivalent of for logs.
-static REQUEST_EXPORT: OnceLock<RequestExport> = OnceLock::new();
+/// request middleware's counterpart of OpenTelemetry's global tracer and
+/// meter providers.
+static REQUEST_EXPORTER: OnceLock<RequestExporter> = OnceLock::new();
 
-/// The request middleware's tracer and logger, or `None` while export is
-/// off (or before telemetry has started).
-pub fn request_export() -> Option<RequestExport> {
-    REQUEST_EXPORT.get().cloned()
+/// Where the request middleware sends each request's span and log record,
+/// or `None` while export is off (or before telemetry has started).
+pub fn request_exporter() -> Option<RequestExporter> {
+    REQUEST_EXPORTER.get().cloned()
 }
 
 /// Where the JSON log lines go.
@@ -159,11 +147,13 @@ pub enum TelemetryInitError {
     Subscriber(#[source] tracing_subscriber::util::TryInitError),
 }
 
-/// The three providers, present while export is on.
+/// The three providers and the request exporter, present while export is
+/// on.
 struct Providers {
     tracer: SdkTracerProvider,
     meter: SdkMeterProvider,
     logger: SdkLoggerProvider,
+    requests: RequestExporter,
 }
 
 /// Keeps the exporters alive; dropping it (or [`TelemetryGuard::shutdown`])
@@ -260,10 +250,7 @@ pub fn init_with(
         .try_init()
         .map_err(TelemetryInitError::Subscriber)?;
     if let Some(p) = &providers {
-        let _ = REQUEST_EXPORT.set(RequestExport {
-            tracer: p.tracer.tracer(INSTRUMENTATION_SCOPE),
-            logger: p.logger.logger(INSTRUMENTATION_SCOPE),
-        });
+        let _ = REQUEST_EXPORTER.set(p.requests.clone());
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         opentelemetry::global::set_tracer_provider(p.tracer.clone());
         opentelemetry::global::set_meter_provider(p.meter.clone());
@@ -294,8 +281,22 @@ fn build_providers(
 ) -> Result<Providers, TelemetryInitError> {
     let resource = resource(settings);
     let base = settings.endpoint.as_str().trim_end_matches('/');
-    let (spans, logs) = export::exporters(base, EXPORT_TIMEOUT)
-        .map_err(|source| TelemetryInitError::HttpClient { source })?;
+    let export::Exporters {
+        spans,
+        logs,
+        requests,
+    } = export::exporters(
+        base,
+        EXPORT_TIMEOUT,
+        &resource,
+        INSTRUMENTATION_SCOPE,
+        export::BatchOptions {
+            delay: options.batch_delay,
+            max_batch: BATCH_SIZE,
+            queue: BATCH_QUEUE,
+        },
+    )
+    .map_err(|source| TelemetryInitError::HttpClient { source })?;
     let metrics = MetricExporter::builder()
         .with_http()
         .with_endpoint(format!("{base}/v1/metrics"))
@@ -345,6 +346,7 @@ fn build_providers(
         tracer,
         meter,
         logger,
+        requests,
     })
 }
 
@@ -380,13 +382,23 @@ impl TelemetryGuard {
         let Some(p) = &self.providers else {
             return true;
         };
-        let (tracer, meter, logger) = (p.tracer.clone(), p.meter.clone(), p.logger.clone());
+        let (tracer, meter, logger, requests) = (
+            p.tracer.clone(),
+            p.meter.clone(),
+            p.logger.clone(),
+            p.requests.clone(),
+        );
         within(
             SHUTDOWN_DEADLINE,
             vec![
                 Box::new(move || report("traces", "flush", tracer.force_flush())),
                 Box::new(move || report("metrics", "flush", meter.force_flush())),
                 Box::new(move || report("logs", "flush", logger.force_flush())),
+                Box::new(move || {
+                    if !requests.force_flush(SHUTDOWN_DEADLINE) {
+                        eprintln!("chimney: telemetry request records flush did not finish");
+                    }
+                }),
             ],
         )
     }
@@ -406,6 +418,7 @@ impl TelemetryGuard {
             tracer,
             meter,
             logger,
+            requests,
         } = p;
         let done = within(
             SHUTDOWN_DEADLINE,
@@ -430,6 +443,11 @@ impl TelemetryGuard {
                         "shutdown",
                         logger.shutdown_with_timeout(SHUTDOWN_DEADLINE),
                     )
+                }),
+                Box::new(move || {
+                    if !requests.shutdown(SHUTDOWN_DEADLINE) {
+                        eprintln!("chimney: telemetry request records shutdown did not finish");
+                    }
                 }),
             ],
         );

@@ -14,29 +14,27 @@
 
 use std::any::Any;
 use std::backtrace::Backtrace;
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::future::Future as _;
 use std::sync::{Arc, Once};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
+use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
 use opentelemetry::trace::{
-    FutureExt as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceId,
-    Tracer as _,
+    FutureExt as _, SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId,
 };
-use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator, SdkTracer};
-use opentelemetry_semantic_conventions::attribute::{
-    HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE, URL_PATH,
-};
+use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
 use poem::http::{HeaderMap, HeaderName, HeaderValue};
 use poem::middleware::{CatchPanic, CatchPanicEndpoint};
 use poem::{Body, Endpoint, Middleware, Request, Response};
 
-use super::access_log::{AccessLog, AccessRecord};
+use super::access_log;
 use super::problem::Problem;
-use crate::app::telemetry::request_export;
+use crate::adapters::otlp::export::{RemoteParent, RequestExporter, RequestRecord};
+use crate::app::telemetry::request_exporter;
 use crate::ports::{CacheTier, CompletedRequest, Telemetry};
 
 /// The response header carrying the request's trace id.
@@ -99,21 +97,19 @@ struct CaughtPanic {
 /// including 404s, 405s and caught panics.
 pub struct Observe {
     telemetry: Arc<dyn Telemetry>,
-    /// `None` while export is off: no span is started, only ids made.
-    tracer: Option<SdkTracer>,
-    access_log: AccessLog,
+    /// `None` while export is off: ids are still made, nothing is sent.
+    exporter: Option<RequestExporter>,
 }
 
 impl Observe {
     /// Reports completed requests and panics to `telemetry`, and exports
-    /// spans and log records when telemetry export has been started.
+    /// each request's span and log record when telemetry export has been
+    /// started.
     pub fn new(telemetry: Arc<dyn Telemetry>) -> Self {
         install_panic_hook();
-        let export = request_export();
         Self {
             telemetry,
-            tracer: export.as_ref().map(|e| e.tracer.clone()),
-            access_log: AccessLog::new(export.map(|e| e.logger)),
+            exporter: request_exporter(),
         }
     }
 }
@@ -128,8 +124,7 @@ impl<E: Endpoint> Middleware<E> for Observe {
         ObserveEndpoint {
             inner: catch.transform(ep),
             telemetry: Arc::clone(&self.telemetry),
-            tracer: self.tracer.clone(),
-            access_log: self.access_log.clone(),
+            exporter: self.exporter.clone(),
         }
     }
 }
@@ -138,8 +133,7 @@ impl<E: Endpoint> Middleware<E> for Observe {
 pub struct ObserveEndpoint<E> {
     inner: CatchPanicEndpoint<E, PanicHandler>,
     telemetry: Arc<dyn Telemetry>,
-    tracer: Option<SdkTracer>,
-    access_log: AccessLog,
+    exporter: Option<RequestExporter>,
 }
 
 impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
@@ -147,40 +141,30 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
 
     async fn call(&self, req: Request) -> poem::Result<Self::Output> {
         let started = Instant::now();
+        let start = SystemTime::now();
         let route = route_template(req.uri().path());
-        let method = req.method().clone();
+        let method = method_name(req.method());
+        let url_path = req.uri().path().to_owned();
         let remote = remote_parent(req.headers());
-        let parent = remote.as_ref().map_or_else(Context::new, |p| {
-            Context::new().with_remote_span_context(p.clone())
-        });
-        let cx = match &self.tracer {
-            Some(tracer) => {
-                let span = tracer
-                    .span_builder(format!("{method} {route}"))
-                    .with_kind(SpanKind::Server)
-                    .with_attributes([
-                        KeyValue::new(HTTP_REQUEST_METHOD, method.as_str().to_owned()),
-                        KeyValue::new(HTTP_ROUTE, route),
-                        KeyValue::new(URL_PATH, req.uri().path().to_owned()),
-                    ])
-                    .start_with_context(tracer, &parent);
-                parent.with_span(span)
-            }
-            None => parent,
-        };
-        let ids = TraceIds::of(&cx, remote.as_ref());
+        let ids = TraceIds::new(remote.as_ref());
 
         let inner = self.inner.call(req);
         let mut inner = std::pin::pin!(inner);
-        // The context is current while the handler runs, so the spans and
-        // log records it makes (the GitHub fetch, an invalidation) are the
-        // server span's children.
-        let result = std::future::poll_fn(|cx| {
+        let handler = std::future::poll_fn(|cx| {
             let _flag = InHandler::enter();
             inner.as_mut().poll(cx)
-        })
-        .with_context(cx.clone())
-        .await;
+        });
+        // With export on, the request's span context is current while the
+        // handler runs, so the spans and log records it makes (the GitHub
+        // fetch, an invalidation) are the server span's children.
+        let cx = self
+            .exporter
+            .is_some()
+            .then(|| ids.context(remote.as_ref()));
+        let result = match &cx {
+            Some(cx) => handler.with_context(cx.clone()).await,
+            None => handler.await,
+        };
         let mut response = match result {
             Ok(response) => response,
             Err(error) => error.into_response(),
@@ -193,25 +177,10 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         }
 
         let outcome = response.extensions().get::<CacheOutcome>();
-        let cache_hit = outcome.is_some_and(|o| o.hit);
-        let cache_tier = outcome.map_or("none", CacheOutcome::tier_name);
-        let span = cx.span();
-        let mut attributes = vec![
-            KeyValue::new(HTTP_RESPONSE_STATUS_CODE, i64::from(status.as_u16())),
-            KeyValue::new("chimney.cache_hit", cache_hit),
-            KeyValue::new("chimney.cache_tier", cache_tier),
-        ];
-        if let Some(outcome) = outcome {
-            attributes.push(KeyValue::new(
-                "chimney.github_path",
-                outcome.github_path.clone(),
-            ));
-        }
-        span.set_attributes(attributes);
-        let caught = response.extensions().get::<CaughtPanic>();
-        if let Some(panic) = caught {
-            span.set_status(Status::error("panic"));
-            let _current = cx.clone().attach();
+        let mut error = None;
+        if let Some(panic) = response.extensions().get::<CaughtPanic>() {
+            error = Some(Cow::Borrowed("panic"));
+            let _current = cx.map(Context::attach);
             tracing::error!(
                 target: "chimney::http",
                 method = %method,
@@ -222,28 +191,39 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
             );
             self.telemetry.panic_caught();
         } else if status.is_server_error() {
-            span.set_status(Status::error(
+            error = Some(Cow::Borrowed(
                 status.canonical_reason().unwrap_or("server error"),
             ));
         }
-        span.end();
         self.telemetry.request_completed(&CompletedRequest {
             route,
             status: status.as_u16(),
             latency,
         });
-        self.access_log.write(&AccessRecord {
-            method,
-            route,
-            status: status.as_u16(),
-            latency,
-            cache_hit,
-            cache_tier,
-            bytes,
+        let record = RequestRecord {
             trace_id: ids.trace_id,
             span_id: ids.span_id,
+            parent: remote.as_ref().map(|parent| RemoteParent {
+                span_id: parent.span_id(),
+                trace_state: Some(parent.trace_state().header()).filter(|s| !s.is_empty()),
+            }),
             sampled: ids.sampled,
-        });
+            method,
+            route,
+            url_path,
+            status: status.as_u16(),
+            start,
+            latency,
+            cache_hit: outcome.is_some_and(|o| o.hit),
+            cache_tier: outcome.map_or("none", CacheOutcome::tier_name),
+            github_path: outcome.map(|o| o.github_path.clone()),
+            bytes,
+            error,
+        };
+        access_log::write(&record);
+        if let Some(exporter) = &self.exporter {
+            exporter.export(record);
+        }
         Ok(response)
     }
 }
@@ -270,35 +250,59 @@ impl Extractor for Headers<'_> {
     }
 }
 
-/// The ids of the request's server span. With export on they are the
-/// exported span's; with it off, the incoming trace id or a fresh random
-/// one, and a fresh span id, so `X-Trace-ID` and the log line always
-/// correlate.
+/// The ids of the request's server span: the incoming trace id or a fresh
+/// one, and always a fresh span id, so `X-Trace-ID`, the log line and the
+/// exported span and record agree whether export is on or off.
 struct TraceIds {
     trace_id: TraceId,
     span_id: SpanId,
+    /// The caller's sampling decision; a trace started here is sampled.
     sampled: bool,
 }
 
 impl TraceIds {
-    fn of(cx: &Context, remote: Option<&SpanContext>) -> Self {
-        let own = cx.span().span_context().clone();
-        // Without a tracer the context holds the remote parent itself.
-        let started_here = remote.is_none_or(|r| r.span_id() != own.span_id());
-        if own.is_valid() && started_here {
-            return Self {
-                trace_id: own.trace_id(),
-                span_id: own.span_id(),
-                sampled: own.is_sampled(),
-            };
-        }
+    fn new(remote: Option<&SpanContext>) -> Self {
         let ids = RandomIdGenerator::default();
         Self {
             trace_id: remote.map_or_else(|| ids.new_trace_id(), SpanContext::trace_id),
             span_id: ids.new_span_id(),
-            sampled: false,
+            sampled: remote.is_none_or(SpanContext::is_sampled),
         }
     }
+
+    /// The context children of the server span are made in.
+    fn context(&self, remote: Option<&SpanContext>) -> Context {
+        let flags = if self.sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        let state = remote.map(|r| r.trace_state().clone()).unwrap_or_default();
+        Context::new().with_remote_span_context(SpanContext::new(
+            self.trace_id,
+            self.span_id,
+            flags,
+            false,
+            state,
+        ))
+    }
+}
+
+/// The method's name, without allocating for the standard ones.
+fn method_name(method: &poem::http::Method) -> Cow<'static, str> {
+    use poem::http::Method;
+    Cow::Borrowed(match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => return Cow::Owned(method.as_str().to_owned()),
+    })
 }
 
 /// The exact body size when known up front (all of chimney's own bodies),
@@ -432,20 +436,30 @@ mod tests {
     }
 
     #[test]
-    fn without_a_tracer_the_incoming_trace_id_is_kept_with_a_fresh_span_id() {
+    fn a_continued_trace_keeps_its_id_and_sampling_with_a_fresh_span_id() {
         let mut headers = HeaderMap::new();
         headers.insert(
             "traceparent",
-            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
         );
         let remote = remote_parent(&headers).expect("valid traceparent");
-        let parent = Context::new().with_remote_span_context(remote.clone());
-        let ids = TraceIds::of(&parent, Some(&remote));
+        let ids = TraceIds::new(Some(&remote));
         assert_eq!(ids.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_ne!(ids.span_id, remote.span_id());
         assert_ne!(ids.span_id, SpanId::INVALID);
-        let fresh = TraceIds::of(&Context::new(), None);
+        assert!(!ids.sampled, "the caller's flags say not sampled");
+
+        let cx = ids.context(Some(&remote));
+        let current = cx.span().span_context().clone();
+        assert_eq!(
+            current.span_id(),
+            ids.span_id,
+            "children parent on our span"
+        );
+        assert!(!current.is_remote());
+
+        let fresh = TraceIds::new(None);
         assert_ne!(fresh.trace_id, TraceId::INVALID);
-        assert_ne!(fresh.span_id, SpanId::INVALID);
+        assert!(fresh.sampled);
     }
 }

@@ -30,7 +30,7 @@ impl Message for AttrValue<'_> {
 }
 
 /// `AnyValue` holding one scalar.
-enum Scalar<'a> {
+pub(super) enum Scalar<'a> {
     Bool(bool),
     Int(i64),
     Double(f64),
@@ -66,6 +66,16 @@ impl Message for ArrayOf<'_> {
                 .for_each(|v| out.message(1, &Scalar::Str(v.as_str()))),
             other => out.message(1, &Scalar::Str(&other.to_string())),
         }
+    }
+}
+
+/// `KeyValue` with a fixed key.
+pub(super) struct Field<'a>(pub &'static str, pub Scalar<'a>);
+
+impl Message for Field<'_> {
+    fn write<O: Out>(&self, out: &mut O) {
+        string(out, 1, self.0);
+        out.message(2, &self.1);
     }
 }
 

@@ -1,6 +1,14 @@
 //! OTLP/HTTP exporters for spans and log records that write the protobuf
 //! payload straight from the SDK's batch.
 //!
+//! Each served request's server span and log record skip the SDK
+//! altogether: the request middleware fills one [`RequestRecord`], and
+//! [`RequestExporter`] batches records and writes both OTLP messages from
+//! it. The SDK's span and log record, their batch processors' copies and
+//! the cross-thread frees cost more per request than the export itself
+//! (bench/telemetry.sh). Every other span and log record (the GitHub fetch,
+//! an invalidation, start-up, a panic) takes the SDK path below.
+//!
 //! Why not `opentelemetry-otlp`'s exporters for these two signals: they
 //! first copy every span and record into `opentelemetry-proto`'s owned
 //! message types (a `String` per attribute key and value, a `Vec` per id)
@@ -15,9 +23,11 @@
 //! The SDK's batch processors call these exporters on their own threads,
 //! so the blocking HTTP client never runs on the request runtime.
 
+mod batcher;
 mod common;
 mod logs;
 mod proto;
+mod request;
 mod trace;
 
 use std::time::Duration;
@@ -27,8 +37,11 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::LogBatch;
 use opentelemetry_sdk::trace::SpanData;
 
+pub use batcher::{BatchOptions, EXPORTER_LOG_TARGET, RequestExporter};
 use common::ExportResource;
+use opentelemetry::InstrumentationScope;
 use proto::Message as _;
+pub use request::{RemoteParent, RequestRecord};
 
 /// Why an exporter could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -92,16 +105,32 @@ fn blocking_client(timeout: Duration) -> Result<reqwest::blocking::Client, Expor
         .map_err(|error| ExporterBuildError(error.without_url().to_string()))
 }
 
-/// Builds the span and log exporters for `base` (the collector's base URL;
-/// `/v1/traces` and `/v1/logs` are appended), each request bounded by
-/// `timeout`.
+/// The exporters of spans and log records.
+#[derive(Debug)]
+pub struct Exporters {
+    /// For the SDK's batch span processor (every span but the requests').
+    pub spans: OtlpSpanExporter,
+    /// For the SDK's batch log processor (every log record but the
+    /// requests').
+    pub logs: OtlpLogExporter,
+    /// Each served request's server span and log record.
+    pub requests: RequestExporter,
+}
+
+/// Builds the exporters for `base` (the collector's base URL; `/v1/traces`
+/// and `/v1/logs` are appended), each request bounded by `timeout`, and
+/// starts the request exporter's thread. Request records are sent under
+/// `resource` and the instrumentation scope `scope`.
 ///
 /// # Errors
-/// Fails when the HTTP client cannot be built.
+/// Fails when the HTTP client or the exporter thread cannot be started.
 pub fn exporters(
     base: &str,
     timeout: Duration,
-) -> Result<(OtlpSpanExporter, OtlpLogExporter), ExporterBuildError> {
+    resource: &Resource,
+    scope: &'static str,
+    batching: BatchOptions,
+) -> Result<Exporters, ExporterBuildError> {
     let client = blocking_client(timeout)?;
     let base = base.trim_end_matches('/');
     let endpoint = |path: &str, signal| Endpoint {
@@ -109,16 +138,25 @@ pub fn exporters(
         url: format!("{base}{path}"),
         signal,
     };
-    Ok((
-        OtlpSpanExporter {
+    let requests = RequestExporter::start(
+        endpoint("/v1/traces", "traces"),
+        endpoint("/v1/logs", "logs"),
+        resource,
+        InstrumentationScope::builder(scope).build(),
+        batching,
+    )
+    .map_err(|error| ExporterBuildError(error.to_string()))?;
+    Ok(Exporters {
+        spans: OtlpSpanExporter {
             endpoint: endpoint("/v1/traces", "traces"),
             resource: ExportResource::default(),
         },
-        OtlpLogExporter {
+        logs: OtlpLogExporter {
             endpoint: endpoint("/v1/logs", "logs"),
             resource: ExportResource::default(),
         },
-    ))
+        requests,
+    })
 }
 
 /// Exports span batches as `ExportTraceServiceRequest`s.

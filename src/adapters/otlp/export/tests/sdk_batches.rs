@@ -1,10 +1,10 @@
-//! The payloads decode, with `opentelemetry-proto`, to exactly what that
-//! crate's own conversion (the one `opentelemetry-otlp` sends) makes of the
-//! same batch; and the exporters report a failing collector.
+//! The SDK batch exporters: their payloads decode, with
+//! `opentelemetry-proto`, to exactly what that crate's own conversion (the
+//! one `opentelemetry-otlp` sends) makes of the same batch; and they report
+//! a failing collector.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,26 +18,15 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_proto::transform::logs::tonic::group_logs_by_resource_and_scope;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
-use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter as _, SdkLoggerProvider};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
 use prost::Message as _;
 
-use super::common::ExportResource;
-use super::logs::LogsRequest;
-use super::proto::Message as _;
-use super::trace::TraceRequest;
-use super::*;
-
-fn resource() -> Resource {
-    Resource::builder_empty()
-        .with_service_name("chimney-test")
-        .with_schema_url(
-            [KeyValue::new("deployment.slot", "blue")],
-            "https://opentelemetry.io/schemas/1.30.0",
-        )
-        .build()
-}
+use super::super::common::ExportResource;
+use super::super::logs::LogsRequest;
+use super::super::proto::Message as _;
+use super::super::trace::TraceRequest;
+use super::{build, collector_answering, resource};
 
 fn every_kind_of_attribute() -> Vec<KeyValue> {
     vec![
@@ -258,66 +247,21 @@ fn log_batches_decode_to_what_opentelemetry_proto_makes_of_them() {
     assert_eq!(names, ["chimney", "chimney::cache", "library"]);
 }
 
-/// Answers every request on a loopback port with `status`, and returns the
-/// port and how to read the request bodies received.
-fn collector_answering(status: u16) -> (u16, std::sync::mpsc::Receiver<Vec<u8>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("address").port();
-    let (sender, bodies) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(4) {
-            let Ok(mut stream) = stream else { return };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut request = Vec::new();
-            let mut chunk = [0u8; 8192];
-            let body = loop {
-                let Ok(n) = stream.read(&mut chunk) else {
-                    return;
-                };
-                if n == 0 {
-                    return;
-                }
-                request.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
-                let Some(end) = text.find("\r\n\r\n") else {
-                    continue;
-                };
-                let length = text[..end]
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse::<usize>().ok())
-                    .unwrap_or(0);
-                if request.len() >= end + 4 + length {
-                    break request[end + 4..end + 4 + length].to_vec();
-                }
-            };
-            let _ = sender.send(body);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} Status\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-            );
-        }
-    });
-    (port, bodies)
-}
-
 #[test]
 fn spans_are_posted_as_protobuf_and_a_refusal_is_an_error() {
     let (port, bodies) = collector_answering(200);
-    let (mut spans_out, _) =
-        exporters(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(5)).expect("build");
+    let mut spans_out = build(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(5)).spans;
     spans_out.set_resource(&resource());
     let result = futures::executor::block_on(spans_out.export(spans()));
     assert!(result.is_ok(), "{result:?}");
-    let body = bodies
+    let (_, body) = bodies
         .recv_timeout(Duration::from_secs(5))
         .expect("a request");
     let decoded = ExportTraceServiceRequest::decode(body.as_slice()).expect("protobuf body");
     assert_eq!(decoded.resource_spans[0].scope_spans.len(), 2);
 
     let (port, _bodies) = collector_answering(503);
-    let (_, logs_out) =
-        exporters(&format!("http://127.0.0.1:{port}"), Duration::from_secs(5)).expect("build");
+    let logs_out = build(&format!("http://127.0.0.1:{port}"), Duration::from_secs(5)).logs;
     let records: [(
         &opentelemetry_sdk::logs::SdkLogRecord,
         &InstrumentationScope,
@@ -335,11 +279,11 @@ fn an_absent_collector_fails_fast_without_leaking_the_endpoint() {
         .local_addr()
         .expect("address")
         .port();
-    let (spans_out, _) = exporters(
+    let spans_out = build(
         &format!("http://user:hunter2@127.0.0.1:{port}"),
         Duration::from_secs(3),
     )
-    .expect("build");
+    .spans;
     let started = Instant::now();
     let error = futures::executor::block_on(spans_out.export(spans()))
         .expect_err("nothing listens")

@@ -1,0 +1,230 @@
+//! [`RequestExporter`]: the queue and thread that batch request records and
+//! post them as spans and log records.
+//!
+//! Handing a record over is a `try_send` on a bounded queue: a request
+//! never waits for the collector, and when the queue is full (a collector
+//! slower than the traffic) records are dropped, not requests slowed. Nor
+//! does it wake the worker: the worker sleeps until the batch delay has
+//! passed or a batch's worth is waiting (a wake-up per record cost more
+//! than encoding it).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use opentelemetry::InstrumentationScope;
+use opentelemetry_sdk::Resource;
+
+use super::Endpoint;
+use super::common::ExportResource;
+use super::proto::Message as _;
+use super::request::{RequestLogs, RequestRecord, RequestSpans};
+
+/// The `tracing` target of the exporter's own warnings; never exported
+/// (it would report a failing collector to that same collector).
+pub const EXPORTER_LOG_TARGET: &str = "chimney::otlp";
+
+/// How records are batched.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchOptions {
+    /// The longest a record waits before its batch is sent.
+    pub delay: Duration,
+    /// Records per batch.
+    pub max_batch: usize,
+    /// Records queued before new ones are dropped.
+    pub queue: usize,
+}
+
+/// What the worker is woken for; records travel on their own queue, so
+/// handing one over never wakes the worker thread.
+enum Control {
+    /// A batch's worth of records is waiting.
+    Full,
+    Flush(mpsc::Sender<()>),
+    Shutdown(mpsc::Sender<()>),
+}
+
+/// A handle on the exporter thread; clones share it.
+#[derive(Debug, Clone)]
+pub struct RequestExporter {
+    records: SyncSender<RequestRecord>,
+    control: SyncSender<Control>,
+    /// Records handed over since the worker last drained the queue.
+    pending: Arc<AtomicUsize>,
+    max_batch: usize,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl RequestExporter {
+    /// Starts the thread that posts batches to `traces` and `logs`.
+    pub(super) fn start(
+        traces: Endpoint,
+        logs: Endpoint,
+        resource: &Resource,
+        scope: InstrumentationScope,
+        options: BatchOptions,
+    ) -> std::io::Result<Self> {
+        let (records, queue) = mpsc::sync_channel(options.queue);
+        let (control, wakeups) = mpsc::sync_channel(16);
+        let pending = Arc::new(AtomicUsize::new(0));
+        let worker = Worker {
+            traces,
+            logs,
+            resource: ExportResource::from(resource),
+            scope,
+            options,
+            pending: Arc::clone(&pending),
+            failing: false,
+        };
+        let thread = std::thread::Builder::new()
+            .name("chimney-otlp-requests".to_owned())
+            .spawn(move || worker.run(&queue, &wakeups))?;
+        Ok(Self {
+            records,
+            control,
+            pending,
+            max_batch: options.max_batch.max(1),
+            thread: Arc::new(Mutex::new(Some(thread))),
+        })
+    }
+
+    /// Queues `record`; drops it when the queue is full or the exporter
+    /// has stopped.
+    pub fn export(&self, record: RequestRecord) {
+        if self.records.try_send(record).is_ok()
+            && self.pending.fetch_add(1, Ordering::Relaxed) + 1 == self.max_batch
+        {
+            let _ = self.control.try_send(Control::Full);
+        }
+    }
+
+    /// Sends what is queued and waits up to `timeout` for it to be posted.
+    /// Returns whether it was.
+    pub fn force_flush(&self, timeout: Duration) -> bool {
+        self.request(Control::Flush, timeout)
+    }
+
+    /// Sends what is queued, stops the thread and waits up to `timeout`.
+    /// Returns whether everything was posted in time.
+    pub fn shutdown(&self, timeout: Duration) -> bool {
+        let done = self.request(Control::Shutdown, timeout);
+        if done {
+            let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+            if let Some(thread) = thread {
+                let _ = thread.join();
+            }
+        }
+        done
+    }
+
+    fn request(&self, control: fn(mpsc::Sender<()>) -> Control, timeout: Duration) -> bool {
+        let started = Instant::now();
+        let (reply, done) = mpsc::channel();
+        let mut control = control(reply);
+        // The control queue drains as the worker wakes; keep offering until
+        // the deadline rather than blocking past it.
+        loop {
+            match self.control.try_send(control) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(back)) => {
+                    if started.elapsed() >= timeout {
+                        return false;
+                    }
+                    control = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        done.recv_timeout(timeout.saturating_sub(started.elapsed()))
+            .is_ok()
+    }
+}
+
+struct Worker {
+    traces: Endpoint,
+    logs: Endpoint,
+    resource: ExportResource,
+    scope: InstrumentationScope,
+    options: BatchOptions,
+    pending: Arc<AtomicUsize>,
+    /// Whether the last post failed: failures are logged when they start
+    /// and when they end, not once per batch.
+    failing: bool,
+}
+
+impl Worker {
+    /// Sleeps until a batch is due, full, flushed or the exporter stops;
+    /// then posts everything queued.
+    fn run(mut self, queue: &Receiver<RequestRecord>, wakeups: &Receiver<Control>) {
+        let mut batch: Vec<RequestRecord> = Vec::with_capacity(self.options.max_batch);
+        let mut due = Instant::now() + self.options.delay;
+        loop {
+            let wait = due.saturating_duration_since(Instant::now());
+            let woken = wakeups.recv_timeout(wait);
+            self.drain(queue, &mut batch);
+            due = Instant::now() + self.options.delay;
+            match woken {
+                Ok(Control::Full) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(Control::Flush(reply)) => {
+                    let _ = reply.send(());
+                }
+                Ok(Control::Shutdown(reply)) => {
+                    let _ = reply.send(());
+                    return;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// Posts what is queued, a batch at a time: at most a queue's worth,
+    /// so a steady stream cannot keep a flush waiting.
+    fn drain(&mut self, queue: &Receiver<RequestRecord>, batch: &mut Vec<RequestRecord>) {
+        self.pending.store(0, Ordering::Relaxed);
+        for record in queue.try_iter().take(self.options.queue) {
+            batch.push(record);
+            if batch.len() >= self.options.max_batch {
+                self.post(batch);
+            }
+        }
+        self.post(batch);
+    }
+
+    /// Posts the batch's spans and log records, then empties it.
+    fn post(&mut self, batch: &mut Vec<RequestRecord>) {
+        if batch.is_empty() {
+            return;
+        }
+        // An unsampled request (its caller said so) has no span to send.
+        let spans = batch.iter().any(|r| r.sampled).then(|| {
+            RequestSpans {
+                resource: &self.resource,
+                scope: &self.scope,
+                records: batch,
+            }
+            .to_bytes()
+        });
+        let logs = RequestLogs {
+            resource: &self.resource,
+            scope: &self.scope,
+            records: batch,
+        }
+        .to_bytes();
+        batch.clear();
+        let spans = spans.map_or(Ok(()), |spans| self.traces.post(spans));
+        let outcome = spans.and(self.logs.post(logs));
+        match (&outcome, self.failing) {
+            (Err(error), false) => {
+                tracing::warn!(target: EXPORTER_LOG_TARGET, %error, "request telemetry export failing; records are dropped until it recovers");
+            }
+            (Ok(()), true) => {
+                tracing::info!(target: EXPORTER_LOG_TARGET, "request telemetry export recovered");
+            }
+            _ => {}
+        }
+        self.failing = outcome.is_err();
+    }
+}

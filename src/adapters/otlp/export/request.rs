@@ -1,0 +1,304 @@
+//! One record per served request, exported twice from the same data: as
+//! the request's server span (`ExportTraceServiceRequest`) and as its log
+//! record (`ExportLogsServiceRequest`).
+//!
+//! The record is a plain struct built by the request middleware: no SDK
+//! span, no SDK log record, nothing shared between threads but the queue it
+//! travels on. The names (span name, attribute keys, log fields) are
+//! CONTRACT 8's.
+
+use std::borrow::Cow;
+use std::time::{Duration, SystemTime};
+
+use opentelemetry::InstrumentationScope;
+use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
+use opentelemetry_semantic_conventions::attribute::{
+    HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE, URL_PATH,
+};
+
+use super::common::{ExportResource, Field, Scalar, Scope};
+use super::proto::{Message, Out, bytes, fixed32, fixed64, measure, string, uint, unix_nanos};
+
+/// `SpanKind` `SPAN_KIND_SERVER`.
+const SERVER: u64 = 2;
+/// `StatusCode` `STATUS_CODE_ERROR`.
+const ERROR: u64 = 2;
+/// `SeverityNumber` `SEVERITY_NUMBER_INFO`.
+const INFO: u64 = 9;
+/// `SpanFlags`: whether the parent is remote is known.
+const HAS_IS_REMOTE: u32 = 0x100;
+/// `SpanFlags`: the parent is remote.
+const IS_REMOTE: u32 = 0x200;
+
+/// The span of the caller that sent a `traceparent`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteParent {
+    /// The caller's span.
+    pub span_id: SpanId,
+    /// Its `tracestate` header, when not empty.
+    pub trace_state: Option<String>,
+}
+
+/// What is known about a request once it has been answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestRecord {
+    /// The request's trace: the caller's, or a new one.
+    pub trace_id: TraceId,
+    /// The request's server span.
+    pub span_id: SpanId,
+    /// The caller's span, when the request continued a trace.
+    pub parent: Option<RemoteParent>,
+    /// Whether the trace is sampled; an unsampled request exports its log
+    /// record but no span.
+    pub sampled: bool,
+    /// HTTP method.
+    pub method: Cow<'static, str>,
+    /// Route template, never the raw path.
+    pub route: &'static str,
+    /// The raw path (a span attribute, never a metric label).
+    pub url_path: String,
+    /// Response status.
+    pub status: u16,
+    /// When the request arrived.
+    pub start: SystemTime,
+    /// How long answering it took.
+    pub latency: Duration,
+    /// Whether a fresh cache entry answered.
+    pub cache_hit: bool,
+    /// `dragonfly`, `memory` or `none`.
+    pub cache_tier: &'static str,
+    /// The GitHub path behind a proxied request.
+    pub github_path: Option<String>,
+    /// Response body size when known.
+    pub bytes: u64,
+    /// Why the span is an error (a 5xx, a caught panic), if it is.
+    pub error: Option<Cow<'static, str>>,
+}
+
+impl RequestRecord {
+    fn end(&self) -> SystemTime {
+        self.start + self.latency
+    }
+
+    fn flags(&self) -> u32 {
+        if self.sampled {
+            u32::from(TraceFlags::SAMPLED.to_u8())
+        } else {
+            0
+        }
+    }
+}
+
+/// The spans of a batch of records, under `resource` and `scope`.
+pub(super) struct RequestSpans<'a> {
+    pub resource: &'a ExportResource,
+    pub scope: &'a InstrumentationScope,
+    pub records: &'a [RequestRecord],
+}
+
+impl Message for RequestSpans<'_> {
+    fn write<O: Out>(&self, out: &mut O) {
+        out.message(
+            1,
+            &Resourced {
+                resource: self.resource,
+                scoped: &Scoped {
+                    scope: self.scope,
+                    items: self
+                        .records
+                        .iter()
+                        .filter(|r| r.sampled)
+                        .map(|record| Measured::new(ServerSpan(record)))
+                        .collect(),
+                },
+            },
+        );
+    }
+}
+
+/// The log records of a batch of records, under `resource` and `scope`.
+pub(super) struct RequestLogs<'a> {
+    pub resource: &'a ExportResource,
+    pub scope: &'a InstrumentationScope,
+    pub records: &'a [RequestRecord],
+}
+
+impl Message for RequestLogs<'_> {
+    fn write<O: Out>(&self, out: &mut O) {
+        out.message(
+            1,
+            &Resourced {
+                resource: self.resource,
+                scoped: &Scoped {
+                    scope: self.scope,
+                    items: self
+                        .records
+                        .iter()
+                        .map(|record| Measured::new(AccessRecord(record)))
+                        .collect(),
+                },
+            },
+        );
+    }
+}
+
+/// `ResourceSpans` / `ResourceLogs`: the same fields at the same tags.
+struct Resourced<'a, S> {
+    resource: &'a ExportResource,
+    scoped: &'a S,
+}
+
+impl<S: Message> Message for Resourced<'_, S> {
+    fn write<O: Out>(&self, out: &mut O) {
+        out.message(1, self.resource);
+        out.message(2, self.scoped);
+        string(out, 3, self.resource.schema_url());
+    }
+}
+
+/// `ScopeSpans` / `ScopeLogs`: the same fields at the same tags.
+struct Scoped<'a, M> {
+    scope: &'a InstrumentationScope,
+    items: Vec<Measured<M>>,
+}
+
+impl<M: Message> Message for Scoped<'_, M> {
+    fn write<O: Out>(&self, out: &mut O) {
+        out.message(
+            1,
+            &Scope {
+                name: self.scope.name(),
+                scope: self.scope,
+            },
+        );
+        for item in &self.items {
+            out.message(2, item);
+        }
+        string(out, 3, self.scope.schema_url().unwrap_or_default());
+    }
+}
+
+/// A message with its length, measured once.
+struct Measured<M> {
+    message: M,
+    len: usize,
+}
+
+impl<M: Message> Measured<M> {
+    fn new(message: M) -> Self {
+        let len = measure(&message);
+        Self { message, len }
+    }
+}
+
+impl<M: Message> Message for Measured<M> {
+    fn encoded_len(&self) -> usize {
+        self.len
+    }
+
+    fn write<O: Out>(&self, out: &mut O) {
+        self.message.write(out);
+    }
+}
+
+/// The record as the request's `Span`.
+struct ServerSpan<'a>(&'a RequestRecord);
+
+impl Message for ServerSpan<'_> {
+    fn write<O: Out>(&self, out: &mut O) {
+        let r = self.0;
+        bytes(out, 1, &r.trace_id.to_bytes());
+        bytes(out, 2, &r.span_id.to_bytes());
+        if let Some(parent) = &r.parent {
+            string(out, 3, parent.trace_state.as_deref().unwrap_or_default());
+            bytes(out, 4, &parent.span_id.to_bytes());
+        }
+        out.message(5, &SpanName(r));
+        uint(out, 6, SERVER);
+        fixed64(out, 7, unix_nanos(r.start));
+        fixed64(out, 8, unix_nanos(r.end()));
+        let fields = [
+            Field(HTTP_REQUEST_METHOD, Scalar::Str(&r.method)),
+            Field(HTTP_ROUTE, Scalar::Str(r.route)),
+            Field(URL_PATH, Scalar::Str(&r.url_path)),
+            Field(HTTP_RESPONSE_STATUS_CODE, Scalar::Int(i64::from(r.status))),
+            Field("chimney.cache_hit", Scalar::Bool(r.cache_hit)),
+            Field("chimney.cache_tier", Scalar::Str(r.cache_tier)),
+        ];
+        for field in &fields {
+            out.message(9, field);
+        }
+        if let Some(path) = &r.github_path {
+            out.message(9, &Field("chimney.github_path", Scalar::Str(path)));
+        }
+        out.message(15, &SpanStatus(r.error.as_deref()));
+        let remote = if r.parent.is_some() { IS_REMOTE } else { 0 };
+        fixed32(out, 16, r.flags() | HAS_IS_REMOTE | remote);
+    }
+}
+
+/// `{method} {route template}`, written without building the string.
+struct SpanName<'a>(&'a RequestRecord);
+
+impl SpanName<'_> {
+    fn parts(&self) -> [&str; 3] {
+        [&self.0.method, " ", self.0.route]
+    }
+}
+
+impl Message for SpanName<'_> {
+    // Only ever written as a string field's payload: see `ServerSpan`.
+    fn write<O: Out>(&self, out: &mut O) {
+        for part in self.parts() {
+            out.raw(part.as_bytes());
+        }
+    }
+}
+
+/// `Status`: unset, or an error with its description.
+struct SpanStatus<'a>(Option<&'a str>);
+
+impl Message for SpanStatus<'_> {
+    fn write<O: Out>(&self, out: &mut O) {
+        if let Some(description) = self.0 {
+            string(out, 2, description);
+            uint(out, 3, ERROR);
+        }
+    }
+}
+
+/// The record as the request's `LogRecord`.
+struct AccessRecord<'a>(&'a RequestRecord);
+
+impl Message for AccessRecord<'_> {
+    fn write<O: Out>(&self, out: &mut O) {
+        let r = self.0;
+        let end = unix_nanos(r.end());
+        fixed64(out, 1, end);
+        uint(out, 2, INFO);
+        string(out, 3, "INFO");
+        out.message(5, &Scalar::Str("request"));
+        let fields = [
+            Field("method", Scalar::Str(&r.method)),
+            Field("route", Scalar::Str(r.route)),
+            Field("status", Scalar::Int(i64::from(r.status))),
+            Field(
+                "latency_ms",
+                Scalar::Double(r.latency.as_secs_f64() * 1000.0),
+            ),
+            Field("cache_hit", Scalar::Bool(r.cache_hit)),
+            Field("cache_tier", Scalar::Str(r.cache_tier)),
+            Field(
+                "bytes",
+                Scalar::Int(i64::try_from(r.bytes).unwrap_or(i64::MAX)),
+            ),
+        ];
+        for field in &fields {
+            out.message(6, field);
+        }
+        fixed32(out, 8, r.flags());
+        bytes(out, 9, &r.trace_id.to_bytes());
+        bytes(out, 10, &r.span_id.to_bytes());
+        fixed64(out, 11, end);
+    }
+}
