@@ -1,9 +1,19 @@
 //! The OpenTelemetry instruments behind `OtlpTelemetry`, named as CONTRACT
 //! section 8 spells them. Attribute values are `&'static str`, so recording
 //! allocates nothing.
+//!
+//! The per-request instruments are bound to their attributes (the SDK's
+//! `bind`, still marked experimental): a request then updates its series
+//! directly instead of the SDK hashing and looking up the attribute set on
+//! every call, which was the largest telemetry cost left on the hit path.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, ObservableGauge};
+use opentelemetry::metrics::{
+    BoundCounter, BoundHistogram, Counter, Gauge, Histogram, Meter, ObservableGauge,
+};
 
 use super::Observe;
 use crate::domain::DeployOutcome;
@@ -15,7 +25,11 @@ pub(super) const LATENCY_BUCKETS_MS: [f64; 5] = [5.0, 25.0, 100.0, 500.0, 2000.0
 pub(super) struct Instruments {
     requests: Counter<u64>,
     request_duration: Histogram<f64>,
-    cache_hits: Counter<u64>,
+    /// The two per-request series of each (route, status class) seen.
+    request_series: RwLock<HashMap<(&'static str, &'static str), RequestSeries>>,
+    /// `chimney.cache.hits` bound to `tier=memory` and `tier=dragonfly`.
+    memory_hits: BoundCounter<u64>,
+    dragonfly_hits: BoundCounter<u64>,
     cache_misses: Counter<u64>,
     coalesced: Counter<u64>,
     upstream_requests: Counter<u64>,
@@ -31,7 +45,15 @@ pub(super) struct Instruments {
 
 impl Instruments {
     pub(super) fn new(meter: &Meter, cache_entries: Observe) -> Self {
+        let cache_hits = meter
+            .u64_counter("chimney.cache.hits")
+            .with_description("Requests answered from a fresh cache entry, by tier")
+            .build();
         Self {
+            request_series: RwLock::new(HashMap::new()),
+            memory_hits: cache_hits.bind(&[KeyValue::new("tier", CacheTier::Memory.as_str())]),
+            dragonfly_hits: cache_hits
+                .bind(&[KeyValue::new("tier", CacheTier::Dragonfly.as_str())]),
             requests: meter
                 .u64_counter("chimney.requests")
                 .with_description("Requests by route template and status class")
@@ -41,10 +63,6 @@ impl Instruments {
                 .with_description("Time to produce a response, by route template")
                 .with_unit("ms")
                 .with_boundaries(LATENCY_BUCKETS_MS.to_vec())
-                .build(),
-            cache_hits: meter
-                .u64_counter("chimney.cache.hits")
-                .with_description("Requests answered from a fresh cache entry, by tier")
                 .build(),
             cache_misses: meter
                 .u64_counter("chimney.cache.misses")
@@ -92,8 +110,10 @@ impl Instruments {
     }
 
     pub(super) fn cache_hit(&self, tier: CacheTier) {
-        self.cache_hits
-            .add(1, &[KeyValue::new("tier", tier.as_str())]);
+        match tier {
+            CacheTier::Memory => self.memory_hits.add(1),
+            CacheTier::Dragonfly => self.dragonfly_hits.add(1),
+        }
     }
 
     pub(super) fn cache_miss(&self) {
@@ -136,14 +156,40 @@ impl Instruments {
     }
 
     pub(super) fn request_completed(&self, request: &CompletedRequest) {
-        let route = KeyValue::new("route", request.route);
-        self.request_duration.record(
-            request.latency.as_secs_f64() * 1000.0,
-            std::slice::from_ref(&route),
-        );
-        self.requests.add(
-            1,
-            &[route, KeyValue::new("status_class", request.status_class())],
-        );
+        let key = (request.route, request.status_class());
+        let known = self
+            .request_series
+            .read()
+            .ok()
+            .and_then(|series| series.get(&key).cloned());
+        let series = known.unwrap_or_else(|| self.bind_request_series(key));
+        series
+            .duration
+            .record(request.latency.as_secs_f64() * 1000.0);
+        series.count.add(1);
     }
+
+    /// Binds and keeps the series of a (route, status class) pair: a small,
+    /// fixed set, since routes are templates.
+    fn bind_request_series(&self, key: (&'static str, &'static str)) -> RequestSeries {
+        let (route, status_class) = key;
+        let route = KeyValue::new("route", route);
+        let series = RequestSeries {
+            duration: self.request_duration.bind(std::slice::from_ref(&route)),
+            count: self
+                .requests
+                .bind(&[route, KeyValue::new("status_class", status_class)]),
+        };
+        if let Ok(mut all) = self.request_series.write() {
+            all.entry(key).or_insert_with(|| series.clone());
+        }
+        series
+    }
+}
+
+/// The series one request updates.
+#[derive(Clone)]
+struct RequestSeries {
+    duration: BoundHistogram<f64>,
+    count: BoundCounter<u64>,
 }
