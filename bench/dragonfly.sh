@@ -44,8 +44,6 @@ dragonfly_state() {
         python3 -c 'import json, sys; print(json.load(sys.stdin).get("dragonfly", ""))' 2>/dev/null || true
 }
 
-# Prints the user + system CPU ticks used so far by one process.
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.3f", a / b }'; }
 
@@ -127,7 +125,6 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 if awk -v l="${LOAD_BEFORE%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
     log "warning: load average $LOAD_BEFORE on $(nproc) CPUs before measuring: other work will skew the figures"
 fi
-CLK_TCK=$(getconf CLK_TCK)
 declare -A RPS_LIST P99_LIST CPU_LIST
 for t in "${TARGETS[@]}"; do
     RPS_LIST[$t]='' P99_LIST[$t]='' CPU_LIST[$t]=''
@@ -144,7 +141,7 @@ for round in $(seq "$ROUNDS"); do
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${BASE[$t]}$HOT_PATH" >"$out"
         ticks=$(($(cpu_ticks "${PID[$t]}") - ticks_before))
         total=$(awk '/ requests in / { print $1 }' "$out")
-        cpu_us=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$total" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+        cpu_us=$(cpu_us_per_request "$ticks" "$total")
         rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
         p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")
         bad=$(grep -E 'Non-2xx|Socket errors' "$out" | tr -s ' ' | paste -sd';' - || true)

@@ -31,7 +31,12 @@ impl Out for Vec<u8> {
     }
 
     fn varint(&mut self, value: u64) {
-        encode_varint(value, self);
+        // Tags and most lengths fit one byte: skip the general loop.
+        if value < 0x80 {
+            self.push(value as u8);
+        } else {
+            encode_varint(value, self);
+        }
     }
 }
 
@@ -44,7 +49,11 @@ impl Out for Len {
     }
 
     fn varint(&mut self, value: u64) {
-        self.0 += encoded_len_varint(value);
+        self.0 += if value < 0x80 {
+            1
+        } else {
+            encoded_len_varint(value)
+        };
     }
 
     fn message<M: Message + ?Sized>(&mut self, tag: u32, message: &M) {
