@@ -7,7 +7,7 @@
 # by DURATION. Target: telemetry costs at most 10% of hit-path throughput.
 #
 # Usage: bash bench/telemetry.sh        (run as root so a missing wrk can be installed)
-# Knobs (env): THREADS=1 CONNECTIONS=32 DURATION=10s WARMUP=2s ROUNDS=3 SKIP_BUILD=1
+# Knobs (env): THREADS=1 CONNECTIONS=32 DURATION=10s WARMUP=2s ROUNDS=5 SKIP_BUILD=1
 #              ON_ENV="K=V ..." extra environment for the telemetry-on instance, e.g.
 #              ON_ENV="OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1"
 #
@@ -21,7 +21,7 @@ THREADS=${THREADS:-1}
 CONNECTIONS=${CONNECTIONS:-32}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 SKIP_BUILD=${SKIP_BUILD:-0}
 ON_ENV=${ON_ENV:-}
 HOT_PATH='/api/github/pulls?state=open'
@@ -112,11 +112,19 @@ med_on=$(median "%.0f" "${RPS_ON[@]}")
 cpu_off=$(median "%.1f" "${CPU_OFF[@]}")
 cpu_on=$(median "%.1f" "${CPU_ON[@]}")
 overhead=$(awk -v off="$med_off" -v on="$med_on" 'BEGIN { printf "%.1f", (off - on) / off * 100 }')
+# Each round's two measurements are adjacent in time, so their ratio is less exposed to the
+# machine's slow swings than the two medians are.
+declare -a PAIRED
+for i in "${!RPS_OFF[@]}"; do
+    PAIRED+=("$(awk -v off="${RPS_OFF[$i]}" -v on="${RPS_ON[$i]}" 'BEGIN { printf "%.1f", (off - on) / off * 100 }')")
+done
+paired=$(median "%.1f" "${PAIRED[@]}")
 cpu_overhead=$(awk -v off="$cpu_off" -v on="$cpu_on" 'BEGIN { printf "%.1f", (on - off) / off * 100 }')
 sleep 3
 exported=$(curl -fsS --max-time 5 "http://127.0.0.1:$SINK/__count")
 echo
 echo "median req/s: off $med_off, on $med_on; telemetry overhead ${overhead}% (target <= 10%)"
+echo "per-round overheads: ${PAIRED[*]} (%); their median ${paired}%"
 echo "median server CPU per request: off $cpu_off us, on $cpu_on us (+${cpu_overhead}%)"
 echo "exported to the sink during the run: $exported"
 [[ -n $ON_ENV ]] && echo "telemetry-on instance also had: $ON_ENV"

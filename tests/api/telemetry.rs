@@ -290,6 +290,85 @@ async fn a_traceparent_is_continued_by_the_server_span_and_its_github_fetch_chil
 }
 
 #[tokio::test]
+async fn a_failed_github_fetch_marks_the_fetch_and_the_server_span_as_errors() {
+    if !require_export() {
+        return;
+    }
+    let app = spawn_app().await;
+    app.github.fail_with(&app.upstream(README), 500);
+    let (header, trace_id, _) = traceparent();
+
+    let response = app
+        .get_github_with_headers(README, &[("traceparent", header.as_str())])
+        .await;
+
+    assert_eq!(response.status, 502, "{}", response.text());
+    let spans = pipeline()
+        .eventually(|c| {
+            let spans = c.trace(&trace_id);
+            (span_named(&spans, "GET /api/github/{path}").is_some()
+                && span_named(&spans, "chimney.github_fetch").is_some())
+            .then_some(spans)
+        })
+        .await
+        .expect("the server span and the fetch span reached the collector");
+    let server = span_named(&spans, "GET /api/github/{path}").expect("server span");
+    let fetch = span_named(&spans, "chimney.github_fetch").expect("fetch span");
+    let status = server.span.status.clone().expect("server span status");
+    assert_eq!(status.code, 2, "{status:?}");
+    assert_eq!(status.message, "Bad Gateway");
+    assert_eq!(
+        server.attr("http.response.status_code"),
+        Some(Attr::Int(502))
+    );
+    assert_eq!(fetch.parent_span_id(), server.span_id());
+    assert_eq!(fetch.attr("github.api.status_code"), Some(Attr::Int(500)));
+    assert_eq!(fetch.span.status.clone().map(|s| s.code), Some(2));
+}
+
+#[tokio::test]
+async fn an_unsampled_traceparent_exports_the_log_record_but_no_span() {
+    if !require_export() {
+        return;
+    }
+    let app = spawn_app().await;
+    let (header, trace_id, _) = traceparent();
+    let unsampled = format!(
+        "{}-00",
+        header.strip_suffix("-01").expect("a sampled traceparent")
+    );
+
+    let response = app
+        .get_github_with_headers(README, &[("traceparent", unsampled.as_str())])
+        .await;
+
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(assert_trace_id(&response, "unsampled"), trace_id);
+    let p = pipeline();
+    let log = p
+        .eventually(|c| {
+            c.log_records().into_iter().find(|r| {
+                fake_otlp::hex(&r.trace_id) == trace_id && attr(&r.attributes, "route").is_some()
+            })
+        })
+        .await
+        .expect("the request's log record reached the collector");
+    assert_eq!(log.flags & 1, 0, "the record says the trace is not sampled");
+    // After a flush of every signal, any span of this trace (the request's
+    // or its GitHub fetch's) would have reached the collector.
+    p.flush().await;
+    assert!(
+        p.collector.trace(&trace_id).is_empty(),
+        "spans were exported for an unsampled trace: {:?}",
+        p.collector
+            .trace(&trace_id)
+            .iter()
+            .map(|s| s.span.name.clone())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
 async fn an_invalidation_is_a_child_span_counting_the_keys_it_removed() {
     if !require_export() {
         return;
