@@ -1,27 +1,30 @@
-//! OTLP/HTTP exporters for spans and log records that write the protobuf
-//! payload straight from the SDK's batch.
+//! OTLP/HTTP export of spans and log records, written as protobuf straight
+//! from the data rather than through `opentelemetry-otlp`.
 //!
-//! Each served request's server span and log record skip the SDK
-//! altogether: the request middleware fills one [`RequestRecord`], and
-//! [`RequestExporter`] batches records and writes both OTLP messages from
-//! it. The SDK's span and log record, their batch processors' copies and
-//! the cross-thread frees cost more per request than the export itself
-//! (bench/telemetry.sh). Every other span and log record (the GitHub fetch,
-//! an invalidation, start-up, a panic) takes the SDK path below.
+//! Two paths:
 //!
-//! Why not `opentelemetry-otlp`'s exporters for these two signals: they
-//! first copy every span and record into `opentelemetry-proto`'s owned
-//! message types (a `String` per attribute key and value, a `Vec` per id)
-//! and then encode those. At one span and one log record per request, that
-//! copy was most of telemetry's cost on the hit path (bench/telemetry.sh:
-//! with the exporters swapped for ones that drop their batches, telemetry
-//! cost 1% of throughput instead of 14%). The payload is the same OTLP
-//! protobuf; the tests decode it with `opentelemetry-proto` and compare it
-//! with that crate's own conversion. Metrics, a handful of points every
-//! 15 s, stay on `opentelemetry-otlp`.
+//! - Each served request's server span and log record skip the SDK: the
+//!   request middleware fills one [`RequestRecord`], and [`RequestExporter`]
+//!   batches records and writes both OTLP messages from each. Per request,
+//!   the SDK's span and log record, its batch processors' copies and the
+//!   cross-thread frees cost more CPU than encoding and sending them
+//!   (bench/telemetry.sh, BENCHMARKS.md).
+//! - Every other span and log record (the GitHub fetch, an invalidation,
+//!   start-up, a panic) goes through the SDK's batch processors to
+//!   [`OtlpSpanExporter`] and [`OtlpLogExporter`].
 //!
-//! The SDK's batch processors call these exporters on their own threads,
-//! so the blocking HTTP client never runs on the request runtime.
+//! Why not `opentelemetry-otlp`'s exporters: they first copy every span and
+//! record into `opentelemetry-proto`'s owned messages (a `String` per
+//! attribute key and value, a `Vec` per id) and then encode those; on the
+//! hit path that put 12.7% of the process's CPU on the export threads. The
+//! payload is the same OTLP protobuf: the tests decode it with
+//! `opentelemetry-proto` and compare it with that crate's own conversion of
+//! the same data. Metrics, a handful of points every 15 s, stay on
+//! `opentelemetry-otlp`.
+//!
+//! Exports run on their own threads (the SDK's, and the request
+//! exporter's), so the blocking HTTP client never runs on the request
+//! runtime.
 
 mod batcher;
 mod common;
@@ -32,6 +35,7 @@ mod trace;
 
 use std::time::Duration;
 
+use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::LogBatch;
@@ -39,7 +43,6 @@ use opentelemetry_sdk::trace::SpanData;
 
 pub use batcher::{BatchOptions, EXPORTER_LOG_TARGET, RequestExporter};
 use common::ExportResource;
-use opentelemetry::InstrumentationScope;
 use proto::Message as _;
 pub use request::{RemoteParent, RequestRecord};
 
