@@ -19,8 +19,7 @@ use opentelemetry_sdk::Resource;
 
 use super::Endpoint;
 use super::common::ExportResource;
-use super::proto::Message as _;
-use super::request::{RequestLogs, RequestRecord, RequestSpans};
+use super::request::{RequestRecord, logs_payload, spans_payload};
 
 /// The `tracing` target of the exporter's own warnings; never exported
 /// (it would report a failing collector to that same collector).
@@ -53,6 +52,8 @@ pub struct RequestExporter {
     control: SyncSender<Control>,
     /// Records handed over since the worker last drained the queue.
     pending: Arc<AtomicUsize>,
+    /// Records dropped on a full queue since the worker last said so.
+    dropped: Arc<AtomicUsize>,
     max_batch: usize,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
@@ -69,6 +70,7 @@ impl RequestExporter {
         let (records, queue) = mpsc::sync_channel(options.queue);
         let (control, wakeups) = mpsc::sync_channel(16);
         let pending = Arc::new(AtomicUsize::new(0));
+        let dropped = Arc::new(AtomicUsize::new(0));
         let worker = Worker {
             traces,
             logs,
@@ -76,6 +78,7 @@ impl RequestExporter {
             scope,
             options,
             pending: Arc::clone(&pending),
+            dropped: Arc::clone(&dropped),
             failing: false,
         };
         let thread = std::thread::Builder::new()
@@ -85,6 +88,7 @@ impl RequestExporter {
             records,
             control,
             pending,
+            dropped,
             max_batch: options.max_batch.max(1),
             thread: Arc::new(Mutex::new(Some(thread))),
         })
@@ -93,10 +97,16 @@ impl RequestExporter {
     /// Queues `record`; drops it when the queue is full or the exporter
     /// has stopped.
     pub fn export(&self, record: RequestRecord) {
-        if self.records.try_send(record).is_ok()
-            && self.pending.fetch_add(1, Ordering::Relaxed) + 1 == self.max_batch
-        {
-            let _ = self.control.try_send(Control::Full);
+        match self.records.try_send(record) {
+            Ok(()) => {
+                if self.pending.fetch_add(1, Ordering::Relaxed) + 1 == self.max_batch {
+                    let _ = self.control.try_send(Control::Full);
+                }
+            }
+            Err(TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(_)) => {}
         }
     }
 
@@ -150,6 +160,7 @@ struct Worker {
     scope: InstrumentationScope,
     options: BatchOptions,
     pending: Arc<AtomicUsize>,
+    dropped: Arc<AtomicUsize>,
     /// Whether the last post failed: failures are logged when they start
     /// and when they end, not once per batch.
     failing: bool,
@@ -184,6 +195,14 @@ impl Worker {
     /// so a steady stream cannot keep a flush waiting.
     fn drain(&mut self, queue: &Receiver<RequestRecord>, batch: &mut Vec<RequestRecord>) {
         self.pending.store(0, Ordering::Relaxed);
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::warn!(
+                target: EXPORTER_LOG_TARGET,
+                dropped,
+                "request telemetry queue full: records dropped (the collector is slower than the traffic)"
+            );
+        }
         for record in queue.try_iter().take(self.options.queue) {
             batch.push(record);
             if batch.len() >= self.options.max_batch {
@@ -199,26 +218,21 @@ impl Worker {
             return;
         }
         // An unsampled request (its caller said so) has no span to send.
-        let spans = batch.iter().any(|r| r.sampled).then(|| {
-            RequestSpans {
-                resource: &self.resource,
-                scope: &self.scope,
-                records: batch,
-            }
-            .to_bytes()
-        });
-        let logs = RequestLogs {
-            resource: &self.resource,
-            scope: &self.scope,
-            records: batch,
-        }
-        .to_bytes();
+        let spans = batch
+            .iter()
+            .any(|r| r.sampled)
+            .then(|| spans_payload(&self.resource, &self.scope, batch));
+        let logs = logs_payload(&self.resource, &self.scope, batch);
         batch.clear();
         let spans = spans.map_or(Ok(()), |spans| self.traces.post(spans));
         let outcome = spans.and(self.logs.post(logs));
         match (&outcome, self.failing) {
             (Err(error), false) => {
-                tracing::warn!(target: EXPORTER_LOG_TARGET, %error, "request telemetry export failing; records are dropped until it recovers");
+                tracing::warn!(
+                    target: EXPORTER_LOG_TARGET,
+                    %error,
+                    "request telemetry export failing; each failed batch is dropped"
+                );
             }
             (Ok(()), true) => {
                 tracing::info!(target: EXPORTER_LOG_TARGET, "request telemetry export recovered");

@@ -89,56 +89,56 @@ impl RequestRecord {
     }
 }
 
-/// The spans of a batch of records, under `resource` and `scope`.
-pub(super) struct RequestSpans<'a> {
-    pub resource: &'a ExportResource,
-    pub scope: &'a InstrumentationScope,
-    pub records: &'a [RequestRecord],
+/// The `ExportTraceServiceRequest` payload of a batch: the sampled
+/// records' server spans, under `resource` and `scope`.
+pub(super) fn spans_payload(
+    resource: &ExportResource,
+    scope: &InstrumentationScope,
+    records: &[RequestRecord],
+) -> Vec<u8> {
+    let scoped = Scoped {
+        scope,
+        items: records
+            .iter()
+            .filter(|r| r.sampled)
+            .map(|record| Measured::new(ServerSpan(record)))
+            .collect(),
+    };
+    Request(Resourced {
+        resource,
+        scoped: &scoped,
+    })
+    .to_bytes()
 }
 
-impl Message for RequestSpans<'_> {
+/// The `ExportLogsServiceRequest` payload of a batch: every record's log
+/// record, under `resource` and `scope`.
+pub(super) fn logs_payload(
+    resource: &ExportResource,
+    scope: &InstrumentationScope,
+    records: &[RequestRecord],
+) -> Vec<u8> {
+    let scoped = Scoped {
+        scope,
+        items: records
+            .iter()
+            .map(|record| Measured::new(AccessRecord(record)))
+            .collect(),
+    };
+    Request(Resourced {
+        resource,
+        scoped: &scoped,
+    })
+    .to_bytes()
+}
+
+/// `ExportTraceServiceRequest` / `ExportLogsServiceRequest`: one resource's
+/// signals at tag 1.
+struct Request<R>(R);
+
+impl<R: Message> Message for Request<R> {
     fn write<O: Out>(&self, out: &mut O) {
-        out.message(
-            1,
-            &Resourced {
-                resource: self.resource,
-                scoped: &Scoped {
-                    scope: self.scope,
-                    items: self
-                        .records
-                        .iter()
-                        .filter(|r| r.sampled)
-                        .map(|record| Measured::new(ServerSpan(record)))
-                        .collect(),
-                },
-            },
-        );
-    }
-}
-
-/// The log records of a batch of records, under `resource` and `scope`.
-pub(super) struct RequestLogs<'a> {
-    pub resource: &'a ExportResource,
-    pub scope: &'a InstrumentationScope,
-    pub records: &'a [RequestRecord],
-}
-
-impl Message for RequestLogs<'_> {
-    fn write<O: Out>(&self, out: &mut O) {
-        out.message(
-            1,
-            &Resourced {
-                resource: self.resource,
-                scoped: &Scoped {
-                    scope: self.scope,
-                    items: self
-                        .records
-                        .iter()
-                        .map(|record| Measured::new(AccessRecord(record)))
-                        .collect(),
-                },
-            },
-        );
+        out.message(1, &self.0);
     }
 }
 

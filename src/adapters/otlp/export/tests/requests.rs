@@ -22,8 +22,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use prost::Message as _;
 
 use super::super::common::ExportResource;
-use super::super::proto::Message as _;
-use super::super::request::{RequestLogs, RequestSpans};
+use super::super::request::{logs_payload, spans_payload};
 use super::super::{BatchOptions, RemoteParent, RequestRecord, exporters};
 use super::{build, collector_answering, resource};
 
@@ -90,12 +89,7 @@ fn sdk_span(r: &RequestRecord) -> SpanData {
 fn a_request_record_is_the_span_opentelemetry_proto_makes_of_the_same_span() {
     let resource = resource();
     let records = [record(1), record(2)];
-    let ours = RequestSpans {
-        resource: &ExportResource::from(&resource),
-        scope: &scope(),
-        records: &records,
-    }
-    .to_bytes();
+    let ours = spans_payload(&ExportResource::from(&resource), &scope(), &records);
     let decoded = ExportTraceServiceRequest::decode(ours.as_slice()).expect("valid protobuf");
     let expected = ExportTraceServiceRequest {
         resource_spans: group_spans_by_resource_and_scope(
@@ -131,12 +125,11 @@ fn a_request_record_is_the_log_record_opentelemetry_proto_makes_of_the_same_reco
     ]);
     sdk.set_trace_context(r.trace_id, r.span_id, Some(TraceFlags::SAMPLED));
 
-    let ours = RequestLogs {
-        resource: &ExportResource::from(&resource),
-        scope: &scope,
-        records: std::slice::from_ref(&r),
-    }
-    .to_bytes();
+    let ours = logs_payload(
+        &ExportResource::from(&resource),
+        &scope,
+        std::slice::from_ref(&r),
+    );
     let decoded = ExportLogsServiceRequest::decode(ours.as_slice()).expect("valid protobuf");
     let records = [(&sdk, &scope)];
     let expected = ExportLogsServiceRequest {
@@ -159,12 +152,7 @@ fn an_unsampled_request_sends_its_log_record_but_no_span() {
     let resource = ExportResource::from(&resource());
     let scope = scope();
 
-    let spans = RequestSpans {
-        resource: &resource,
-        scope: &scope,
-        records: &records,
-    }
-    .to_bytes();
+    let spans = spans_payload(&resource, &scope, &records);
     let spans = ExportTraceServiceRequest::decode(spans.as_slice()).expect("valid protobuf");
     let sent: Vec<_> = spans.resource_spans[0].scope_spans[0]
         .spans
@@ -173,12 +161,7 @@ fn an_unsampled_request_sends_its_log_record_but_no_span() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].span_id, records[1].span_id.to_bytes());
 
-    let logs = RequestLogs {
-        resource: &resource,
-        scope: &scope,
-        records: &records,
-    }
-    .to_bytes();
+    let logs = logs_payload(&resource, &scope, &records);
     let logs = ExportLogsServiceRequest::decode(logs.as_slice()).expect("valid protobuf");
     let logged = &logs.resource_logs[0].scope_logs[0].log_records;
     assert_eq!(logged.len(), 2);
