@@ -1,12 +1,14 @@
 //! Telemetry start-up: the process-wide `tracing` subscriber (JSON lines on
-//! stdout, plus spans and log records bridged to OpenTelemetry) and the
-//! OTLP/HTTP exporters for traces, metrics and logs, behind one
+//! stdout, plus spans and log records bridged to OpenTelemetry), the
+//! OTLP/HTTP exporters for traces, metrics and logs, and the exporter of
+//! each request's span and log record ([`request_exporter`]), behind one
 //! [`TelemetryGuard`] that flushes them on shutdown.
 //!
 //! Per-request instrumentation lives in `app::api::observe`; the metric
-//! instruments in `adapters::otlp`. Nothing here ever blocks start-up or a
-//! request on the collector: every exporter runs on the SDK's own threads
-//! with batching and a timeout, and shutdown waits a bounded time.
+//! instruments and the exporters in `adapters::otlp`. Nothing here ever
+//! blocks start-up or a request on the collector: every exporter runs on a
+//! thread of its own with batching and a timeout, and shutdown waits a
+//! bounded time.
 
 use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
