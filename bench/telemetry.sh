@@ -9,7 +9,7 @@
 # Usage: bash bench/telemetry.sh        (run as root so a missing wrk can be installed)
 # Knobs (env): THREADS=1 CONNECTIONS=32 DURATION=10s WARMUP=2s ROUNDS=5 SKIP_BUILD=1
 #              ON_ENV="K=V ..." extra environment for the telemetry-on instance, e.g.
-#              ON_ENV="OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1"
+#              ON_ENV="RUST_LOG=warn"
 #
 # Prints a Markdown table (requests/s, p99 and the server's CPU per request, per round;
 # medians; overhead) on stdout. The pass/fail gate is throughput; CPU per request is the

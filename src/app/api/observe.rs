@@ -6,10 +6,12 @@
 //! What a handler knows and the middleware cannot see (the cache outcome)
 //! travels back as a [`CacheOutcome`] response extension.
 //!
-//! The server span is made with the OpenTelemetry API rather than as a
-//! `tracing` span: on the hit path the `tracing` registry and the
-//! `tracing-opentelemetry` layer cost several times what the span itself
-//! does (bench/telemetry.sh). Its context is current while the handler runs,
+//! The server span is not a `tracing` span, nor an SDK span: the middleware
+//! makes the request's ids, fills one `RequestRecord` when the response is
+//! ready, and hands it to the request exporter, which writes both the span
+//! and the log record from it (on the hit path, the `tracing` and SDK
+//! machinery cost several times the export itself: bench/telemetry.sh).
+//! With export on, the span's context is current while the handler runs,
 //! so the `tracing` spans and events inside it still attach to it.
 
 use std::any::Any;
