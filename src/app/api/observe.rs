@@ -179,24 +179,7 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         }
 
         let outcome = response.extensions().get::<CacheOutcome>();
-        let mut error = None;
-        if let Some(panic) = response.extensions().get::<CaughtPanic>() {
-            error = Some(Cow::Borrowed("panic"));
-            let _current = cx.map(Context::attach);
-            tracing::error!(
-                target: "chimney::http",
-                method = %method,
-                route,
-                panic = %panic.message,
-                stack = %panic.stack,
-                "handler panicked; answered 500"
-            );
-            self.telemetry.panic_caught();
-        } else if status.is_server_error() {
-            error = Some(Cow::Borrowed(
-                status.canonical_reason().unwrap_or("server error"),
-            ));
-        }
+        let error = self.span_error(&response, &method, route, cx);
         self.telemetry.request_completed(&CompletedRequest {
             route,
             status: status.as_u16(),
@@ -227,6 +210,36 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
             exporter.export(record);
         }
         Ok(response)
+    }
+}
+
+impl<E> ObserveEndpoint<E> {
+    /// Why the request's span is an error, if it is: a caught panic (logged
+    /// at ERROR in the request's trace, and counted) or a 5xx.
+    fn span_error(
+        &self,
+        response: &Response,
+        method: &str,
+        route: &'static str,
+        cx: Option<Context>,
+    ) -> Option<Cow<'static, str>> {
+        if let Some(panic) = response.extensions().get::<CaughtPanic>() {
+            let _current = cx.map(Context::attach);
+            tracing::error!(
+                target: "chimney::http",
+                method,
+                route,
+                panic = %panic.message,
+                stack = %panic.stack,
+                "handler panicked; answered 500"
+            );
+            self.telemetry.panic_caught();
+            return Some(Cow::Borrowed("panic"));
+        }
+        let status = response.status();
+        status
+            .is_server_error()
+            .then(|| Cow::Borrowed(status.canonical_reason().unwrap_or("server error")))
     }
 }
 
