@@ -3,7 +3,7 @@
 //! instrumentation scope.
 
 use opentelemetry::logs::AnyValue as LogValue;
-use opentelemetry::{Array, InstrumentationScope, Key, KeyValue, Value};
+use opentelemetry::{Array, Key, KeyValue, Value};
 use opentelemetry_sdk::Resource;
 
 use super::proto::{
@@ -170,23 +170,6 @@ impl Message for ExportResource {
     fn write<O: Out>(&self, out: &mut O) {
         for attribute in &self.attributes {
             out.message(1, &Attr(attribute));
-        }
-    }
-}
-
-/// `InstrumentationScope`, with the name optionally overridden (a log
-/// record's target names its scope, as in `opentelemetry-otlp`).
-pub(super) struct Scope<'a> {
-    pub name: &'a str,
-    pub scope: &'a InstrumentationScope,
-}
-
-impl Message for Scope<'_> {
-    fn write<O: Out>(&self, out: &mut O) {
-        string(out, 1, self.name);
-        string(out, 2, self.scope.version().unwrap_or_default());
-        for attribute in self.scope.attributes() {
-            out.message(3, &Attr(attribute));
         }
     }
 }

@@ -1,122 +1,29 @@
 //! `ExportLogsServiceRequest` (`opentelemetry.proto.collector.logs.v1`)
 //! written straight from a batch of the SDK's log records.
 
-use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::logs::{LogBatch, SdkLogRecord};
 
-use super::common::{ExportResource, LogAnyValue, LogAttr, Scope};
-use super::proto::{Message, Out, bytes, fixed32, fixed64, measure, string, uint, unix_nanos};
+use super::common::{ExportResource, LogAnyValue, LogAttr};
+use super::envelope;
+use super::proto::{Message, Out, bytes, fixed32, fixed64, string, uint, unix_nanos};
 
-/// The request for one batch: one resource, records grouped by scope.
-pub(super) struct LogsRequest<'a> {
-    resource: &'a ExportResource,
-    scopes: Vec<ScopeLogs<'a>>,
+/// The `ExportLogsServiceRequest` payload of an SDK batch. A record's
+/// target, when it has one, names its scope (as in `opentelemetry-otlp`, so
+/// `tracing` targets show).
+pub(super) fn payload(resource: &ExportResource, batch: &LogBatch<'_>) -> Vec<u8> {
+    let scopes = envelope::group(batch.iter().map(|(record, scope)| {
+        let name = record.target().map_or_else(|| scope.name(), |t| t.as_ref());
+        (name, scope, LogRecord(record))
+    }));
+    envelope::payload(resource, &scopes)
 }
 
-impl<'a> LogsRequest<'a> {
-    /// Groups the batch's records by scope, in order of first appearance,
-    /// and measures each record once.
-    pub(super) fn new(resource: &'a ExportResource, batch: &'a LogBatch<'a>) -> Self {
-        let mut scopes: Vec<ScopeLogs<'a>> = Vec::with_capacity(2);
-        for (record, scope) in batch.iter() {
-            let key = ScopeKey::of(record, scope);
-            let record = LogRecord::new(record);
-            match scopes.iter_mut().find(|s| s.key.same(&key)) {
-                Some(group) => group.records.push(record),
-                None => scopes.push(ScopeLogs {
-                    key,
-                    records: vec![record],
-                }),
-            }
-        }
-        Self { resource, scopes }
-    }
-}
-
-impl Message for LogsRequest<'_> {
-    fn write<O: Out>(&self, out: &mut O) {
-        out.message(1, &ResourceLogs(self));
-    }
-}
-
-struct ResourceLogs<'r, 'a>(&'r LogsRequest<'a>);
-
-impl Message for ResourceLogs<'_, '_> {
-    fn write<O: Out>(&self, out: &mut O) {
-        let LogsRequest { resource, scopes } = self.0;
-        out.message(1, *resource);
-        for scope in scopes {
-            out.message(2, scope);
-        }
-        string(out, 3, resource.schema_url());
-    }
-}
-
-/// What a record is grouped under: its scope, named by its target when it
-/// has one (as `opentelemetry-otlp` does, so `tracing` targets show).
-struct ScopeKey<'a> {
-    name: &'a str,
-    scope: &'a InstrumentationScope,
-}
-
-impl<'a> ScopeKey<'a> {
-    fn of(record: &'a SdkLogRecord, scope: &'a InstrumentationScope) -> Self {
-        Self {
-            name: record.target().map_or_else(|| scope.name(), |t| t.as_ref()),
-            scope,
-        }
-    }
-
-    fn same(&self, other: &Self) -> bool {
-        self.name == other.name
-            && self.scope.version() == other.scope.version()
-            && self.scope.schema_url() == other.scope.schema_url()
-            && self.scope.attributes().eq(other.scope.attributes())
-    }
-}
-
-struct ScopeLogs<'a> {
-    key: ScopeKey<'a>,
-    records: Vec<LogRecord<'a>>,
-}
-
-impl Message for ScopeLogs<'_> {
-    fn write<O: Out>(&self, out: &mut O) {
-        out.message(
-            1,
-            &Scope {
-                name: self.key.name,
-                scope: self.key.scope,
-            },
-        );
-        for record in &self.records {
-            out.message(2, record);
-        }
-        string(out, 3, self.key.scope.schema_url().unwrap_or_default());
-    }
-}
-
-/// A record with its encoded length, measured once.
-struct LogRecord<'a> {
-    record: &'a SdkLogRecord,
-    len: usize,
-}
-
-impl<'a> LogRecord<'a> {
-    fn new(record: &'a SdkLogRecord) -> Self {
-        let mut this = Self { record, len: 0 };
-        this.len = measure(&this);
-        this
-    }
-}
+/// An SDK log record as a `LogRecord`.
+struct LogRecord<'a>(&'a SdkLogRecord);
 
 impl Message for LogRecord<'_> {
-    fn encoded_len(&self) -> usize {
-        self.len
-    }
-
     fn write<O: Out>(&self, out: &mut O) {
-        let record = self.record;
+        let record = self.0;
         fixed64(out, 1, record.timestamp().map_or(0, unix_nanos));
         uint(
             out,

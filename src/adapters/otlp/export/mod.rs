@@ -28,6 +28,7 @@
 
 mod batcher;
 mod common;
+mod envelope;
 mod logs;
 mod proto;
 mod request;
@@ -43,7 +44,6 @@ use opentelemetry_sdk::trace::SpanData;
 
 pub use batcher::{BatchOptions, EXPORTER_LOG_TARGET, RequestExporter};
 use common::ExportResource;
-use proto::Message as _;
 pub use request::{RemoteParent, RequestRecord};
 
 /// Why an exporter could not be built.
@@ -171,7 +171,7 @@ pub struct OtlpSpanExporter {
 
 impl opentelemetry_sdk::trace::SpanExporter for OtlpSpanExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let body = trace::TraceRequest::new(&self.resource, &batch).to_bytes();
+        let body = trace::payload(&self.resource, &batch);
         drop(batch);
         self.endpoint.post(body)
     }
@@ -190,7 +190,7 @@ pub struct OtlpLogExporter {
 
 impl opentelemetry_sdk::logs::LogExporter for OtlpLogExporter {
     async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
-        let body = logs::LogsRequest::new(&self.resource, &batch).to_bytes();
+        let body = logs::payload(&self.resource, &batch);
         self.endpoint.post(body)
     }
 

@@ -11,24 +11,16 @@ use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use opentelemetry::InstrumentationScope;
-use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
+use opentelemetry::logs::Severity;
+use opentelemetry::trace::{SpanId, SpanKind, Status, TraceFlags, TraceId};
 use opentelemetry_semantic_conventions::attribute::{
     HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE, URL_PATH,
 };
 
-use super::common::{ExportResource, Field, Scalar, Scope};
-use super::proto::{Message, Out, bytes, fixed32, fixed64, measure, string, uint, unix_nanos};
-
-/// `SpanKind` `SPAN_KIND_SERVER`.
-const SERVER: u64 = 2;
-/// `StatusCode` `STATUS_CODE_ERROR`.
-const ERROR: u64 = 2;
-/// `SeverityNumber` `SEVERITY_NUMBER_INFO`.
-const INFO: u64 = 9;
-/// `SpanFlags`: whether the parent is remote is known.
-const HAS_IS_REMOTE: u32 = 0x100;
-/// `SpanFlags`: the parent is remote.
-const IS_REMOTE: u32 = 0x200;
+use super::common::{ExportResource, Field, Scalar};
+use super::envelope;
+use super::proto::{Message, Out, bytes, fixed32, fixed64, string, uint, unix_nanos};
+use super::trace::{SpanStatus, flags as span_flags, kind as span_kind};
 
 /// The span of the caller that sent a `traceparent`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,11 +72,11 @@ impl RequestRecord {
         self.start + self.latency
     }
 
-    fn flags(&self) -> u32 {
+    fn trace_flags(&self) -> u8 {
         if self.sampled {
-            u32::from(TraceFlags::SAMPLED.to_u8())
+            TraceFlags::SAMPLED.to_u8()
         } else {
-            0
+            TraceFlags::default().to_u8()
         }
     }
 }
@@ -96,19 +88,11 @@ pub(super) fn spans_payload(
     scope: &InstrumentationScope,
     records: &[RequestRecord],
 ) -> Vec<u8> {
-    let scoped = Scoped {
-        scope,
-        items: records
-            .iter()
-            .filter(|r| r.sampled)
-            .map(|record| Measured::new(ServerSpan(record)))
-            .collect(),
-    };
-    Request(Resourced {
-        resource,
-        scoped: &scoped,
-    })
-    .to_bytes()
+    let spans = records
+        .iter()
+        .filter(|r| r.sampled)
+        .map(|record| (scope.name(), scope, ServerSpan(record)));
+    envelope::payload(resource, &envelope::group(spans))
 }
 
 /// The `ExportLogsServiceRequest` payload of a batch: every record's log
@@ -118,87 +102,10 @@ pub(super) fn logs_payload(
     scope: &InstrumentationScope,
     records: &[RequestRecord],
 ) -> Vec<u8> {
-    let scoped = Scoped {
-        scope,
-        items: records
-            .iter()
-            .map(|record| Measured::new(AccessRecord(record)))
-            .collect(),
-    };
-    Request(Resourced {
-        resource,
-        scoped: &scoped,
-    })
-    .to_bytes()
-}
-
-/// `ExportTraceServiceRequest` / `ExportLogsServiceRequest`: one resource's
-/// signals at tag 1.
-struct Request<R>(R);
-
-impl<R: Message> Message for Request<R> {
-    fn write<O: Out>(&self, out: &mut O) {
-        out.message(1, &self.0);
-    }
-}
-
-/// `ResourceSpans` / `ResourceLogs`: the same fields at the same tags.
-struct Resourced<'a, S> {
-    resource: &'a ExportResource,
-    scoped: &'a S,
-}
-
-impl<S: Message> Message for Resourced<'_, S> {
-    fn write<O: Out>(&self, out: &mut O) {
-        out.message(1, self.resource);
-        out.message(2, self.scoped);
-        string(out, 3, self.resource.schema_url());
-    }
-}
-
-/// `ScopeSpans` / `ScopeLogs`: the same fields at the same tags.
-struct Scoped<'a, M> {
-    scope: &'a InstrumentationScope,
-    items: Vec<Measured<M>>,
-}
-
-impl<M: Message> Message for Scoped<'_, M> {
-    fn write<O: Out>(&self, out: &mut O) {
-        out.message(
-            1,
-            &Scope {
-                name: self.scope.name(),
-                scope: self.scope,
-            },
-        );
-        for item in &self.items {
-            out.message(2, item);
-        }
-        string(out, 3, self.scope.schema_url().unwrap_or_default());
-    }
-}
-
-/// A message with its length, measured once.
-struct Measured<M> {
-    message: M,
-    len: usize,
-}
-
-impl<M: Message> Measured<M> {
-    fn new(message: M) -> Self {
-        let len = measure(&message);
-        Self { message, len }
-    }
-}
-
-impl<M: Message> Message for Measured<M> {
-    fn encoded_len(&self) -> usize {
-        self.len
-    }
-
-    fn write<O: Out>(&self, out: &mut O) {
-        self.message.write(out);
-    }
+    let logs = records
+        .iter()
+        .map(|record| (scope.name(), scope, AccessRecord(record)));
+    envelope::payload(resource, &envelope::group(logs))
 }
 
 /// The record as the request's `Span`.
@@ -214,7 +121,7 @@ impl Message for ServerSpan<'_> {
             bytes(out, 4, &parent.span_id.to_bytes());
         }
         out.message(5, &SpanName(r));
-        uint(out, 6, SERVER);
+        uint(out, 6, span_kind(&SpanKind::Server));
         fixed64(out, 7, unix_nanos(r.start));
         fixed64(out, 8, unix_nanos(r.end()));
         let fields = [
@@ -231,9 +138,9 @@ impl Message for ServerSpan<'_> {
         if let Some(path) = &r.github_path {
             out.message(9, &Field("chimney.github_path", Scalar::Str(path)));
         }
-        out.message(15, &SpanStatus(r.error.as_deref()));
-        let remote = if r.parent.is_some() { IS_REMOTE } else { 0 };
-        fixed32(out, 16, r.flags() | HAS_IS_REMOTE | remote);
+        let status = r.error.clone().map_or(Status::Unset, Status::error);
+        out.message(15, &SpanStatus(&status));
+        fixed32(out, 16, span_flags(r.parent.is_some(), r.trace_flags()));
     }
 }
 
@@ -255,18 +162,6 @@ impl Message for SpanName<'_> {
     }
 }
 
-/// `Status`: unset, or an error with its description.
-struct SpanStatus<'a>(Option<&'a str>);
-
-impl Message for SpanStatus<'_> {
-    fn write<O: Out>(&self, out: &mut O) {
-        if let Some(description) = self.0 {
-            string(out, 2, description);
-            uint(out, 3, ERROR);
-        }
-    }
-}
-
 /// The record as the request's `LogRecord`.
 struct AccessRecord<'a>(&'a RequestRecord);
 
@@ -275,7 +170,7 @@ impl Message for AccessRecord<'_> {
         let r = self.0;
         let end = unix_nanos(r.end());
         fixed64(out, 1, end);
-        uint(out, 2, INFO);
+        uint(out, 2, Severity::Info as u64);
         string(out, 3, "INFO");
         out.message(5, &Scalar::Str("request"));
         let fields = [
@@ -296,7 +191,7 @@ impl Message for AccessRecord<'_> {
         for field in &fields {
             out.message(6, field);
         }
-        fixed32(out, 8, r.flags());
+        fixed32(out, 8, u32::from(r.trace_flags()));
         bytes(out, 9, &r.trace_id.to_bytes());
         bytes(out, 10, &r.span_id.to_bytes());
         fixed64(out, 11, end);

@@ -1,106 +1,32 @@
 //! `ExportTraceServiceRequest` (`opentelemetry.proto.collector.trace.v1`)
 //! written straight from a batch of the SDK's `SpanData`.
 
-use opentelemetry::InstrumentationScope;
 use opentelemetry::trace::{SpanId, SpanKind, Status};
 use opentelemetry_sdk::trace::SpanData;
 
-use super::common::{Attr, ExportResource, Scope, count};
-use super::proto::{Message, Out, bytes, fixed32, fixed64, measure, string, uint, unix_nanos};
+use super::common::{Attr, ExportResource, count};
+use super::envelope;
+use super::proto::{Message, Out, bytes, fixed32, fixed64, string, uint, unix_nanos};
 
 /// `SpanFlags`: the context's remoteness is known, and whether it is remote.
 const HAS_IS_REMOTE: u32 = 0x100;
 const IS_REMOTE: u32 = 0x200;
 
-/// The request for one batch: one resource, spans grouped by scope.
-pub(super) struct TraceRequest<'a> {
-    resource: &'a ExportResource,
-    scopes: Vec<ScopeSpans<'a>>,
+/// The `ExportTraceServiceRequest` payload of an SDK batch.
+pub(super) fn payload(resource: &ExportResource, spans: &[SpanData]) -> Vec<u8> {
+    let scopes = envelope::group(spans.iter().map(|span| {
+        let scope = &span.instrumentation_scope;
+        (scope.name(), scope, Span(span))
+    }));
+    envelope::payload(resource, &scopes)
 }
 
-impl<'a> TraceRequest<'a> {
-    /// Groups `spans` by scope (almost always one: chimney's own), in order
-    /// of first appearance, and measures each span once.
-    pub(super) fn new(resource: &'a ExportResource, spans: &'a [SpanData]) -> Self {
-        let mut scopes: Vec<ScopeSpans<'a>> = Vec::with_capacity(1);
-        for data in spans {
-            let span = Span::new(data);
-            match scopes
-                .iter_mut()
-                .find(|s| *s.scope == data.instrumentation_scope)
-            {
-                Some(group) => group.spans.push(span),
-                None => scopes.push(ScopeSpans {
-                    scope: &data.instrumentation_scope,
-                    spans: vec![span],
-                }),
-            }
-        }
-        Self { resource, scopes }
-    }
-}
-
-impl Message for TraceRequest<'_> {
-    fn write<O: Out>(&self, out: &mut O) {
-        out.message(1, &ResourceSpans(self));
-    }
-}
-
-struct ResourceSpans<'r, 'a>(&'r TraceRequest<'a>);
-
-impl Message for ResourceSpans<'_, '_> {
-    fn write<O: Out>(&self, out: &mut O) {
-        let TraceRequest { resource, scopes } = self.0;
-        out.message(1, *resource);
-        for scope in scopes {
-            out.message(2, scope);
-        }
-        string(out, 3, resource.schema_url());
-    }
-}
-
-struct ScopeSpans<'a> {
-    scope: &'a InstrumentationScope,
-    spans: Vec<Span<'a>>,
-}
-
-impl Message for ScopeSpans<'_> {
-    fn write<O: Out>(&self, out: &mut O) {
-        out.message(
-            1,
-            &Scope {
-                name: self.scope.name(),
-                scope: self.scope,
-            },
-        );
-        for span in &self.spans {
-            out.message(2, span);
-        }
-        string(out, 3, self.scope.schema_url().unwrap_or_default());
-    }
-}
-
-/// A span with its encoded length, measured once.
-struct Span<'a> {
-    data: &'a SpanData,
-    len: usize,
-}
-
-impl<'a> Span<'a> {
-    fn new(data: &'a SpanData) -> Self {
-        let mut span = Self { data, len: 0 };
-        span.len = measure(&span);
-        span
-    }
-}
+/// An SDK span as a `Span`.
+struct Span<'a>(&'a SpanData);
 
 impl Message for Span<'_> {
-    fn encoded_len(&self) -> usize {
-        self.len
-    }
-
     fn write<O: Out>(&self, out: &mut O) {
-        let span = self.data;
+        let span = self.0;
         let context = &span.span_context;
         bytes(out, 1, &context.trace_id().to_bytes());
         bytes(out, 2, &context.span_id().to_bytes());
@@ -135,12 +61,14 @@ impl Message for Span<'_> {
     }
 }
 
-fn flags(remote: bool, trace_flags: u8) -> u32 {
+/// `Span.flags`: the W3C trace flags and whether the parent is remote.
+pub(super) fn flags(remote: bool, trace_flags: u8) -> u32 {
     let flags = u32::from(trace_flags) | HAS_IS_REMOTE;
     if remote { flags | IS_REMOTE } else { flags }
 }
 
-fn kind(kind: &SpanKind) -> u64 {
+/// `Span.kind`.
+pub(super) fn kind(kind: &SpanKind) -> u64 {
     match kind {
         SpanKind::Internal => 1,
         SpanKind::Server => 2,
@@ -187,7 +115,8 @@ impl Message for Link<'_> {
     }
 }
 
-struct SpanStatus<'a>(&'a Status);
+/// `Status`.
+pub(super) struct SpanStatus<'a>(pub &'a Status);
 
 impl Message for SpanStatus<'_> {
     fn write<O: Out>(&self, out: &mut O) {

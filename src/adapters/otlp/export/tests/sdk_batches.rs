@@ -23,9 +23,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLink
 use prost::Message as _;
 
 use super::super::common::ExportResource;
-use super::super::logs::LogsRequest;
-use super::super::proto::Message as _;
-use super::super::trace::TraceRequest;
+use super::super::{logs, trace};
 use super::{build, collector_answering, resource};
 
 fn every_kind_of_attribute() -> Vec<KeyValue> {
@@ -131,7 +129,7 @@ fn by_scope_name<T>(groups: &mut [T], name: impl Fn(&T) -> String) {
 fn span_batches_decode_to_what_opentelemetry_proto_makes_of_them() {
     let resource = resource();
     let batch = spans();
-    let ours = TraceRequest::new(&ExportResource::from(&resource), &batch).to_bytes();
+    let ours = trace::payload(&ExportResource::from(&resource), &batch);
     let mut decoded = ExportTraceServiceRequest::decode(ours.as_slice()).expect("valid protobuf");
     let mut expected = ExportTraceServiceRequest {
         resource_spans: group_spans_by_resource_and_scope(
@@ -152,7 +150,7 @@ fn span_batches_decode_to_what_opentelemetry_proto_makes_of_them() {
 
 #[test]
 fn an_empty_span_batch_is_a_valid_request() {
-    let ours = TraceRequest::new(&ExportResource::from(&resource()), &[]).to_bytes();
+    let ours = trace::payload(&ExportResource::from(&resource()), &[]);
     let decoded = ExportTraceServiceRequest::decode(ours.as_slice()).expect("valid protobuf");
     assert_eq!(decoded.resource_spans.len(), 1);
     assert!(decoded.resource_spans[0].scope_spans.is_empty());
@@ -218,7 +216,7 @@ fn log_batches_decode_to_what_opentelemetry_proto_makes_of_them() {
     ];
     let batch = LogBatch::new(&records);
     let resource = resource();
-    let ours = LogsRequest::new(&ExportResource::from(&resource), &batch).to_bytes();
+    let ours = logs::payload(&ExportResource::from(&resource), &batch);
     let mut decoded = ExportLogsServiceRequest::decode(ours.as_slice()).expect("valid protobuf");
     let mut expected = ExportLogsServiceRequest {
         resource_logs: group_logs_by_resource_and_scope(
