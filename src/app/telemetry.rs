@@ -10,7 +10,7 @@
 //! thread of its own with batching and a timeout, and shutdown waits a
 //! bounded time.
 
-use std::sync::{OnceLock, mpsc};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
@@ -32,6 +32,7 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 use crate::adapters::otlp::export::{self, RequestExporter};
 use crate::app::config::OtelSettings;
 use crate::app::version::CHIMNEY_VERSION;
+use crate::ports::RequestExport;
 
 /// The instrumentation scope of chimney's tracer and meter.
 pub const INSTRUMENTATION_SCOPE: &str = "chimney";
@@ -85,11 +86,12 @@ pub const ACCESS_LOG_TARGET: &str = "chimney::access";
 /// Set once, by the [`init_with`] call that installs the subscriber: the
 /// request middleware's counterpart of OpenTelemetry's global tracer and
 /// meter providers.
-static REQUEST_EXPORTER: OnceLock<RequestExporter> = OnceLock::new();
+static REQUEST_EXPORTER: OnceLock<Arc<dyn RequestExport>> = OnceLock::new();
 
-/// Where the request middleware sends each request's span and log record,
-/// or `None` while export is off (or before telemetry has started).
-pub fn request_exporter() -> Option<RequestExporter> {
+/// Where the request middleware sends each request's record, to become its
+/// span and log record; `None` while export is off (or before telemetry
+/// has started).
+pub fn request_exporter() -> Option<Arc<dyn RequestExport>> {
     REQUEST_EXPORTER.get().cloned()
 }
 
@@ -252,7 +254,7 @@ pub fn init_with(
         .try_init()
         .map_err(TelemetryInitError::Subscriber)?;
     if let Some(p) = &providers {
-        let _ = REQUEST_EXPORTER.set(p.requests.clone());
+        let _ = REQUEST_EXPORTER.set(Arc::new(p.requests.clone()));
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         opentelemetry::global::set_tracer_provider(p.tracer.clone());
         opentelemetry::global::set_meter_provider(p.meter.clone());

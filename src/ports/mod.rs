@@ -4,6 +4,7 @@
 
 mod cache_store;
 mod deploy_log;
+mod request_export;
 mod telemetry;
 mod upstream_github;
 
@@ -11,6 +12,7 @@ pub use cache_store::{
     CacheError, CacheHit, CacheStore, CacheTier, InvalidationBus, KeyPage, TierUsage,
 };
 pub use deploy_log::{DeployLog, DeployLogError};
+pub use request_export::{RemoteParent, RequestExport, RequestRecord};
 pub use telemetry::{
     CompletedRequest, MetricsScrape, NoTelemetry, Scrape, TeeTelemetry, Telemetry, TelemetryError,
     UpstreamOutcome,

@@ -3,8 +3,10 @@
 //! exporter; the line carries the trace and span ids as hex strings, the
 //! OTLP record in its own id fields.
 
-use crate::adapters::otlp::export::RequestRecord;
+use opentelemetry::trace::{SpanId, TraceId};
+
 use crate::app::telemetry::ACCESS_LOG_TARGET;
+use crate::ports::RequestRecord;
 
 /// Writes `record`'s line.
 pub fn write(record: &RequestRecord) {
@@ -17,8 +19,8 @@ pub fn write(record: &RequestRecord) {
         cache_hit = record.cache_hit,
         cache_tier = record.cache_tier,
         bytes = record.bytes,
-        trace_id = %record.trace_id,
-        span_id = %record.span_id,
+        trace_id = %TraceId::from_bytes(record.trace_id),
+        span_id = %SpanId::from_bytes(record.span_id),
         "request"
     );
 }

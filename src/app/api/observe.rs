@@ -35,9 +35,10 @@ use poem::{Body, Endpoint, Middleware, Request, Response};
 
 use super::access_log;
 use super::problem::Problem;
-use crate::adapters::otlp::export::{RemoteParent, RequestExporter, RequestRecord};
 use crate::app::telemetry::request_exporter;
-use crate::ports::{CacheTier, CompletedRequest, Telemetry};
+use crate::ports::{
+    CacheTier, CompletedRequest, RemoteParent, RequestExport, RequestRecord, Telemetry,
+};
 
 /// The response header carrying the request's trace id.
 pub static X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
@@ -100,7 +101,7 @@ struct CaughtPanic {
 pub struct Observe {
     telemetry: Arc<dyn Telemetry>,
     /// `None` while export is off: ids are still made, nothing is sent.
-    exporter: Option<RequestExporter>,
+    exporter: Option<Arc<dyn RequestExport>>,
 }
 
 impl Observe {
@@ -135,7 +136,7 @@ impl<E: Endpoint> Middleware<E> for Observe {
 pub struct ObserveEndpoint<E> {
     inner: CatchPanicEndpoint<E, PanicHandler>,
     telemetry: Arc<dyn Telemetry>,
-    exporter: Option<RequestExporter>,
+    exporter: Option<Arc<dyn RequestExport>>,
 }
 
 impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
@@ -186,10 +187,10 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
             latency,
         });
         let record = RequestRecord {
-            trace_id: ids.trace_id,
-            span_id: ids.span_id,
+            trace_id: ids.trace_id.to_bytes(),
+            span_id: ids.span_id.to_bytes(),
             parent: remote.as_ref().map(|parent| RemoteParent {
-                span_id: parent.span_id(),
+                span_id: parent.span_id().to_bytes(),
                 trace_state: Some(parent.trace_state().header()).filter(|s| !s.is_empty()),
             }),
             sampled: ids.sampled,

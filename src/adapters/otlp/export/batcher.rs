@@ -19,7 +19,8 @@ use opentelemetry_sdk::Resource;
 
 use super::Endpoint;
 use super::common::ExportResource;
-use super::request::{RequestRecord, logs_payload, spans_payload};
+use super::request::{logs_payload, spans_payload};
+use crate::ports::{RequestExport, RequestRecord};
 
 /// The `tracing` target of the exporter's own warnings; never exported
 /// (it would report a failing collector to that same collector).
@@ -94,22 +95,6 @@ impl RequestExporter {
         })
     }
 
-    /// Queues `record`; drops it when the queue is full or the exporter
-    /// has stopped.
-    pub fn export(&self, record: RequestRecord) {
-        match self.records.try_send(record) {
-            Ok(()) => {
-                if self.pending.fetch_add(1, Ordering::Relaxed) + 1 == self.max_batch {
-                    let _ = self.control.try_send(Control::Full);
-                }
-            }
-            Err(TrySendError::Full(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(TrySendError::Disconnected(_)) => {}
-        }
-    }
-
     /// Sends what is queued and waits up to `timeout` for it to be posted.
     /// Returns whether it was.
     pub fn force_flush(&self, timeout: Duration) -> bool {
@@ -150,6 +135,24 @@ impl RequestExporter {
         }
         done.recv_timeout(timeout.saturating_sub(started.elapsed()))
             .is_ok()
+    }
+}
+
+impl RequestExport for RequestExporter {
+    /// Queues `record`; drops it when the queue is full or the exporter
+    /// has stopped.
+    fn export(&self, record: RequestRecord) {
+        match self.records.try_send(record) {
+            Ok(()) => {
+                if self.pending.fetch_add(1, Ordering::Relaxed) + 1 == self.max_batch {
+                    let _ = self.control.try_send(Control::Full);
+                }
+            }
+            Err(TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
     }
 }
 

@@ -44,7 +44,6 @@ use opentelemetry_sdk::trace::SpanData;
 
 pub use batcher::{BatchOptions, EXPORTER_LOG_TARGET, RequestExporter};
 use common::ExportResource;
-pub use request::{RemoteParent, RequestRecord};
 
 /// Why an exporter could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -1,18 +1,15 @@
-//! One record per served request, exported twice from the same data: as
-//! the request's server span (`ExportTraceServiceRequest`) and as its log
-//! record (`ExportLogsServiceRequest`).
+//! A [`RequestRecord`] exported twice from the same data: as the request's
+//! server span (`ExportTraceServiceRequest`) and as its log record
+//! (`ExportLogsServiceRequest`).
 //!
 //! The record is a plain struct built by the request middleware: no SDK
 //! span, no SDK log record, nothing shared between threads but the queue it
 //! travels on. The names (span name, attribute keys, log fields) are
 //! CONTRACT 8's.
 
-use std::borrow::Cow;
-use std::time::{Duration, SystemTime};
-
 use opentelemetry::InstrumentationScope;
 use opentelemetry::logs::Severity;
-use opentelemetry::trace::{SpanId, SpanKind, Status, TraceFlags, TraceId};
+use opentelemetry::trace::{SpanKind, Status, TraceFlags};
 use opentelemetry_semantic_conventions::attribute::{
     HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE, URL_PATH,
 };
@@ -21,63 +18,14 @@ use super::common::{ExportResource, Field, Scalar};
 use super::envelope;
 use super::proto::{Message, Out, bytes, fixed32, fixed64, string, uint, unix_nanos};
 use super::trace::{SpanStatus, flags as span_flags, kind as span_kind};
+use crate::ports::RequestRecord;
 
-/// The span of the caller that sent a `traceparent`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteParent {
-    /// The caller's span.
-    pub span_id: SpanId,
-    /// Its `tracestate` header, when not empty.
-    pub trace_state: Option<String>,
-}
-
-/// What is known about a request once it has been answered.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RequestRecord {
-    /// The request's trace: the caller's, or a new one.
-    pub trace_id: TraceId,
-    /// The request's server span.
-    pub span_id: SpanId,
-    /// The caller's span, when the request continued a trace.
-    pub parent: Option<RemoteParent>,
-    /// Whether the trace is sampled; an unsampled request exports its log
-    /// record but no span.
-    pub sampled: bool,
-    /// HTTP method.
-    pub method: Cow<'static, str>,
-    /// Route template, never the raw path.
-    pub route: &'static str,
-    /// The raw path (a span attribute, never a metric label).
-    pub url_path: String,
-    /// Response status.
-    pub status: u16,
-    /// When the request arrived.
-    pub start: SystemTime,
-    /// How long answering it took.
-    pub latency: Duration,
-    /// Whether a fresh cache entry answered.
-    pub cache_hit: bool,
-    /// `dragonfly`, `memory` or `none`.
-    pub cache_tier: &'static str,
-    /// The GitHub path behind a proxied request.
-    pub github_path: Option<String>,
-    /// Response body size when known.
-    pub bytes: u64,
-    /// Why the span is an error (a 5xx, a caught panic), if it is.
-    pub error: Option<Cow<'static, str>>,
-}
-
-impl RequestRecord {
-    fn end(&self) -> SystemTime {
-        self.start + self.latency
-    }
-
-    fn trace_flags(&self) -> u8 {
-        if self.sampled {
-            TraceFlags::SAMPLED.to_u8()
-        } else {
-            TraceFlags::default().to_u8()
-        }
+/// W3C trace flags of the record's trace.
+fn trace_flags(record: &RequestRecord) -> u8 {
+    if record.sampled {
+        TraceFlags::SAMPLED.to_u8()
+    } else {
+        TraceFlags::default().to_u8()
     }
 }
 
@@ -114,11 +62,11 @@ struct ServerSpan<'a>(&'a RequestRecord);
 impl Message for ServerSpan<'_> {
     fn write<O: Out>(&self, out: &mut O) {
         let r = self.0;
-        bytes(out, 1, &r.trace_id.to_bytes());
-        bytes(out, 2, &r.span_id.to_bytes());
+        bytes(out, 1, &r.trace_id);
+        bytes(out, 2, &r.span_id);
         if let Some(parent) = &r.parent {
             string(out, 3, parent.trace_state.as_deref().unwrap_or_default());
-            bytes(out, 4, &parent.span_id.to_bytes());
+            bytes(out, 4, &parent.span_id);
         }
         out.message(5, &SpanName(r));
         uint(out, 6, span_kind(&SpanKind::Server));
@@ -140,7 +88,7 @@ impl Message for ServerSpan<'_> {
         }
         let status = r.error.clone().map_or(Status::Unset, Status::error);
         out.message(15, &SpanStatus(&status));
-        fixed32(out, 16, span_flags(r.parent.is_some(), r.trace_flags()));
+        fixed32(out, 16, span_flags(r.parent.is_some(), trace_flags(r)));
     }
 }
 
@@ -191,9 +139,9 @@ impl Message for AccessRecord<'_> {
         for field in &fields {
             out.message(6, field);
         }
-        fixed32(out, 8, u32::from(r.trace_flags()));
-        bytes(out, 9, &r.trace_id.to_bytes());
-        bytes(out, 10, &r.span_id.to_bytes());
+        fixed32(out, 8, u32::from(trace_flags(r)));
+        bytes(out, 9, &r.trace_id);
+        bytes(out, 10, &r.span_id);
         fixed64(out, 11, end);
     }
 }

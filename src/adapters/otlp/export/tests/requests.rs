@@ -23,15 +23,17 @@ use prost::Message as _;
 
 use super::super::common::ExportResource;
 use super::super::request::{logs_payload, spans_payload};
-use super::super::{BatchOptions, RemoteParent, RequestRecord, exporters};
+use super::super::{BatchOptions, exporters};
 use super::{build, collector_answering, resource};
+use crate::ports::{RemoteParent, RequestExport as _, RequestRecord};
 
 fn record(n: u64) -> RequestRecord {
     RequestRecord {
-        trace_id: TraceId::from(0x0af7_6519_16cd_43dd_8448_eb21_1c80_0000 + u128::from(n)),
-        span_id: SpanId::from(0x1000 + n),
+        trace_id: TraceId::from(0x0af7_6519_16cd_43dd_8448_eb21_1c80_0000 + u128::from(n))
+            .to_bytes(),
+        span_id: SpanId::from(0x1000 + n).to_bytes(),
         parent: Some(RemoteParent {
-            span_id: SpanId::from(0xb7ad_6b71_6920_3331),
+            span_id: SpanId::from(0xb7ad_6b71_6920_3331).to_bytes(),
             trace_state: Some("vendor=value".to_owned()),
         }),
         sampled: true,
@@ -58,8 +60,14 @@ fn sdk_span(r: &RequestRecord) -> SpanData {
     let parent = r.parent.as_ref().expect("a parent");
     let state = TraceState::from_key_value([("vendor", "value")]).expect("trace state");
     SpanData {
-        span_context: SpanContext::new(r.trace_id, r.span_id, TraceFlags::SAMPLED, false, state),
-        parent_span_id: parent.span_id,
+        span_context: SpanContext::new(
+            TraceId::from_bytes(r.trace_id),
+            SpanId::from_bytes(r.span_id),
+            TraceFlags::SAMPLED,
+            false,
+            state,
+        ),
+        parent_span_id: SpanId::from_bytes(parent.span_id),
         parent_span_is_remote: true,
         span_kind: SpanKind::Server,
         name: Cow::Owned(format!("{} {}", r.method, r.route)),
@@ -123,7 +131,11 @@ fn a_request_record_is_the_log_record_opentelemetry_proto_makes_of_the_same_reco
         ("cache_tier", AnyValue::from("none")),
         ("bytes", AnyValue::Int(321)),
     ]);
-    sdk.set_trace_context(r.trace_id, r.span_id, Some(TraceFlags::SAMPLED));
+    sdk.set_trace_context(
+        TraceId::from_bytes(r.trace_id),
+        SpanId::from_bytes(r.span_id),
+        Some(TraceFlags::SAMPLED),
+    );
 
     let ours = logs_payload(
         &ExportResource::from(&resource),
@@ -159,7 +171,7 @@ fn an_unsampled_request_sends_its_log_record_but_no_span() {
         .iter()
         .collect();
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].span_id, records[1].span_id.to_bytes());
+    assert_eq!(sent[0].span_id, records[1].span_id);
 
     let logs = logs_payload(&resource, &scope, &records);
     let logs = ExportLogsServiceRequest::decode(logs.as_slice()).expect("valid protobuf");
