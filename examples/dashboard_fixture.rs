@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use chimney::app::config::Settings;
-use chimney::app::startup::Application;
+use chimney::bootstrap::config::Settings;
+use chimney::bootstrap::startup::Application;
 use poem::http::StatusCode;
 use poem::listener::TcpAcceptor;
 use poem::{Request, Response, Server};

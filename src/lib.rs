@@ -13,6 +13,8 @@
 //!   configuration and the wiring at start-up.
 
 pub mod adapters;
-pub mod app;
+pub mod bootstrap;
 pub mod domain;
+pub mod http;
 pub mod ports;
+pub mod service;

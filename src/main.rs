@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
-use chimney::app::config::Settings;
-use chimney::app::startup::Application;
-use chimney::app::telemetry;
+use chimney::bootstrap::config::Settings;
+use chimney::bootstrap::startup::Application;
+use chimney::bootstrap::telemetry;
 
 /// mimalloc instead of glibc malloc: the request path and the telemetry
 /// pipeline allocate many small, short-lived objects across threads, which

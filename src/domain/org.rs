@@ -2,7 +2,7 @@
 //! (archived and excluded ones are not), and how discovery pages through
 //! GitHub's list (the `Link` header's `rel="next"`, only back to the same
 //! API, at most a bounded number of pages). The fetching lives in
-//! `app::org`.
+//! `service::org`.
 //!
 //! Pagination: <https://docs.github.com/en/rest/using-the-rest-api/using-pagination-in-the-rest-api>
 

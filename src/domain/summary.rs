@@ -1,7 +1,7 @@
 //! The pipeline summary's arithmetic: counting open issues, picking the last
 //! merged pull request, the build workflow's success rate, and which parts
 //! of the summary are missing. Plain data in, plain data out; the service in
-//! `app::summary` fetches and parses GitHub's JSON and hands it over here.
+//! `service::summary` fetches and parses GitHub's JSON and hands it over here.
 
 use std::time::Duration;
 

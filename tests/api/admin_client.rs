@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chimney::app::config::Settings;
+use chimney::bootstrap::config::Settings;
 use reqwest::Method;
 use secrecy::SecretString;
 

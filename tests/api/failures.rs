@@ -21,7 +21,7 @@ const GIVE_UP_WITHIN: Duration = Duration::from_secs(8);
 /// An app whose README entry is stale as soon as it is stored, with that
 /// entry already cached.
 async fn app_with_stale_readme(
-    configure: impl FnOnce(&mut chimney::app::config::Settings),
+    configure: impl FnOnce(&mut chimney::bootstrap::config::Settings),
 ) -> TestApp {
     let app = spawn_app_with(|s| {
         s.ttl = stale_immediately(README);

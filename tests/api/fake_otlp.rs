@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chimney::app::config::OtelSettings;
-use chimney::app::telemetry::{self, LogOutput, TelemetryGuard, TelemetryOptions};
+use chimney::bootstrap::config::OtelSettings;
+use chimney::bootstrap::telemetry::{self, LogOutput, TelemetryGuard, TelemetryOptions};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };

@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chimney::app::config::Settings;
-use chimney::app::startup::Application;
+use chimney::bootstrap::config::Settings;
+use chimney::bootstrap::startup::Application;
 use chimney::domain::{RepoName, TtlPolicy, TtlRule};
 use deadpool_redis::redis;
 use reqwest::Method;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chimney::app::version::WGMESH_VERSION;
+use chimney::bootstrap::version::WGMESH_VERSION;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app_with};

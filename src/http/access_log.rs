@@ -5,7 +5,7 @@
 
 use opentelemetry::trace::{SpanId, TraceId};
 
-use crate::app::telemetry::ACCESS_LOG_TARGET;
+use crate::bootstrap::telemetry::ACCESS_LOG_TARGET;
 use crate::ports::RequestRecord;
 
 /// Writes `record`'s line.

@@ -4,7 +4,7 @@
 //! each request's span and log record ([`request_exporter`]), behind one
 //! [`TelemetryGuard`] that flushes them on shutdown.
 //!
-//! Per-request instrumentation lives in `app::api::observe`; the metric
+//! Per-request instrumentation lives in `http::observe`; the metric
 //! instruments and the exporters in `adapters::otlp`. Nothing here ever
 //! blocks start-up or a request on the collector: every exporter runs on a
 //! thread of its own with batching and a timeout, and shutdown waits a
@@ -30,8 +30,8 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
 use crate::adapters::otlp::export::{self, RequestExporter};
-use crate::app::config::OtelSettings;
-use crate::app::version::CHIMNEY_VERSION;
+use crate::bootstrap::config::OtelSettings;
+use crate::bootstrap::version::CHIMNEY_VERSION;
 use crate::ports::RequestExport;
 
 /// The instrumentation scope of chimney's tracer and meter.

@@ -23,22 +23,22 @@ use crate::adapters::github::{GithubHttp, GithubHttpConfig};
 use crate::adapters::memory::MemoryCache;
 use crate::adapters::memory::MemoryDeployLog;
 use crate::adapters::otlp::OtlpTelemetry;
-use crate::app::api::{self, ApiParts, HealthApi, OrgApi, ProxyEndpoint, SummaryApi};
-use crate::app::api::{AdminAccess, AdminTokens, CacheApi, DeployApi};
-use crate::app::cache_admin::CacheAdminService;
-use crate::app::config::Settings;
-use crate::app::deploys::{DeployService, ResilientDeployLog};
-use crate::app::health::HealthService;
-use crate::app::org::{
-    DiscoveryTask, OrgDirectory, OrgDiscovery, OrgDiscoveryConfig, OrgService, REFRESH_EVERY,
-};
-use crate::app::proxy::{ProxyLimits, ProxyService, ProxyTarget};
-use crate::app::stats::CacheCounters;
-use crate::app::summary::SummaryService;
-use crate::app::tiered::{RemoteTier, TieredCache};
+use crate::bootstrap::config::Settings;
 use crate::domain::RepoExclusions;
+use crate::http::{self, ApiParts, HealthApi, OrgApi, ProxyEndpoint, SummaryApi};
+use crate::http::{AdminAccess, AdminTokens, CacheApi, DeployApi};
 use crate::ports::DeployLog;
 use crate::ports::{CacheStore, TeeTelemetry, Telemetry, UpstreamGithub};
+use crate::service::cache_admin::CacheAdminService;
+use crate::service::deploys::{DeployService, ResilientDeployLog};
+use crate::service::health::HealthService;
+use crate::service::org::{
+    DiscoveryTask, OrgDirectory, OrgDiscovery, OrgDiscoveryConfig, OrgService, REFRESH_EVERY,
+};
+use crate::service::proxy::{ProxyLimits, ProxyService, ProxyTarget};
+use crate::service::stats::CacheCounters;
+use crate::service::summary::SummaryService;
+use crate::service::tiered::{RemoteTier, TieredCache};
 
 /// Largest GitHub body chimney accepts; larger ones are neither cached nor
 /// truncated.
@@ -168,7 +168,7 @@ fn wire(settings: &Settings) -> anyhow::Result<(BoxEndpoint<'static>, Background
     .with_telemetry(telemetry.clone());
     let default_target = ProxyTarget {
         repo: settings.repo.clone(),
-        local_prefix: api::PROXY_PREFIX.to_owned(),
+        local_prefix: http::PROXY_PREFIX.to_owned(),
         is_default: true,
     };
     let org_directory = OrgDirectory::new();
@@ -211,7 +211,7 @@ fn wire(settings: &Settings) -> anyhow::Result<(BoxEndpoint<'static>, Background
     if settings.org.is_some() {
         proxy_endpoint = proxy_endpoint.with_org(org_directory);
     }
-    let routes = api::routes(
+    let routes = http::routes(
         ApiParts {
             proxy: proxy_endpoint,
             health: HealthApi::new(Arc::new(health)),
@@ -243,11 +243,11 @@ fn wire(settings: &Settings) -> anyhow::Result<(BoxEndpoint<'static>, Background
 }
 
 /// The application's metric instruments: on the global meter provider
-/// (exported once `app::telemetry` has installed the OTLP one, a no-op
+/// (exported once `bootstrap::telemetry` has installed the OTLP one, a no-op
 /// otherwise) and in this application's own `/api/metrics` registry.
 fn build_telemetry(tiered: &TieredCache) -> Arc<OtlpTelemetry> {
     let memory = tiered.memory().clone();
-    let meter = opentelemetry::global::meter(crate::app::telemetry::INSTRUMENTATION_SCOPE);
+    let meter = opentelemetry::global::meter(crate::bootstrap::telemetry::INSTRUMENTATION_SCOPE);
     Arc::new(OtlpTelemetry::new(
         &meter,
         Arc::new(move || memory.len() as u64),
@@ -339,7 +339,7 @@ impl Drop for CacheTasks {
 
 /// The deploy history: the shared Dragonfly list when Dragonfly is
 /// configured (with this process's ring as mirror and fallback, see
-/// `app::deploys`), else the ring alone. Nothing connects here.
+/// `service::deploys`), else the ring alone. Nothing connects here.
 fn build_deploy_log(pool: Option<Pool>, timeout: Duration) -> Arc<dyn DeployLog> {
     let local: Arc<dyn DeployLog> = Arc::new(MemoryDeployLog::new());
     match pool {

@@ -5,7 +5,7 @@
 //!
 //! JSON is parsed here, into small serde structs, and the plain data is
 //! handed to `domain::Summary` for the arithmetic. The HTTP side lives in
-//! `app::api::summary`.
+//! `http::summary`.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -15,15 +15,15 @@ use poem_openapi::Object;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 
-use crate::app::proxy::coalesce::{Coalescer, Role};
-use crate::app::proxy::{ProxyReply, ProxyRequest, ProxyService, ProxyTarget, XCache};
-use crate::app::version::WGMESH_VERSION;
+use crate::bootstrap::version::WGMESH_VERSION;
 use crate::domain::{
     CacheKey, CachedResponse, ClosedPull, GithubPath, HeaderList, IssueItem, MergedPull,
     NormalisedQuery, PIPELINE_SUMMARY_KEY, RECENT_RUNS, RepoName, Summary, SummaryInputs,
     SummaryPart, WorkflowRun, is_fresh,
 };
 use crate::ports::CacheStore;
+use crate::service::proxy::coalesce::{Coalescer, Role};
+use crate::service::proxy::{ProxyReply, ProxyRequest, ProxyService, ProxyTarget, XCache};
 
 /// The pipeline summary as served and as stored in the cache.
 #[derive(Debug, Clone, PartialEq, Object, Serialize, Deserialize)]

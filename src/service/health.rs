@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::app::stats::CacheCounters;
-use crate::app::tiered::TieredCache;
 use crate::domain::RepoName;
+use crate::service::stats::CacheCounters;
+use crate::service::tiered::TieredCache;
 
 /// The state of the Dragonfly tier as operators see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
-use crate::app::health::DragonflyState;
-use crate::app::proxy::{ProxyReply, ProxyRequest, ProxyService, ProxyTarget, XCache};
-use crate::app::stats::CacheCounters;
-use crate::app::tiered::TieredCache;
 use crate::domain::{GithubPath, InvalidationScope, NormalisedQuery};
 use crate::ports::{CacheStore, KeyPage, NoTelemetry, Telemetry};
+use crate::service::health::DragonflyState;
+use crate::service::proxy::{ProxyReply, ProxyRequest, ProxyService, ProxyTarget, XCache};
+use crate::service::stats::CacheCounters;
+use crate::service::tiered::TieredCache;
 
 /// The paths `/api/cache/warm` fetches: what the dashboard asks for first
 /// (open pulls, open issues, the latest workflow runs), as path and query.

@@ -133,8 +133,8 @@ mod tests {
 
     use super::*;
     use crate::adapters::memory::MemoryDeployLog;
-    use crate::app::api::DeployApi;
-    use crate::app::deploys::DeployService;
+    use crate::http::DeployApi;
+    use crate::service::deploys::DeployService;
 
     const SECRET: &str = "s3cret-deploy-token-value";
 

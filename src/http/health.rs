@@ -5,8 +5,8 @@ use std::sync::Arc;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
-use crate::app::health::HealthService;
-use crate::app::version;
+use crate::bootstrap::version;
+use crate::service::health::HealthService;
 
 /// Liveness and cache state.
 #[derive(Debug, Object)]

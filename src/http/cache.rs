@@ -1,6 +1,6 @@
 //! `POST /api/cache/invalidate`, `POST /api/cache/warm` (CONTRACT 6) and
 //! `GET /api/cache/stats` (CONTRACT 7): wire types and their mapping. What
-//! an invalidation may touch is decided by `app::cache_admin` and the
+//! an invalidation may touch is decided by `service::cache_admin` and the
 //! domain's `InvalidationScope`.
 
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::auth::{BEARER_CHALLENGE, InvalidateToken};
 use super::body::{FromJsonFields, JsonBody, JsonFields, RequestFault};
 use super::problem::Problem;
-use crate::app::cache_admin::{
+use crate::service::cache_admin::{
     CacheAdminService, CacheStatsReport, InvalidateCommand, InvalidateError, MAX_STATS_PAGE,
 };
 

@@ -15,12 +15,12 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use crate::app::proxy::{ProxyReply, ProxyRequest, ProxyService, ProxyTarget};
 use crate::domain::{
     GithubPath, MAX_DISCOVERY_PAGES, NormalisedQuery, OrgRepo, RepoExclusions, RepoName,
     below_api_base, next_page_url, org_repos_first_page, served_repos,
 };
 use crate::ports::{UpstreamError, UpstreamGithub, UpstreamRequest};
+use crate::service::proxy::{ProxyReply, ProxyRequest, ProxyService, ProxyTarget};
 
 /// How often the organisation's repositories are listed again.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(15 * 60);

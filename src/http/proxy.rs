@@ -10,9 +10,9 @@ use poem::{Body, Endpoint, Request, Response};
 
 use super::observe::CacheOutcome;
 use super::problem::Problem;
-use crate::app::org::OrgDirectory;
-use crate::app::proxy::{ProxyReply, ProxyRequest, ProxyService, ProxyTarget, XCache};
 use crate::domain::{GithubPath, HeaderList, IfNoneMatch, NormalisedQuery, RepoName};
+use crate::service::org::OrgDirectory;
+use crate::service::proxy::{ProxyReply, ProxyRequest, ProxyService, ProxyTarget, XCache};
 
 /// Where the proxy is mounted.
 pub const PROXY_PREFIX: &str = "/api/github";

@@ -1,11 +1,11 @@
 //! `GET /api/pipeline/summary`: the pipeline summary the dashboard shows.
-//! Building and caching it is `app::summary`'s job; this file only maps it
+//! Building and caching it is `service::summary`'s job; this file only maps it
 //! to HTTP.
 
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
-use crate::app::summary::{PipelineSummary, SummaryService};
+use crate::service::summary::{PipelineSummary, SummaryService};
 
 /// Answers of the summary operation.
 #[derive(ApiResponse)]

@@ -14,11 +14,11 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use crate::adapters::memory::MemoryCache;
-use crate::app::health::DragonflyState;
 use crate::domain::{CacheKey, CachedResponse, InvalidationScope, STALE_IF_ERROR_WINDOW};
 use crate::ports::{
     CacheError, CacheHit, CacheStore, InvalidationBus, KeyPage, NoTelemetry, Telemetry, TierUsage,
 };
+use crate::service::health::DragonflyState;
 
 /// First retry delay of the background probe after a failure.
 const PROBE_BACKOFF_START: Duration = Duration::from_millis(100);

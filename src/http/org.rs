@@ -1,12 +1,12 @@
 //! `GET /api/github/org/repos`: the repositories chimney serves, in org mode
 //! the discovered ones, otherwise the configured one. Discovery and routing
-//! live in `app::org`.
+//! live in `service::org`.
 
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
-use crate::app::org::OrgService;
 use crate::domain::OrgRepo;
+use crate::service::org::OrgService;
 
 /// The repositories served under `/api/github/...`.
 #[derive(Debug, Clone, Object)]

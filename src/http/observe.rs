@@ -35,7 +35,7 @@ use poem::{Body, Endpoint, Middleware, Request, Response};
 
 use super::access_log;
 use super::problem::Problem;
-use crate::app::telemetry::request_exporter;
+use crate::bootstrap::telemetry::request_exporter;
 use crate::ports::{
     CacheTier, CompletedRequest, RemoteParent, RequestExport, RequestRecord, Telemetry,
 };

@@ -1,6 +1,6 @@
 //! `POST /api/deploy/events` and `GET /api/deploy/status` (CONTRACT 5):
 //! the wire types and their mapping to and from the domain. Validation
-//! rules live in `domain::deploy`, storage in `app::deploys`.
+//! rules live in `domain::deploy`, storage in `service::deploys`.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -11,8 +11,8 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use super::auth::{BEARER_CHALLENGE, DeployToken};
 use super::body::{FromJsonFields, JsonBody, JsonFields, RequestFault};
 use super::problem::Problem;
-use crate::app::deploys::{DeployService, RecordDeployError};
 use crate::domain::{AgedDeploy, DeployEvent, DeployEventDraft, DeployOutcome, DeployStatus};
+use crate::service::deploys::{DeployService, RecordDeployError};
 
 /// How a deploy ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
