@@ -246,7 +246,7 @@ fn wire(settings: &Settings) -> anyhow::Result<(BoxEndpoint<'static>, Background
 /// (exported once `bootstrap::telemetry` has installed the OTLP one, a no-op
 /// otherwise) and in this application's own `/api/metrics` registry.
 fn build_telemetry(tiered: &TieredCache) -> Arc<OtlpTelemetry> {
-    let memory = tiered.memory().clone();
+    let memory = Arc::clone(tiered.memory());
     let meter = opentelemetry::global::meter(crate::bootstrap::telemetry::INSTRUMENTATION_SCOPE);
     Arc::new(OtlpTelemetry::new(
         &meter,
@@ -273,7 +273,7 @@ fn build_cache(
     pool: Option<Pool>,
     instance_id: &str,
 ) -> anyhow::Result<TieredCache> {
-    let memory = MemoryCache::new(settings.memory_capacity_bytes);
+    let memory = Arc::new(MemoryCache::new(settings.memory_capacity_bytes));
     let (Some(pool), Some(url)) = (pool, &settings.redis) else {
         return Ok(TieredCache::memory_only(memory));
     };

@@ -117,6 +117,22 @@ pub trait CacheStore: Send + Sync + 'static {
     async fn list_keys(&self, cursor: u64, count: usize) -> Result<KeyPage, CacheError>;
 }
 
+/// The in-process tier: a [`CacheStore`] that also answers at once, without
+/// a round trip, for the jobs a remote store cannot do cheaply.
+pub trait LocalTier: CacheStore {
+    /// Drops the entries `scope` covers and returns their keys, without
+    /// reporting an invalidation; used when another instance announces one.
+    fn evict(&self, scope: &InvalidationScope) -> Vec<CacheKey>;
+
+    /// Number of entries held right now.
+    fn len(&self) -> usize;
+
+    /// True when nothing is held.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Tells other instances sharing the cache about an invalidation.
 #[async_trait]
 pub trait InvalidationBus: Send + Sync + 'static {

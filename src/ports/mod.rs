@@ -9,7 +9,7 @@ mod telemetry;
 mod upstream_github;
 
 pub use cache_store::{
-    CacheError, CacheHit, CacheStore, CacheTier, InvalidationBus, KeyPage, TierUsage,
+    CacheError, CacheHit, CacheStore, CacheTier, InvalidationBus, KeyPage, LocalTier, TierUsage,
 };
 pub use deploy_log::{DeployLog, DeployLogError};
 pub use request_export::{RemoteParent, RequestExport, RequestRecord};

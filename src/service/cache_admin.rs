@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::domain::{GithubPath, InvalidationScope, NormalisedQuery};
-use crate::ports::{CacheStore, KeyPage, NoTelemetry, Telemetry};
+use crate::ports::{KeyPage, NoTelemetry, Telemetry};
 use crate::service::health::DragonflyState;
 use crate::service::proxy::{ProxyReply, ProxyRequest, ProxyService, ProxyTarget, XCache};
 use crate::service::stats::CacheCounters;

@@ -184,7 +184,7 @@ impl SummaryService {
                 None => inner.build().await,
             }
         };
-        let (built, role) = self.inner.builds.run(&key, build, Built::panicked).await;
+        let (built, role) = self.inner.builds.run(&key, || build, Built::panicked).await;
         let x_cache = match (built.reused, role) {
             (true, _) => XCache::Hit,
             (false, Role::Leader) => XCache::Miss,

@@ -13,10 +13,10 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use crate::adapters::memory::MemoryCache;
 use crate::domain::{CacheKey, CachedResponse, InvalidationScope, STALE_IF_ERROR_WINDOW};
 use crate::ports::{
-    CacheError, CacheHit, CacheStore, InvalidationBus, KeyPage, NoTelemetry, Telemetry, TierUsage,
+    CacheError, CacheHit, CacheStore, InvalidationBus, KeyPage, LocalTier, NoTelemetry, Telemetry,
+    TierUsage,
 };
 use crate::service::health::DragonflyState;
 
@@ -59,7 +59,7 @@ impl TierEvictions {
 /// Memory + optional Dragonfly. Cloning is cheap and shares everything.
 #[derive(Clone)]
 pub struct TieredCache {
-    memory: MemoryCache,
+    memory: Arc<dyn LocalTier>,
     remote: Option<Arc<RemoteTier>>,
     state: Arc<AtomicU8>,
     telemetry: Arc<dyn Telemetry>,
@@ -67,7 +67,7 @@ pub struct TieredCache {
 
 impl TieredCache {
     /// A cache with only the memory tier.
-    pub fn memory_only(memory: MemoryCache) -> Self {
+    pub fn memory_only(memory: Arc<dyn LocalTier>) -> Self {
         Self {
             memory,
             remote: None,
@@ -78,7 +78,7 @@ impl TieredCache {
 
     /// A cache with both tiers. Dragonfly is considered `connecting` and
     /// unused until [`TieredCache::run_probe`] first reaches it.
-    pub fn with_remote(memory: MemoryCache, remote: RemoteTier) -> Self {
+    pub fn with_remote(memory: Arc<dyn LocalTier>, remote: RemoteTier) -> Self {
         Self {
             memory,
             remote: Some(Arc::new(remote)),
@@ -97,7 +97,7 @@ impl TieredCache {
     }
 
     /// The memory tier.
-    pub fn memory(&self) -> &MemoryCache {
+    pub fn memory(&self) -> &Arc<dyn LocalTier> {
         &self.memory
     }
 

@@ -9,7 +9,7 @@ use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
 use crate::domain::{CacheKey, CachedResponse, InvalidationScope};
-use crate::ports::{CacheError, CacheHit, CacheStore, CacheTier, KeyPage, TierUsage};
+use crate::ports::{CacheError, CacheHit, CacheStore, CacheTier, KeyPage, LocalTier, TierUsage};
 
 /// Rough size of an average entry, used only to pre-size the hash table.
 const TYPICAL_ENTRY_BYTES: u64 = 16 * 1024;
@@ -52,10 +52,10 @@ impl MemoryCache {
             )),
         }
     }
+}
 
-    /// Drops the entries `scope` covers without reporting them; used when
-    /// another instance announces an invalidation.
-    pub fn evict(&self, scope: &InvalidationScope) -> Vec<CacheKey> {
+impl LocalTier for MemoryCache {
+    fn evict(&self, scope: &InvalidationScope) -> Vec<CacheKey> {
         let doomed: Vec<CacheKey> = self
             .cache
             .iter()
@@ -68,14 +68,8 @@ impl MemoryCache {
             .collect()
     }
 
-    /// Number of entries held.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.cache.len()
-    }
-
-    /// True when nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.cache.is_empty()
     }
 }
 

@@ -65,9 +65,17 @@ where
         }
     }
 
-    /// Joins the fetch running for `key`, or starts `fetch` in a new task.
+    /// Joins the fetch running for `key`, or calls `start` and runs the
+    /// fetch it returns in a new task. `start` runs only for the leader, in
+    /// the caller's task, so whatever it captures from the caller's context
+    /// (its trace, for one) belongs to the request that really fetches.
     /// `on_panic` builds the result waiters get if the task panics.
-    pub(crate) async fn run<F>(&self, key: &K, fetch: F, on_panic: fn() -> V) -> (Arc<V>, Role)
+    pub(crate) async fn run<F>(
+        &self,
+        key: &K,
+        start: impl FnOnce() -> F,
+        on_panic: fn() -> V,
+    ) -> (Arc<V>, Role)
     where
         F: Future<Output = V> + Send + 'static,
     {
@@ -80,6 +88,7 @@ where
                     key: Some(key.clone()),
                     inflight: Arc::clone(&self.inflight),
                 };
+                let fetch = start();
                 let task = tokio::spawn(async move {
                     let _guard = guard;
                     Arc::new(fetch.await)
@@ -125,7 +134,7 @@ mod tests {
                 coalescer
                     .run(
                         &"k",
-                        async move {
+                        || async move {
                             let _ = gate.await;
                             calls.fetch_add(1, Ordering::SeqCst) + 41
                         },
@@ -157,18 +166,18 @@ mod tests {
     #[tokio::test]
     async fn a_finished_fetch_is_not_reused() {
         let coalescer: Coalescer<&'static str, u32> = Coalescer::new();
-        let (a, role_a) = coalescer.run(&"k", async { 1 }, || 0).await;
-        let (b, role_b) = coalescer.run(&"k", async { 2 }, || 0).await;
+        let (a, role_a) = coalescer.run(&"k", || async { 1 }, || 0).await;
+        let (b, role_b) = coalescer.run(&"k", || async { 2 }, || 0).await;
         assert_eq!((*a, role_a, *b, role_b), (1, Role::Leader, 2, Role::Leader));
     }
 
     #[tokio::test]
     async fn a_panicking_fetch_releases_its_key() {
         let coalescer: Coalescer<&'static str, u32> = Coalescer::new();
-        let (v, _) = coalescer.run(&"k", async { panic!("boom") }, || 7).await;
+        let (v, _) = coalescer.run(&"k", || async { panic!("boom") }, || 7).await;
         assert_eq!(*v, 7);
         assert_eq!(coalescer.in_flight(), 0);
-        let (v, _) = coalescer.run(&"k", async { 3 }, || 7).await;
+        let (v, _) = coalescer.run(&"k", || async { 3 }, || 7).await;
         assert_eq!(*v, 3);
     }
 
@@ -184,7 +193,7 @@ mod tests {
                 coalescer
                     .run(
                         &"k",
-                        async move {
+                        || async move {
                             let _ = gate.await;
                             flag.fetch_add(1, Ordering::SeqCst);
                             5

@@ -2,15 +2,14 @@
 //! ask GitHub (within the outbound cap), classify the answer, update the
 //! cache, and say what every waiter should be served.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use opentelemetry::trace::Status;
 use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 use tracing::field::Empty;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::ProxyTarget;
 use crate::domain::UpstreamVerdict;
@@ -57,10 +56,6 @@ pub(super) struct FetchJob {
     pub(super) upstream: Arc<dyn UpstreamGithub>,
     pub(super) outbound: Arc<Semaphore>,
     pub(super) telemetry: Arc<dyn Telemetry>,
-    /// The leader's OpenTelemetry context (its server span): the fetch runs
-    /// in its own task, so the `chimney.github_fetch` span is parented on it
-    /// explicitly.
-    pub(super) parent: opentelemetry::Context,
     pub(super) api_base: String,
     pub(super) target: ProxyTarget,
     pub(super) path: GithubPath,
@@ -73,20 +68,23 @@ pub(super) struct FetchJob {
 }
 
 impl FetchJob {
-    pub(super) async fn run(self) -> FetchResult {
+    /// Opens the `chimney.github_fetch` span and returns the fetch, to run
+    /// in a task of its own. Call it in the leader's request task: the span
+    /// is a contextual root there, so the OpenTelemetry layer parents it on
+    /// the request's server span, which is the current trace context.
+    pub(super) fn start(self) -> impl Future<Output = FetchResult> + Send + 'static {
         let path = self.path.upstream_path(&self.target.repo);
         let span = tracing::info_span!(
             target: "chimney::github",
-            parent: None,
             "chimney.github_fetch",
             otel.kind = "client",
+            otel.status_description = Empty,
             github.api.path = path.as_str(),
             github.api.status_code = Empty,
             github.conditional = self.etag.is_some(),
             github.not_modified = Empty,
         );
-        let _ = span.set_parent(self.parent.clone());
-        self.fetch(path, span.clone()).instrument(span).await
+        self.fetch(path, span.clone()).instrument(span)
     }
 
     async fn fetch(self, path: String, span: tracing::Span) -> FetchResult {
@@ -212,12 +210,16 @@ impl FetchJob {
             span.record("github.not_modified", response.status == 304);
         }
         match (counted, outcome) {
-            (_, Err(error)) => span.set_status(Status::error(error.to_string())),
+            // The OpenTelemetry layer turns this field into the span's error
+            // status.
+            (_, Err(error)) => {
+                span.record("otel.status_description", error.to_string());
+            }
             (UpstreamOutcome::Error | UpstreamOutcome::RateLimited, Ok(response)) => {
-                span.set_status(Status::error(format!(
-                    "GitHub answered {}",
-                    response.status
-                )));
+                span.record(
+                    "otel.status_description",
+                    format!("GitHub answered {}", response.status),
+                );
             }
             _ => {}
         }

@@ -214,7 +214,6 @@ impl ProxyService {
                     upstream: Arc::clone(&inner.upstream),
                     outbound: Arc::clone(&inner.outbound),
                     telemetry: Arc::clone(&self.telemetry),
-                    parent: opentelemetry::Context::current(),
                     api_base: inner.api_base.clone(),
                     target: request.target.clone(),
                     path: request.path.clone(),
@@ -227,7 +226,7 @@ impl ProxyService {
                 };
                 let (result, role) = inner
                     .coalescer
-                    .run(&key, job.run(), FetchResult::internal_failure)
+                    .run(&key, || job.start(), FetchResult::internal_failure)
                     .await;
                 match role {
                     Role::Leader => self.telemetry.cache_miss(),
