@@ -35,8 +35,8 @@ pub use org::{
 };
 pub use request::{CacheKey, GithubPath, NormalisedQuery, PathError, RepoName, RepoNameError};
 pub use summary::{
-    ClosedPull, IssueItem, MergedPull, PARTIAL_SUMMARY_TTL, RECENT_RUNS, SUMMARY_TTL, Summary,
-    SummaryInputs, SummaryPart, WorkflowRun, count_open_issues, is_fresh, last_merged,
+    ClosedPull, IssueItem, MergedPull, PARTIAL_SUMMARY_TTL, RECENT_RUNS, RunOutcome, SUMMARY_TTL,
+    Summary, SummaryInputs, SummaryPart, count_open_issues, is_fresh, last_merged,
     success_rate_pct, ttl_for,
 };
 pub use upstream::{UpstreamVerdict, classify_upstream, retry_after_secs};

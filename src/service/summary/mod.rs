@@ -3,30 +3,32 @@
 //! outbound cap), and keeps the result in the same tiered cache under
 //! `__pipeline_summary__`, where invalidation by name reaches it.
 //!
-//! JSON is parsed here, into small serde structs, and the plain data is
-//! handed to `domain::Summary` for the arithmetic. The HTTP side lives in
-//! `http::summary`.
+//! GitHub's JSON is parsed into the structs of `github.rs`, and the
+//! arithmetic is `domain::Summary`'s. The document built here is what the
+//! cache stores; `http::summary` maps it to the documented response.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use poem_openapi::Object;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 
-use crate::bootstrap::version::WGMESH_VERSION;
 use crate::domain::{
-    CacheKey, CachedResponse, ClosedPull, GithubPath, HeaderList, IssueItem, MergedPull,
-    NormalisedQuery, PIPELINE_SUMMARY_KEY, RECENT_RUNS, RepoName, Summary, SummaryInputs,
-    SummaryPart, WorkflowRun, is_fresh,
+    CacheKey, CachedResponse, GithubPath, HeaderList, MergedPull, NormalisedQuery,
+    PIPELINE_SUMMARY_KEY, RECENT_RUNS, RepoName, Summary, SummaryInputs, SummaryPart, is_fresh,
 };
 use crate::ports::CacheStore;
 use crate::service::proxy::coalesce::{Coalescer, Role};
 use crate::service::proxy::{ProxyReply, ProxyRequest, ProxyService, ProxyTarget, XCache};
 
-/// The pipeline summary as served and as stored in the cache.
-#[derive(Debug, Clone, PartialEq, Object, Serialize, Deserialize)]
+mod github;
+
+pub use github::WorkflowRun;
+use github::{IssueJson, PullJson, RunsJson};
+
+/// The pipeline summary as stored in the cache; `http::summary` serves it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PipelineSummary {
     /// The wgmesh version chimney was built for.
     pub wgmesh_version: String,
@@ -40,7 +42,7 @@ pub struct PipelineSummary {
     pub last_merged_pr: Option<LastMergedPr>,
     /// The build workflow's last 10 completed runs, newest first; `null`
     /// when missing.
-    pub recent_workflow_runs: Option<Vec<RecentRun>>,
+    pub recent_workflow_runs: Option<Vec<WorkflowRun>>,
     /// Share of those runs that succeeded, percent with one decimal; `null`
     /// when there are no runs or they are missing.
     pub goose_success_rate_pct: Option<f64>,
@@ -53,7 +55,7 @@ pub struct PipelineSummary {
 }
 
 /// A merged pull request.
-#[derive(Debug, Clone, PartialEq, Eq, Object, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastMergedPr {
     /// The PR number.
     pub number: u64,
@@ -65,31 +67,6 @@ pub struct LastMergedPr {
     pub user: Option<String>,
     /// When it was merged (RFC 3339).
     pub merged_at: String,
-}
-
-/// A completed workflow run.
-#[derive(Debug, Clone, PartialEq, Eq, Object, Serialize, Deserialize)]
-pub struct RecentRun {
-    /// GitHub's run id.
-    pub id: u64,
-    /// The workflow's name.
-    pub name: Option<String>,
-    /// The run's number within the workflow.
-    pub run_number: Option<u64>,
-    /// Always `completed` here.
-    pub status: Option<String>,
-    /// `success`, `failure`, `cancelled`, …
-    pub conclusion: Option<String>,
-    /// The branch built.
-    pub head_branch: Option<String>,
-    /// The commit built.
-    pub head_sha: Option<String>,
-    /// The run's page on github.com.
-    pub html_url: Option<String>,
-    /// When it was created (RFC 3339).
-    pub created_at: Option<String>,
-    /// When it last changed (RFC 3339).
-    pub updated_at: Option<String>,
 }
 
 /// A summary and how this request got it.
@@ -115,6 +92,7 @@ struct Inner {
     cache: Arc<dyn CacheStore>,
     target: ProxyTarget,
     workflow: String,
+    wgmesh_version: String,
     builds: Coalescer<CacheKey, Built>,
 }
 
@@ -130,11 +108,11 @@ struct Built {
 impl Built {
     /// What waiters get if a build task panicked: everything missing, not
     /// cached.
-    fn panicked() -> Self {
+    fn panicked(wgmesh_version: &str) -> Self {
         let now = SystemTime::now();
         let summary = Summary::from_inputs(SummaryInputs::default());
         Self {
-            summary: Arc::new(document(&summary, now)),
+            summary: Arc::new(document(&summary, now, wgmesh_version)),
             built_at: now,
             reused: false,
         }
@@ -144,12 +122,14 @@ impl Built {
 impl SummaryService {
     /// A summary of `repo`, fetched through `proxy` (whose repo target it
     /// shares, so cache keys match `/api/github/...`), stored in `cache`,
-    /// with runs of the workflow file `workflow`.
+    /// with runs of the workflow file `workflow`; it reports
+    /// `wgmesh_version` as the version the dashboard describes.
     pub fn new(
         proxy: ProxyService,
         cache: Arc<dyn CacheStore>,
         target: ProxyTarget,
         workflow: &str,
+        wgmesh_version: &str,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -157,6 +137,7 @@ impl SummaryService {
                 cache,
                 target,
                 workflow: workflow.to_owned(),
+                wgmesh_version: wgmesh_version.to_owned(),
                 builds: Coalescer::new(),
             }),
         }
@@ -184,7 +165,12 @@ impl SummaryService {
                 None => inner.build().await,
             }
         };
-        let (built, role) = self.inner.builds.run(&key, || build, Built::panicked).await;
+        let version = self.inner.wgmesh_version.clone();
+        let (built, role) = self
+            .inner
+            .builds
+            .run(&key, || build, move || Built::panicked(&version))
+            .await;
         let x_cache = match (built.reused, role) {
             (true, _) => XCache::Hit,
             (false, Role::Leader) => XCache::Miss,
@@ -251,16 +237,11 @@ impl Inner {
             open_prs: open_pulls.map(|pulls| pulls.len() as u64),
             closed_pulls: closed_pulls
                 .map(|pulls| pulls.into_iter().map(PullJson::into_closed).collect()),
-            workflow_runs: runs.map(|runs| {
-                runs.workflow_runs
-                    .into_iter()
-                    .take(RECENT_RUNS)
-                    .map(RunJson::into_run)
-                    .collect()
-            }),
+            workflow_runs: runs
+                .map(|runs| runs.workflow_runs.into_iter().take(RECENT_RUNS).collect()),
         });
         let built_at = SystemTime::now();
-        let document = document(&summary, built_at);
+        let document = document(&summary, built_at, &self.wgmesh_version);
         if summary.is_partial() {
             let missing: Vec<&str> = summary.missing.iter().map(|p| p.as_str()).collect();
             tracing::warn!(?missing, "pipeline summary is partial");
@@ -337,16 +318,17 @@ impl Inner {
     }
 }
 
-fn document(summary: &Summary, built_at: SystemTime) -> PipelineSummary {
+fn document(
+    summary: &Summary<WorkflowRun>,
+    built_at: SystemTime,
+    wgmesh_version: &str,
+) -> PipelineSummary {
     PipelineSummary {
-        wgmesh_version: WGMESH_VERSION.to_owned(),
+        wgmesh_version: wgmesh_version.to_owned(),
         open_issues: summary.open_issues,
         open_prs: summary.open_prs,
         last_merged_pr: summary.last_merged_pr.clone().map(LastMergedPr::from),
-        recent_workflow_runs: summary
-            .recent_workflow_runs
-            .as_ref()
-            .map(|runs| runs.iter().cloned().map(RecentRun::from).collect()),
+        recent_workflow_runs: summary.recent_workflow_runs.clone(),
         goose_success_rate_pct: summary.success_rate_pct,
         fetched_at: humantime::format_rfc3339_seconds(built_at).to_string(),
         missing: summary
@@ -369,115 +351,6 @@ impl From<MergedPull> for LastMergedPr {
             html_url: pull.html_url,
             user: pull.author,
             merged_at: pull.merged_at,
-        }
-    }
-}
-
-impl From<WorkflowRun> for RecentRun {
-    fn from(run: WorkflowRun) -> Self {
-        Self {
-            id: run.id,
-            name: run.name,
-            run_number: run.run_number,
-            status: run.status,
-            conclusion: run.conclusion,
-            head_branch: run.head_branch,
-            head_sha: run.head_sha,
-            html_url: run.html_url,
-            created_at: run.created_at,
-            updated_at: run.updated_at,
-        }
-    }
-}
-
-/// An entry of `GET /repos/{repo}/issues`: only whether it is a PR matters.
-#[derive(Deserialize)]
-struct IssueJson {
-    #[serde(default)]
-    pull_request: Option<serde_json::Value>,
-}
-
-impl IssueJson {
-    fn into_item(self) -> IssueItem {
-        IssueItem {
-            is_pull_request: self.pull_request.is_some(),
-        }
-    }
-}
-
-/// An entry of `GET /repos/{repo}/pulls`.
-#[derive(Deserialize)]
-struct PullJson {
-    number: u64,
-    #[serde(default)]
-    title: Option<String>,
-    #[serde(default)]
-    html_url: Option<String>,
-    #[serde(default)]
-    user: Option<UserJson>,
-    #[serde(default)]
-    merged_at: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct UserJson {
-    login: String,
-}
-
-impl PullJson {
-    fn into_closed(self) -> ClosedPull {
-        ClosedPull {
-            number: self.number,
-            title: self.title.unwrap_or_default(),
-            html_url: self.html_url.unwrap_or_default(),
-            author: self.user.map(|u| u.login),
-            merged_at: self.merged_at,
-        }
-    }
-}
-
-/// `GET /repos/{repo}/actions/workflows/{workflow}/runs`.
-#[derive(Deserialize)]
-struct RunsJson {
-    workflow_runs: Vec<RunJson>,
-}
-
-#[derive(Deserialize)]
-struct RunJson {
-    id: u64,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    run_number: Option<u64>,
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(default)]
-    conclusion: Option<String>,
-    #[serde(default)]
-    head_branch: Option<String>,
-    #[serde(default)]
-    head_sha: Option<String>,
-    #[serde(default)]
-    html_url: Option<String>,
-    #[serde(default)]
-    created_at: Option<String>,
-    #[serde(default)]
-    updated_at: Option<String>,
-}
-
-impl RunJson {
-    fn into_run(self) -> WorkflowRun {
-        WorkflowRun {
-            id: self.id,
-            name: self.name,
-            run_number: self.run_number,
-            status: self.status,
-            conclusion: self.conclusion,
-            head_branch: self.head_branch,
-            head_sha: self.head_sha,
-            html_url: self.html_url,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
         }
     }
 }

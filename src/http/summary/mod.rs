@@ -5,7 +5,11 @@
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
-use crate::service::summary::{PipelineSummary, SummaryService};
+use crate::service::summary::SummaryService;
+
+mod dto;
+
+pub use dto::PipelineSummary;
 
 /// Answers of the summary operation.
 #[derive(ApiResponse)]
@@ -50,7 +54,7 @@ impl SummaryApi {
     async fn pipeline_summary(&self) -> SummaryResponse {
         let reply = self.service.summary().await;
         SummaryResponse::Ok(
-            Json(reply.summary.as_ref().clone()),
+            Json(PipelineSummary::from(reply.summary.as_ref())),
             reply.x_cache.as_str().to_owned(),
             reply.age_secs,
         )
