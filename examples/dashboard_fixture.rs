@@ -61,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
         ..Settings::default()
     };
     settings.otel.disabled = true;
-    let app = Application::build(settings).await?;
+    let app = Application::build(settings, None).await?;
     let url = format!("http://{}", app.local_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {

@@ -29,7 +29,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let code = match run(settings).await {
+    let code = match run(settings, &guard).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(
@@ -44,8 +44,8 @@ async fn main() -> ExitCode {
     code
 }
 
-async fn run(settings: Settings) -> anyhow::Result<()> {
-    let app = Application::build(settings).await?;
+async fn run(settings: Settings, telemetry: &telemetry::TelemetryGuard) -> anyhow::Result<()> {
+    let app = Application::build(settings, telemetry.request_exporter()).await?;
     app.run_until_stopped(shutdown_signal()).await
 }
 

@@ -24,11 +24,12 @@ use crate::adapters::memory::MemoryCache;
 use crate::adapters::memory::MemoryDeployLog;
 use crate::adapters::otlp::OtlpTelemetry;
 use crate::bootstrap::config::Settings;
+use crate::bootstrap::version;
 use crate::domain::RepoExclusions;
 use crate::http::{self, ApiParts, HealthApi, OrgApi, ProxyEndpoint, SummaryApi};
 use crate::http::{AdminAccess, AdminTokens, CacheApi, DeployApi};
 use crate::ports::DeployLog;
-use crate::ports::{CacheStore, TeeTelemetry, Telemetry, UpstreamGithub};
+use crate::ports::{CacheStore, RequestExport, TeeTelemetry, Telemetry, UpstreamGithub};
 use crate::service::cache_admin::CacheAdminService;
 use crate::service::deploys::{DeployService, ResilientDeployLog};
 use crate::service::health::HealthService;
@@ -69,10 +70,17 @@ impl Application {
     /// adapter and service the settings ask for. Nothing here contacts
     /// Dragonfly or GitHub, and no background work starts yet.
     ///
+    /// `request_export` receives each request's span and log record
+    /// ([`crate::bootstrap::telemetry::TelemetryGuard::request_exporter`]);
+    /// `None` exports nothing.
+    ///
     /// # Errors
     /// Fails when the address cannot be bound or an adapter cannot be built.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let (routes, background) = wire(&settings)?;
+    pub async fn build(
+        settings: Settings,
+        request_export: Option<Arc<dyn RequestExport>>,
+    ) -> anyhow::Result<Self> {
+        let (routes, background) = wire(&settings, request_export)?;
         let listener = tokio::net::TcpListener::bind(settings.addr)
             .await
             .with_context(|| format!("failed to bind {}", settings.addr))?;
@@ -127,7 +135,10 @@ impl Application {
 
 /// The composition root proper: adapters chosen by the settings, services
 /// over them, and the route tree over the services.
-fn wire(settings: &Settings) -> anyhow::Result<(BoxEndpoint<'static>, Background)> {
+fn wire(
+    settings: &Settings,
+    request_export: Option<Arc<dyn RequestExport>>,
+) -> anyhow::Result<(BoxEndpoint<'static>, Background)> {
     let counters = Arc::new(CacheCounters::default());
     let instance_id = instance_id();
     // One lazily connecting pool serves the cache tier and the deploy log.
@@ -190,6 +201,7 @@ fn wire(settings: &Settings) -> anyhow::Result<(BoxEndpoint<'static>, Background
         cache,
         default_target.clone(),
         &settings.summary_workflow,
+        version::WGMESH_VERSION,
     );
     let org = OrgService::new(
         settings.org.clone(),
@@ -214,7 +226,11 @@ fn wire(settings: &Settings) -> anyhow::Result<(BoxEndpoint<'static>, Background
     let routes = http::routes(
         ApiParts {
             proxy: proxy_endpoint,
-            health: HealthApi::new(Arc::new(health)),
+            health: HealthApi::new(
+                Arc::new(health),
+                version::CHIMNEY_VERSION,
+                version::WGMESH_VERSION,
+            ),
             summary: SummaryApi::new(summary),
             org: OrgApi::new(org),
             deploys: DeployApi::new(Arc::new(deploys)),
@@ -227,6 +243,7 @@ fn wire(settings: &Settings) -> anyhow::Result<(BoxEndpoint<'static>, Background
                 cors_origins: settings.cors_origins.clone(),
             },
             telemetry,
+            request_export,
             metrics: instruments,
         },
         &settings.docs,

@@ -10,7 +10,7 @@
 //! thread of its own with batching and a timeout, and shutdown waits a
 //! bounded time.
 
-use std::sync::{Arc, OnceLock, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
@@ -32,6 +32,7 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 use crate::adapters::otlp::export::{self, RequestExporter};
 use crate::bootstrap::config::OtelSettings;
 use crate::bootstrap::version::CHIMNEY_VERSION;
+use crate::http::ACCESS_LOG_TARGET;
 use crate::ports::RequestExport;
 
 /// The instrumentation scope of chimney's tracer and meter.
@@ -77,23 +78,6 @@ const NOT_EXPORTED: [&str; 13] = [
     "opentelemetry_http",
     "opentelemetry_appender_tracing",
 ];
-
-/// Target of the per-request log lines. Their OTLP records are exported
-/// from the request's record (see [`request_exporter`]), so the log bridge
-/// leaves this target alone.
-pub const ACCESS_LOG_TARGET: &str = "chimney::access";
-
-/// Set once, by the [`init_with`] call that installs the subscriber: the
-/// request middleware's counterpart of OpenTelemetry's global tracer and
-/// meter providers.
-static REQUEST_EXPORTER: OnceLock<Arc<dyn RequestExport>> = OnceLock::new();
-
-/// Where the request middleware sends each request's record, to become its
-/// span and log record; `None` while export is off (or before telemetry
-/// has started).
-pub fn request_exporter() -> Option<Arc<dyn RequestExport>> {
-    REQUEST_EXPORTER.get().cloned()
-}
 
 /// Where the JSON log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,7 +238,6 @@ pub fn init_with(
         .try_init()
         .map_err(TelemetryInitError::Subscriber)?;
     if let Some(p) = &providers {
-        let _ = REQUEST_EXPORTER.set(Arc::new(p.requests.clone()));
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         opentelemetry::global::set_tracer_provider(p.tracer.clone());
         opentelemetry::global::set_meter_provider(p.meter.clone());
@@ -374,6 +357,15 @@ fn resource(settings: &OtelSettings) -> Resource {
 }
 
 impl TelemetryGuard {
+    /// Where the request middleware sends each request's record, to become
+    /// its span and log record; `None` while export is off. The wiring hands
+    /// it to [`crate::bootstrap::startup::Application::build`].
+    pub fn request_exporter(&self) -> Option<Arc<dyn RequestExport>> {
+        self.providers
+            .as_ref()
+            .map(|p| Arc::new(p.requests.clone()) as Arc<dyn RequestExport>)
+    }
+
     /// Whether anything is exported (false under `OTEL_SDK_DISABLED=true`).
     pub fn is_exporting(&self) -> bool {
         self.providers.is_some()

@@ -5,8 +5,12 @@
 
 use opentelemetry::trace::{SpanId, TraceId};
 
-use crate::bootstrap::telemetry::ACCESS_LOG_TARGET;
 use crate::ports::RequestRecord;
+
+/// Target of the per-request log lines. Their OTLP records are exported
+/// from the request's record by the request exporter, so telemetry's log
+/// bridge leaves this target alone.
+pub const ACCESS_LOG_TARGET: &str = "chimney::access";
 
 /// Writes `record`'s line.
 pub fn write(record: &RequestRecord) {

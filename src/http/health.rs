@@ -5,7 +5,6 @@ use std::sync::Arc;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
-use crate::bootstrap::version;
 use crate::service::health::HealthService;
 
 /// Liveness and cache state.
@@ -41,12 +40,18 @@ pub struct Version {
 /// Health and version operations.
 pub struct HealthApi {
     health: Arc<HealthService>,
+    chimney_version: String,
+    wgmesh_version: String,
 }
 
 impl HealthApi {
-    /// The API over a health service.
-    pub fn new(health: Arc<HealthService>) -> Self {
-        Self { health }
+    /// The API over a health service, reporting the build's versions.
+    pub fn new(health: Arc<HealthService>, chimney_version: &str, wgmesh_version: &str) -> Self {
+        Self {
+            health,
+            chimney_version: chimney_version.to_owned(),
+            wgmesh_version: wgmesh_version.to_owned(),
+        }
     }
 }
 
@@ -77,8 +82,8 @@ impl HealthApi {
     #[oai(path = "/api/version", method = "get")]
     async fn version(&self) -> Json<Version> {
         Json(Version {
-            chimney_version: version::CHIMNEY_VERSION.to_owned(),
-            wgmesh_version: version::WGMESH_VERSION.to_owned(),
+            chimney_version: self.chimney_version.clone(),
+            wgmesh_version: self.wgmesh_version.clone(),
         })
     }
 }

@@ -23,6 +23,7 @@ use poem::error::NotFoundError;
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
 use poem_openapi::{OpenApi, OpenApiService, Tags};
 
+pub use access_log::ACCESS_LOG_TARGET;
 pub use admin::AdminAccess;
 pub use auth::{AdminScope, AdminTokens, tokens_match};
 pub use body::MAX_ADMIN_BODY_BYTES;
@@ -35,7 +36,7 @@ pub use org::{OrgApi, OrgRepoSummary, OrgRepos};
 pub use proxy::{PROXY_PREFIX, ProxyEndpoint};
 pub use summary::{SummaryApi, SummaryResponse};
 
-use crate::ports::{MetricsScrape, Telemetry};
+use crate::ports::{MetricsScrape, RequestExport, Telemetry};
 use problem::Problem;
 
 /// Groups of operations in the OpenAPI document.
@@ -58,6 +59,9 @@ pub struct ApiParts {
     pub proxy: ProxyEndpoint,
     /// Where request metrics and caught panics are reported.
     pub telemetry: Arc<dyn Telemetry>,
+    /// Where each request's span and log record are exported; `None` while
+    /// export is off.
+    pub request_export: Option<Arc<dyn RequestExport>>,
     /// What `GET /api/metrics` renders.
     pub metrics: Arc<dyn MetricsScrape>,
     /// Health and version operations.
@@ -127,7 +131,7 @@ pub fn routes(parts: ApiParts, docs: &Path) -> impl Endpoint + 'static {
         .catch_error(|_: NotFoundError| async {
             Problem::not_found("no resource at this path").into_response()
         })
-        .with(Observe::new(parts.telemetry))
+        .with(Observe::new(parts.telemetry, parts.request_export))
         .map_to_response()
 }
 

@@ -35,7 +35,6 @@ use poem::{Body, Endpoint, Middleware, Request, Response};
 
 use super::access_log;
 use super::problem::Problem;
-use crate::bootstrap::telemetry::request_exporter;
 use crate::ports::{
     CacheTier, CompletedRequest, RemoteParent, RequestExport, RequestRecord, Telemetry,
 };
@@ -106,13 +105,12 @@ pub struct Observe {
 
 impl Observe {
     /// Reports completed requests and panics to `telemetry`, and exports
-    /// each request's span and log record when telemetry export has been
-    /// started.
-    pub fn new(telemetry: Arc<dyn Telemetry>) -> Self {
+    /// each request's span and log record to `exporter` when there is one.
+    pub fn new(telemetry: Arc<dyn Telemetry>, exporter: Option<Arc<dyn RequestExport>>) -> Self {
         install_panic_hook();
         Self {
             telemetry,
-            exporter: request_exporter(),
+            exporter,
         }
     }
 }

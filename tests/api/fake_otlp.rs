@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chimney::bootstrap::config::OtelSettings;
 use chimney::bootstrap::telemetry::{self, LogOutput, TelemetryGuard, TelemetryOptions};
+use chimney::ports::RequestExport;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -324,6 +325,15 @@ pub fn pipeline() -> &'static Pipeline {
         let guard = telemetry::init_with(&settings, &options).ok();
         Pipeline { collector, guard }
     })
+}
+
+/// Where an app spawned now exports its request records: the suite's
+/// pipeline once a telemetry test has installed it, else nowhere.
+pub fn installed_request_exporter() -> Option<Arc<dyn RequestExport>> {
+    PIPELINE
+        .get()
+        .and_then(|pipeline| pipeline.guard.as_ref())
+        .and_then(TelemetryGuard::request_exporter)
 }
 
 impl Pipeline {

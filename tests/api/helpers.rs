@@ -281,7 +281,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let repo = settings.repo.clone();
     let redis = settings.redis.clone();
 
-    let app = Application::build(settings)
+    let app = Application::build(settings, crate::fake_otlp::installed_request_exporter())
         .await
         .expect("chimney builds with test settings");
     let port = app.port();

@@ -74,7 +74,7 @@ where
         &self,
         key: &K,
         start: impl FnOnce() -> F,
-        on_panic: fn() -> V,
+        on_panic: impl FnOnce() -> V + Send + 'static,
     ) -> (Arc<V>, Role)
     where
         F: Future<Output = V> + Send + 'static,
