@@ -5,4 +5,3 @@ pub mod dragonfly;
 pub mod github;
 pub mod memory;
 pub mod otlp;
-pub mod recording;

@@ -9,7 +9,8 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::auth::{BEARER_CHALLENGE, InvalidateToken};
+use super::admin_response::admin_response;
+use super::auth::InvalidateToken;
 use super::body::{FromJsonFields, JsonBody, JsonFields, RequestFault};
 use super::problem::Problem;
 use crate::service::cache_admin::{
@@ -87,49 +88,28 @@ pub struct InvalidationResult {
     pub reason: Option<String>,
 }
 
-/// Answers of `POST /api/cache/invalidate`.
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "invalidate_fault")]
-pub enum InvalidateResponse {
-    /// The entries were evicted (other instances drop them from memory too).
-    #[oai(status = 200)]
-    Ok(Json<InvalidationResult>),
-    /// Malformed JSON, a wrong type, or neither `path` nor `all`; `detail`
-    /// names the field.
-    #[oai(status = 400, content_type = "application/problem+json")]
-    BadRequest(Json<Problem>),
-    /// The bearer token is missing or is not `INVALIDATE_TOKEN`.
-    #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(
-        Json<Problem>,
-        /// Always `Bearer`.
-        #[oai(header = "WWW-Authenticate")]
-        String,
-    ),
-    /// `all: true` without `INVALIDATE_ALL_ALLOWED=true`, or a browser
-    /// request from an origin not in `CHIMNEY_CORS_ORIGINS`.
-    #[oai(status = 403, content_type = "application/problem+json")]
-    Forbidden(Json<Problem>),
-    /// The body is over 64 KiB.
-    #[oai(status = 413, content_type = "application/problem+json")]
-    PayloadTooLarge(Json<Problem>),
-    /// `INVALIDATE_TOKEN` is not set on this instance: cache control is
-    /// disabled.
-    #[oai(status = 503, content_type = "application/problem+json")]
-    Disabled(Json<Problem>),
-}
-
-fn invalidate_fault(err: poem::Error) -> InvalidateResponse {
-    let fault = RequestFault::classify(&err);
-    let problem = Json(fault.problem());
-    match fault {
-        RequestFault::BadRequest(_) => InvalidateResponse::BadRequest(problem),
-        RequestFault::Unauthorized => {
-            InvalidateResponse::Unauthorized(problem, BEARER_CHALLENGE.to_owned())
-        }
-        RequestFault::TooLarge => InvalidateResponse::PayloadTooLarge(problem),
-        RequestFault::NotConfigured(_) => InvalidateResponse::Disabled(problem),
+admin_response! {
+    /// Answers of `POST /api/cache/invalidate`.
+    pub enum InvalidateResponse handled by "invalidate_fault" as invalidate_fault {
+        /// The entries were evicted (other instances drop them from memory too).
+        #[oai(status = 200)]
+        Ok(Json<InvalidationResult>),
     }
+    bad_request:
+        /// Malformed JSON, a wrong type, or neither `path` nor `all`; `detail`
+        /// names the field.
+    unauthorized:
+        /// The bearer token is missing or is not `INVALIDATE_TOKEN`.
+    forbidden:
+        /// `all: true` without `INVALIDATE_ALL_ALLOWED=true`, or a browser
+        /// request from an origin not in `CHIMNEY_CORS_ORIGINS`.
+    too_large:
+        /// The body is over 64 KiB.
+    extra: {
+    }
+    disabled:
+        /// `INVALIDATE_TOKEN` is not set on this instance: cache control is
+        /// disabled.
 }
 
 /// The warm-up that was started.
@@ -140,47 +120,26 @@ pub struct WarmAccepted {
     pub paths: Vec<String>,
 }
 
-/// Answers of `POST /api/cache/warm`.
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "warm_fault")]
-pub enum WarmResponse {
-    /// The warm-up started; it runs in the background.
-    #[oai(status = 202)]
-    Accepted(Json<WarmAccepted>),
-    /// The request could not be read.
-    #[oai(status = 400, content_type = "application/problem+json")]
-    BadRequest(Json<Problem>),
-    /// The bearer token is missing or is not `INVALIDATE_TOKEN`.
-    #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(
-        Json<Problem>,
-        /// Always `Bearer`.
-        #[oai(header = "WWW-Authenticate")]
-        String,
-    ),
-    /// A browser request from an origin not in `CHIMNEY_CORS_ORIGINS`.
-    #[oai(status = 403, content_type = "application/problem+json")]
-    Forbidden(Json<Problem>),
-    /// The body (ignored) is over 64 KiB.
-    #[oai(status = 413, content_type = "application/problem+json")]
-    PayloadTooLarge(Json<Problem>),
-    /// `INVALIDATE_TOKEN` is not set on this instance: cache control is
-    /// disabled.
-    #[oai(status = 503, content_type = "application/problem+json")]
-    Disabled(Json<Problem>),
-}
-
-fn warm_fault(err: poem::Error) -> WarmResponse {
-    let fault = RequestFault::classify(&err);
-    let problem = Json(fault.problem());
-    match fault {
-        RequestFault::BadRequest(_) => WarmResponse::BadRequest(problem),
-        RequestFault::Unauthorized => {
-            WarmResponse::Unauthorized(problem, BEARER_CHALLENGE.to_owned())
-        }
-        RequestFault::TooLarge => WarmResponse::PayloadTooLarge(problem),
-        RequestFault::NotConfigured(_) => WarmResponse::Disabled(problem),
+admin_response! {
+    /// Answers of `POST /api/cache/warm`.
+    pub enum WarmResponse handled by "warm_fault" as warm_fault {
+        /// The warm-up started; it runs in the background.
+        #[oai(status = 202)]
+        Accepted(Json<WarmAccepted>),
     }
+    bad_request:
+        /// The request could not be read.
+    unauthorized:
+        /// The bearer token is missing or is not `INVALIDATE_TOKEN`.
+    forbidden:
+        /// A browser request from an origin not in `CHIMNEY_CORS_ORIGINS`.
+    too_large:
+        /// The body (ignored) is over 64 KiB.
+    extra: {
+    }
+    disabled:
+        /// `INVALIDATE_TOKEN` is not set on this instance: cache control is
+        /// disabled.
 }
 
 /// Counters of this instance's cache.

@@ -8,8 +8,9 @@ use std::time::SystemTime;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
-use super::auth::{BEARER_CHALLENGE, DeployToken};
-use super::body::{FromJsonFields, JsonBody, JsonFields, RequestFault};
+use super::admin_response::admin_response;
+use super::auth::DeployToken;
+use super::body::{FromJsonFields, JsonBody, JsonFields};
 use super::problem::Problem;
 use crate::domain::{AgedDeploy, DeployEvent, DeployEventDraft, DeployOutcome, DeployStatus};
 use crate::service::deploys::{DeployService, RecordDeployError};
@@ -209,50 +210,29 @@ impl From<&DeployStatus> for DeployStatusView {
     }
 }
 
-/// Answers of `POST /api/deploy/events`.
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "record_fault")]
-pub enum RecordDeployResponse {
-    /// The event as stored.
-    #[oai(status = 200)]
-    Ok(Json<DeployEventView>),
-    /// The body is not a valid deploy event: malformed JSON, a missing
-    /// field, a wrong type, an unknown `outcome`; `detail` names the field.
-    #[oai(status = 400, content_type = "application/problem+json")]
-    BadRequest(Json<Problem>),
-    /// The bearer token is missing or is not `DEPLOY_TOKEN`.
-    #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(
-        Json<Problem>,
-        /// Always `Bearer`.
-        #[oai(header = "WWW-Authenticate")]
-        String,
-    ),
-    /// A browser request from an origin not in `CHIMNEY_CORS_ORIGINS`.
-    #[oai(status = 403, content_type = "application/problem+json")]
-    Forbidden(Json<Problem>),
-    /// The body is over 64 KiB.
-    #[oai(status = 413, content_type = "application/problem+json")]
-    PayloadTooLarge(Json<Problem>),
-    /// The event could not be stored; the cause is logged.
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
-    /// `DEPLOY_TOKEN` is not set on this instance: ingestion is disabled.
-    #[oai(status = 503, content_type = "application/problem+json")]
-    Disabled(Json<Problem>),
-}
-
-fn record_fault(err: poem::Error) -> RecordDeployResponse {
-    let fault = RequestFault::classify(&err);
-    let problem = Json(fault.problem());
-    match fault {
-        RequestFault::BadRequest(_) => RecordDeployResponse::BadRequest(problem),
-        RequestFault::Unauthorized => {
-            RecordDeployResponse::Unauthorized(problem, BEARER_CHALLENGE.to_owned())
-        }
-        RequestFault::TooLarge => RecordDeployResponse::PayloadTooLarge(problem),
-        RequestFault::NotConfigured(_) => RecordDeployResponse::Disabled(problem),
+admin_response! {
+    /// Answers of `POST /api/deploy/events`.
+    pub enum RecordDeployResponse handled by "record_fault" as record_fault {
+        /// The event as stored.
+        #[oai(status = 200)]
+        Ok(Json<DeployEventView>),
     }
+    bad_request:
+        /// The body is not a valid deploy event: malformed JSON, a missing
+        /// field, a wrong type, an unknown `outcome`; `detail` names the field.
+    unauthorized:
+        /// The bearer token is missing or is not `DEPLOY_TOKEN`.
+    forbidden:
+        /// A browser request from an origin not in `CHIMNEY_CORS_ORIGINS`.
+    too_large:
+        /// The body is over 64 KiB.
+    extra: {
+        /// The event could not be stored; the cause is logged.
+        #[oai(status = 500, content_type = "application/problem+json")]
+        Internal(Json<Problem>),
+    }
+    disabled:
+        /// `DEPLOY_TOKEN` is not set on this instance: ingestion is disabled.
 }
 
 /// Answers of `GET /api/deploy/status`.

@@ -3,6 +3,7 @@
 
 mod access_log;
 mod admin;
+mod admin_response;
 mod auth;
 mod body;
 mod cache;

@@ -1,7 +1,7 @@
 //! `Telemetry`: what the application reports about its own work (cache
 //! hits, upstream outcomes, requests, panics …), and `MetricsScrape`: the
 //! same figures rendered for a scraper. No telemetry crate appears here; the
-//! OpenTelemetry adapter and the recording fake both implement these traits.
+//! OpenTelemetry adapter implements these traits; `TeeTelemetry` fans one report out to two sinks.
 
 use std::sync::Arc;
 
