@@ -11,9 +11,6 @@ use poem::{Endpoint, Request, Response};
 use super::problem::Problem;
 use crate::ports::MetricsScrape;
 
-/// Where the scrape endpoint is mounted.
-pub const METRICS_PATH: &str = "/api/metrics";
-
 /// The scrape endpoint.
 pub struct MetricsEndpoint {
     metrics: Arc<dyn MetricsScrape>,

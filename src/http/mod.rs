@@ -14,6 +14,7 @@ pub mod observe;
 mod org;
 pub mod problem;
 mod proxy;
+pub mod routes;
 mod summary;
 
 use std::path::Path;
@@ -31,10 +32,11 @@ pub use body::MAX_ADMIN_BODY_BYTES;
 pub use cache::CacheApi;
 pub use deploy::DeployApi;
 pub use health::{Health, HealthApi, Version};
-pub use metrics::{METRICS_PATH, MetricsEndpoint};
-pub use observe::{CacheOutcome, Observe, X_TRACE_ID, route_template};
+pub use metrics::MetricsEndpoint;
+pub use observe::{CacheOutcome, Observe, X_TRACE_ID};
 pub use org::{OrgApi, OrgRepoSummary, OrgRepos};
-pub use proxy::{PROXY_PREFIX, ProxyEndpoint};
+pub use proxy::ProxyEndpoint;
+pub use routes::{PROXY_PREFIX, route_template};
 pub use summary::{SummaryApi, SummaryResponse};
 
 use crate::ports::{MetricsScrape, RequestExport, Telemetry};
@@ -106,29 +108,32 @@ pub fn routes(parts: ApiParts, docs: &Path) -> impl Endpoint + 'static {
     let proxy = Arc::new(parts.proxy);
     let admin = admin::AdminGuard::new(parts.admin);
     with_test_routes(Route::new())
-        .at(METRICS_PATH, MetricsEndpoint::new(parts.metrics))
+        .at(routes::METRICS, MetricsEndpoint::new(parts.metrics))
         .at(PROXY_PREFIX, Arc::clone(&proxy))
-        .at(format!("{PROXY_PREFIX}/org/repos"), Arc::clone(&api))
+        .at(routes::ORG_REPOS, Arc::clone(&api))
         .at(format!("{PROXY_PREFIX}/*path"), proxy)
-        .at("/api/openapi.json", spec)
-        .nest("/api/docs", ui)
-        .at("/healthz", Arc::clone(&api))
+        .at(routes::OPENAPI_DOCUMENT, spec)
+        .nest(routes::OPENAPI_VIEWER, ui)
+        .at(routes::HEALTHZ, Arc::clone(&api))
         .at(
-            "/api/deploy/events",
+            routes::DEPLOY_EVENTS,
             admin.admin(AdminScope::Deploy, Arc::clone(&api)),
         )
         .at(
-            "/api/cache/invalidate",
+            routes::CACHE_INVALIDATE,
             admin.admin(AdminScope::Invalidate, Arc::clone(&api)),
         )
         .at(
-            "/api/cache/warm",
+            routes::CACHE_WARM,
             admin.admin(AdminScope::Invalidate, Arc::clone(&api)),
         )
-        .at("/api/deploy/status", admin.public_read(Arc::clone(&api)))
-        .at("/api/cache/stats", admin.public_read(Arc::clone(&api)))
+        .at(routes::DEPLOY_STATUS, admin.public_read(Arc::clone(&api)))
+        .at(routes::CACHE_STATS, admin.public_read(Arc::clone(&api)))
         .nest_no_strip("/api", api)
-        .nest("/", StaticFilesEndpoint::new(docs).index_file("index.html"))
+        .nest(
+            routes::DASHBOARD,
+            StaticFilesEndpoint::new(docs).index_file("index.html"),
+        )
         .catch_error(|_: NotFoundError| async {
             Problem::not_found("no resource at this path").into_response()
         })
@@ -136,14 +141,10 @@ pub fn routes(parts: ApiParts, docs: &Path) -> impl Endpoint + 'static {
         .map_to_response()
 }
 
-/// The test-only route that panics (feature `test-panic-route`).
-#[cfg(feature = "test-panic-route")]
-pub const TEST_PANIC_PATH: &str = "/api/test/panic";
-
 #[cfg(feature = "test-panic-route")]
 fn with_test_routes(route: Route) -> Route {
     route.at(
-        TEST_PANIC_PATH,
+        routes::TEST_PANIC,
         poem::endpoint::make_sync(|_| -> &'static str {
             panic!("test-panic-route: a handler panicked on purpose")
         }),

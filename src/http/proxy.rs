@@ -10,12 +10,10 @@ use poem::{Body, Endpoint, Request, Response};
 
 use super::observe::CacheOutcome;
 use super::problem::Problem;
+use super::routes::PROXY_PREFIX;
 use crate::domain::{GithubPath, HeaderList, IfNoneMatch, NormalisedQuery, RepoName};
 use crate::service::org::OrgDirectory;
 use crate::service::proxy::{ProxyReply, ProxyRequest, ProxyService, ProxyTarget, XCache};
-
-/// Where the proxy is mounted.
-pub const PROXY_PREFIX: &str = "/api/github";
 
 static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 static X_CACHE_AGE: HeaderName = HeaderName::from_static("x-cache-age");

@@ -184,3 +184,21 @@ async fn the_interactive_viewer_is_served() {
     assert_eq!(response.status, 200);
     assert!(response.text().to_ascii_lowercase().contains("<html"));
 }
+
+/// Telemetry labels requests with `chimney::http::route_template`; every
+/// operation of the document must be labelled with its own path, so a new
+/// endpoint cannot be counted as `/api/{unknown}`.
+#[test]
+fn every_documented_path_is_its_own_route_template() {
+    let text = std::fs::read_to_string(committed_path()).expect("read openapi/openapi.json");
+    let document: Value = serde_json::from_str(&text).expect("openapi/openapi.json is JSON");
+    let paths = document["paths"].as_object().expect("the document has paths");
+    assert!(!paths.is_empty());
+    for path in paths.keys() {
+        assert_eq!(
+            chimney::http::route_template(path),
+            path,
+            "{path} is documented but missing from src/http/routes.rs"
+        );
+    }
+}
