@@ -192,7 +192,9 @@ async fn the_interactive_viewer_is_served() {
 fn every_documented_path_is_its_own_route_template() {
     let text = std::fs::read_to_string(committed_path()).expect("read openapi/openapi.json");
     let document: Value = serde_json::from_str(&text).expect("openapi/openapi.json is JSON");
-    let paths = document["paths"].as_object().expect("the document has paths");
+    let paths = document["paths"]
+        .as_object()
+        .expect("the document has paths");
     assert!(!paths.is_empty());
     for path in paths.keys() {
         assert_eq!(

@@ -1,7 +1,5 @@
-//! Request bodies of the admin endpoints: the 64 KiB cap (enforced before
-//! anything parses, chunked bodies included), a JSON payload type whose
-//! errors name the field at fault, and the mapping of poem-openapi's
-//! extraction errors onto problem responses.
+//! A JSON payload type for the admin endpoints whose errors name the field
+//! at fault.
 //!
 //! poem-openapi's own `Json<T>` reports a missing or mistyped field as, for
 //! example, `Type "string" expects an input value`, without saying which
@@ -9,153 +7,17 @@
 //! parses field by field, so the 400 says `sha is required` or
 //! `duration_s must be a whole number of seconds (0 or more), not a string`.
 
+use poem::Request;
+use poem::RequestBody;
 use poem::error::ReadBodyError;
-use poem::http::StatusCode;
-use poem::http::header::CONTENT_LENGTH;
-use poem::{Endpoint, IntoResponse, Middleware, Request, RequestBody, Response};
-use poem_openapi::error::{AuthorizationError, ParseRequestPayloadError};
+use poem_openapi::error::ParseRequestPayloadError;
 use poem_openapi::payload::{ParsePayload, Payload};
 use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchemaRef, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use serde_json::{Map, Value};
 
-use super::auth::{TokenRejected, unauthorized};
-use super::problem::Problem;
-
-/// Largest request body the admin endpoints read (CONTRACT 5 and 6).
-pub const MAX_ADMIN_BODY_BYTES: usize = 64 * 1024;
-
-/// `413 Content Too Large`.
-pub fn payload_too_large() -> Problem {
-    Problem::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload-too-large",
-        "Payload Too Large",
-        format!("the request body exceeds {MAX_ADMIN_BODY_BYTES} bytes"),
-    )
-}
-
-/// What went wrong before an operation ran, as the operations report it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RequestFault {
-    /// 400: the request is malformed; the text says how.
-    BadRequest(String),
-    /// 401: missing or wrong bearer token.
-    Unauthorized,
-    /// 413: the body is over the cap.
-    TooLarge,
-    /// 503: the endpoint's token is not configured.
-    NotConfigured(String),
-}
-
-impl RequestFault {
-    /// Classifies an extraction error from poem-openapi (security scheme,
-    /// body or query parameter). Only texts chimney wrote are passed on:
-    /// the detail of an unexpected error is logged, not returned.
-    pub fn classify(err: &poem::Error) -> Self {
-        if let Some(rejected) = err.downcast_ref::<TokenRejected>() {
-            return match rejected {
-                TokenRejected::Mismatch => Self::Unauthorized,
-                TokenRejected::NotConfigured(_) => Self::NotConfigured(rejected.to_string()),
-            };
-        }
-        if err.is::<AuthorizationError>() {
-            return Self::Unauthorized;
-        }
-        if let Some(parse) = err.downcast_ref::<ParseRequestPayloadError>() {
-            return Self::BadRequest(parse.reason.clone());
-        }
-        if let Some(param) = err.downcast_ref::<poem_openapi::error::ParseParamError>() {
-            return Self::BadRequest(format!("query parameter {}: {}", param.name, param.reason));
-        }
-        match err.status() {
-            StatusCode::UNAUTHORIZED => Self::Unauthorized,
-            StatusCode::PAYLOAD_TOO_LARGE => Self::TooLarge,
-            status => {
-                tracing::debug!(error = %err, %status, "request refused before the operation ran");
-                Self::BadRequest(
-                    "the request could not be read; see the OpenAPI document at /api/openapi.json"
-                        .to_owned(),
-                )
-            }
-        }
-    }
-
-    /// The problem body for this fault.
-    pub fn problem(&self) -> Problem {
-        match self {
-            Self::BadRequest(detail) => Problem::bad_request(detail.clone()),
-            Self::Unauthorized => unauthorized(),
-            Self::TooLarge => payload_too_large(),
-            Self::NotConfigured(detail) => Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "endpoint-disabled",
-                "Service Unavailable",
-                detail.clone(),
-            ),
-        }
-    }
-}
-
-/// Middleware capping request bodies: answers 413 from `Content-Length`
-/// alone when it is over the cap, and otherwise reads the body (however it
-/// is framed, chunked included) up to the cap before the endpoint sees it.
-pub struct BodyLimit {
-    max_bytes: usize,
-}
-
-impl BodyLimit {
-    /// A cap of `max_bytes`.
-    pub fn new(max_bytes: usize) -> Self {
-        Self { max_bytes }
-    }
-}
-
-impl<E: Endpoint> Middleware<E> for BodyLimit {
-    type Output = BodyLimitEndpoint<E>;
-
-    fn transform(&self, inner: E) -> Self::Output {
-        BodyLimitEndpoint {
-            inner,
-            max_bytes: self.max_bytes,
-        }
-    }
-}
-
-/// The endpoint [`BodyLimit`] produces.
-pub struct BodyLimitEndpoint<E> {
-    inner: E,
-    max_bytes: usize,
-}
-
-impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
-    type Output = Response;
-
-    async fn call(&self, mut req: Request) -> poem::Result<Response> {
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|len| len > self.max_bytes as u64) {
-            return Ok(payload_too_large().into_response());
-        }
-        match req.take_body().into_bytes_limit(self.max_bytes).await {
-            Ok(bytes) => req.set_body(bytes),
-            Err(ReadBodyError::PayloadTooLarge) => {
-                return Ok(payload_too_large().into_response());
-            }
-            Err(error) => {
-                tracing::debug!(%error, "could not read an admin request body");
-                return Ok(
-                    Problem::bad_request("the request body could not be read").into_response()
-                );
-            }
-        }
-        self.inner.call(req).await.map(IntoResponse::into_response)
-    }
-}
+use super::limit::MAX_ADMIN_BODY_BYTES;
 
 /// A body type read from a JSON object field by field (see the module
 /// documentation). The type's poem-openapi schema describes the body in the
