@@ -11,6 +11,9 @@
 //! The one that must see the whole namespace (full invalidation) takes an
 //! exclusive lock; the rest share it.
 //!
+//! The tiered cache (memory in front of Dragonfly) is a `CacheStore` too,
+//! and runs the same suite: memory-only, and with a Dragonfly tier.
+//!
 //! To add a backend, add a module like `memory` below: one line per
 //! contract function.
 
@@ -282,14 +285,14 @@ mod dragonfly {
     static NAMESPACE: RwLock<()> = RwLock::const_new(());
 
     /// Held for the duration of a test; only its lifetime matters.
-    enum Guard {
+    pub(super) enum Guard {
         Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
         Exclusive(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
     }
 
     /// A cache on the shared test server and the namespace lock, or `None`
     /// after printing why the test skips.
-    async fn store(exclusive: bool) -> Option<(DragonflyCache, Guard)> {
+    pub(super) async fn store(exclusive: bool) -> Option<(DragonflyCache, Guard)> {
         let Ok(url) = std::env::var("CHIMNEY_TEST_DRAGONFLY_URL") else {
             println!("skipping: CHIMNEY_TEST_DRAGONFLY_URL not set");
             return None;
@@ -327,4 +330,90 @@ mod dragonfly {
         list_keys_shows_stored_keys_with_their_ttl,
     );
     on_dragonfly!(true: pipeline_summary_survives_prefix_invalidation_but_not_all);
+}
+
+mod tiered {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use chimney::adapters::dragonfly::{
+        DragonflyCache, DragonflyInvalidationBus, build_pool, database_of,
+    };
+    use chimney::adapters::memory::MemoryCache;
+    use chimney::service::tiered::{RemoteTier, TieredCache};
+
+    fn memory() -> Arc<MemoryCache> {
+        Arc::new(MemoryCache::new(16 * 1024 * 1024))
+    }
+
+    /// One test per contract function on a memory-only tiered cache.
+    macro_rules! on_memory_only {
+        ($($contract:ident),* $(,)?) => {$(
+            #[tokio::test]
+            async fn $contract() {
+                super::$contract(&TieredCache::memory_only(memory())).await;
+            }
+        )*};
+    }
+
+    on_memory_only!(
+        put_then_get_round_trips,
+        get_of_missing_key_is_none,
+        put_overwrites,
+        invalidate_prefix_removes_only_matching_keys,
+        invalidate_treats_glob_characters_literally,
+        pipeline_summary_survives_prefix_invalidation_but_not_all,
+        ping_answers,
+        list_keys_shows_stored_keys_with_their_ttl,
+    );
+
+    mod with_dragonfly {
+        use super::*;
+
+        /// A tiered cache over the shared test server, its Dragonfly tier
+        /// in use, plus the namespace lock; `None` after printing why the
+        /// test skips.
+        async fn store(exclusive: bool) -> Option<(TieredCache, super::super::dragonfly::Guard)> {
+            let (_, guard) = super::super::dragonfly::store(exclusive).await?;
+            let url = std::env::var("CHIMNEY_TEST_DRAGONFLY_URL").ok()?;
+            let url = url::Url::parse(&url).expect("CHIMNEY_TEST_DRAGONFLY_URL is a URL");
+            let timeout = Duration::from_millis(200);
+            let pool = build_pool(&url, timeout).expect("pool builds");
+            let database = database_of(&url).expect("a database number");
+            let remote = RemoteTier {
+                store: Arc::new(DragonflyCache::new(pool.clone(), timeout)),
+                bus: Arc::new(DragonflyInvalidationBus::new(
+                    pool,
+                    timeout,
+                    "cache-contract",
+                    database,
+                )),
+            };
+            let tiered = TieredCache::with_remote(memory(), remote);
+            assert!(tiered.probe_once().await, "the test server answers a ping");
+            Some((tiered, guard))
+        }
+
+        macro_rules! on_tiered_dragonfly {
+            ($exclusive:literal: $($contract:ident),* $(,)?) => {$(
+                #[tokio::test]
+                async fn $contract() {
+                    if let Some((store, _guard)) = store($exclusive).await {
+                        super::super::$contract(&store).await;
+                    }
+                }
+            )*};
+        }
+
+        on_tiered_dragonfly!(false:
+            put_then_get_round_trips,
+            get_of_missing_key_is_none,
+            put_overwrites,
+            invalidate_prefix_removes_only_matching_keys,
+            invalidate_treats_glob_characters_literally,
+            ping_answers,
+            list_keys_shows_stored_keys_with_their_ttl,
+        );
+        on_tiered_dragonfly!(true: pipeline_summary_survives_prefix_invalidation_but_not_all);
+    }
 }

@@ -181,19 +181,37 @@ impl TieredCache {
         };
         let mut backoff = PROBE_BACKOFF_START;
         loop {
-            match remote.store.ping().await {
-                Ok(()) => {
-                    if self.set_state(DragonflyState::Connected) != DragonflyState::Connected {
-                        tracing::info!("Dragonfly connected; shared cache tier in use");
-                    }
-                    backoff = PROBE_BACKOFF_START;
-                    tokio::time::sleep(PROBE_HEALTHY_EVERY).await;
+            if self.probe(&remote).await {
+                backoff = PROBE_BACKOFF_START;
+                tokio::time::sleep(PROBE_HEALTHY_EVERY).await;
+            } else {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(PROBE_BACKOFF_MAX);
+            }
+        }
+    }
+
+    /// Pings Dragonfly once and records the answer; true when it is
+    /// connected afterwards. What [`TieredCache::run_probe`] does each
+    /// round, for callers that need the shared tier in use right away.
+    pub async fn probe_once(&self) -> bool {
+        match self.remote.clone() {
+            Some(remote) => self.probe(&remote).await,
+            None => false,
+        }
+    }
+
+    async fn probe(&self, remote: &RemoteTier) -> bool {
+        match remote.store.ping().await {
+            Ok(()) => {
+                if self.set_state(DragonflyState::Connected) != DragonflyState::Connected {
+                    tracing::info!("Dragonfly connected; shared cache tier in use");
                 }
-                Err(error) => {
-                    self.mark_down(&error);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(PROBE_BACKOFF_MAX);
-                }
+                true
+            }
+            Err(error) => {
+                self.mark_down(&error);
+                false
             }
         }
     }
