@@ -7,7 +7,9 @@
 #      vendored as ci/schemas/compose-spec.json (no fetch at test time)
 #   4. the deploy wiring no linter knows (scripts/ship_checks.py policy):
 #      slots, ports, tokens, Dragonfly's memory cap, non-root image,
-#      build -> deploy trigger and image tag
+#      project name, log rotation, build -> deploy trigger and image tag;
+#      then its self-test: a copy of the files broken in each way the
+#      policy must catch, one regression at a time (ship_checks.py selftest)
 #   5. the release binary started with exactly the environment compose gives
 #      chimney-blue (interpolated with the deploy job's variables), its
 #      service hosts swapped for loopback: Dragonfly -> a redis-server
@@ -92,6 +94,8 @@ run_check "compose.origin.yml against ci/schemas/compose-spec.json" \
   "$venv/bin/check-jsonschema" --schemafile "$repo_dir/ci/schemas/compose-spec.json" \
   "$root/compose.origin.yml"
 run_check "deploy wiring (scripts/ship_checks.py policy)" "$py" scripts/ship_checks.py policy "$root"
+run_check "the policy catches each known regression (ship_checks.py selftest)" \
+  "$py" scripts/ship_checks.py selftest "$root"
 if command -v shellcheck >/dev/null 2>&1; then
   run_check "shellcheck scripts/check-ship.sh" shellcheck scripts/check-ship.sh
 fi

@@ -3,6 +3,8 @@
 
   policy ROOT           what linters cannot know: the deploy wiring between
                         the Dockerfile, compose.origin.yml and the workflows
+  selftest ROOT         breaks a copy of ROOT in each way the policy must
+                        catch, one regression at a time, and checks it does
   slot-env ...          the environment docker compose gives a chimney slot,
                         with service hosts swapped for loopback addresses
   fake-upstream ...     a stand-in for api.github.com that logs requests
@@ -19,7 +21,9 @@ import fnmatch
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -192,6 +196,33 @@ def flag_value(args: list[str], flag: str) -> str | None:
     return None
 
 
+def check_logging(name: str, service: dict, problems: Problems) -> None:
+    """A log driver that rotates: json-file with max-size and max-file, or
+    local (which rotates by default). Without `logging`, the daemon's
+    default json-file driver never rotates and fills the disk."""
+    logging = service.get("logging") or {}
+    driver = logging.get("driver")
+    options = logging.get("options") or {}
+    if driver == "local":
+        return
+    if not problems.check(
+        driver == "json-file",
+        f"compose: {name} has no rotating log driver (logging: driver json-file with max-size and "
+        f"max-file options, or local), got {driver!r}",
+    ):
+        return
+    max_size = size_bytes(options.get("max-size", ""))
+    problems.check(
+        max_size is not None and max_size > 0,
+        f"compose: {name}'s json-file logging has no max-size, so its log never rotates",
+    )
+    max_file = str(options.get("max-file", ""))
+    problems.check(
+        max_file.isdigit() and int(max_file) >= 1,
+        f"compose: {name}'s json-file logging has no max-file, so rotated logs are never removed",
+    )
+
+
 def check_compose(root: Path, problems: Problems) -> None:
     path = root / "compose.origin.yml"
     raw = load_yaml(path)
@@ -200,6 +231,16 @@ def check_compose(root: Path, problems: Problems) -> None:
     services = data.get("services") or {}
     for name in ["dragonfly", *SLOTS]:
         problems.check(name in services, f"compose: no service {name}")
+    # Without a project name, compose names the containers after the
+    # directory it runs in: the deploy job's checkout and an operator's
+    # directory would each start slots of their own on the same ports.
+    project = data.get("name")
+    problems.check(
+        isinstance(project, str) and re.fullmatch(r"[a-z0-9][a-z0-9_-]*", project) is not None,
+        f"compose: no valid top-level project name (name: chimney), got {project!r}",
+    )
+    for name, service in services.items():
+        check_logging(name, service or {}, problems)
 
     dragonfly = services.get("dragonfly") or {}
     if dragonfly:
@@ -580,13 +621,127 @@ def check_workflows(root: Path, problems: Problems) -> None:
         )
 
 
-def cmd_policy(args) -> int:
-    root = Path(args.root)
+def policy_problems(root: Path) -> Problems:
     problems = Problems()
     check_compose(root, problems)
     check_dockerfile(root, problems)
     check_workflows(root, problems)
-    return problems.report("deploy wiring")
+    return problems
+
+
+def cmd_policy(args) -> int:
+    return policy_problems(Path(args.root)).report("deploy wiring")
+
+
+# --- selftest -----------------------------------------------------------------
+#
+# Each mutation is one regression the policy exists to catch, applied to a
+# copy of the checked files; the policy must then report a problem
+# containing `expect`. A mutation whose text no longer occurs in the file
+# fails the self-test too, so the list is kept in step with the files.
+
+
+def text_edit(old: str, new: str):
+    def edit(text: str) -> str:
+        if old not in text:
+            raise LookupError(f"the text {old!r} no longer occurs")
+        return text.replace(old, new)
+
+    return edit
+
+
+def unshared(node):
+    """A copy in which no two places share one object (YAML aliases and
+    merge keys do), so an edit changes one place only."""
+    if isinstance(node, dict):
+        return {key: unshared(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [unshared(item) for item in node]
+    return node
+
+
+def yaml_edit(change):
+    """`change(data)` edits the parsed document in place."""
+
+    def edit(text: str) -> str:
+        data = unshared(yaml.safe_load(text))
+        change(data)
+        return yaml.safe_dump(data, sort_keys=False, width=1000)
+
+    return edit
+
+
+def service(name: str, key: str, change):
+    def edit(data):
+        change(data["services"][name], key)
+
+    return edit
+
+
+def drop(mapping: dict, key: str) -> None:
+    if key not in mapping:
+        raise LookupError(f"no key {key!r} to drop")
+    del mapping[key]
+
+
+MUTATIONS: list[tuple[str, str, object, str]] = [
+    # (the regression, file, edit, a substring of the FAIL line expected)
+    (
+        "compose without a project name",
+        "compose.origin.yml",
+        yaml_edit(lambda d: drop(d, "name")),
+        "no valid top-level project name",
+    ),
+    (
+        "Dragonfly logging without rotation (daemon default)",
+        "compose.origin.yml",
+        yaml_edit(service("dragonfly", "logging", drop)),
+        "dragonfly has no rotating log driver",
+    ),
+    (
+        "one slot's json-file logging without max-file",
+        "compose.origin.yml",
+        yaml_edit(service("chimney-green", "logging", lambda s, k: drop(s[k]["options"], "max-file"))),
+        "chimney-green's json-file logging has no max-file",
+    ),
+    (
+        "one slot's json-file logging without max-size",
+        "compose.origin.yml",
+        yaml_edit(service("chimney-blue", "logging", lambda s, k: drop(s[k]["options"], "max-size"))),
+        "chimney-blue's json-file logging has no max-size",
+    ),
+]
+
+# What the policy reads besides the mutated files; big trees are skipped.
+SELFTEST_SKIP = {".git", "target", "node_modules"}
+
+
+def cmd_selftest(args) -> int:
+    root = Path(args.root)
+    problems = Problems()
+    baseline = policy_problems(root)
+    if not problems.check(not baseline.items, f"the policy fails on {root} itself: {baseline.items}"):
+        return problems.report("policy self-test")
+    with tempfile.TemporaryDirectory(prefix="ship-selftest-") as tmp:
+        copy = Path(tmp) / "root"
+        shutil.copytree(root, copy, ignore=lambda _dir, names: [n for n in names if n in SELFTEST_SKIP])
+        for what, name, edit, expect in MUTATIONS:
+            path = copy / name
+            original = path.read_text(encoding="utf-8")
+            try:
+                path.write_text(edit(original), encoding="utf-8")
+                found = policy_problems(copy).items
+            except Exception as error:  # noqa: BLE001 (any crash is a finding)
+                problems.check(False, f"{what}: {type(error).__name__}: {error}")
+                continue
+            finally:
+                path.write_text(original, encoding="utf-8")
+            if problems.check(
+                any(expect in item for item in found),
+                f"not caught: {what} ({name}); expected a problem containing {expect!r}, got {found}",
+            ):
+                print(f"caught: {what}")
+    return problems.report(f"policy self-test ({len(MUTATIONS)} regressions)")
 
 
 # --- slot-env -----------------------------------------------------------------
@@ -781,6 +936,10 @@ def main() -> int:
     policy = sub.add_parser("policy")
     policy.add_argument("root")
     policy.set_defaults(run=cmd_policy)
+
+    selftest = sub.add_parser("selftest")
+    selftest.add_argument("root")
+    selftest.set_defaults(run=cmd_selftest)
 
     slot = sub.add_parser("slot-env")
     slot.add_argument("--compose", required=True)
