@@ -7,7 +7,10 @@
 #      vendored as ci/schemas/compose-spec.json (no fetch at test time)
 #   4. the deploy wiring no linter knows (scripts/ship_checks.py policy):
 #      slots, ports, tokens, Dragonfly's memory cap, non-root image,
-#      project name, log rotation, build -> deploy trigger and image tag;
+#      project name, log rotation, readiness (/readyz health checks in
+#      compose, the image and the README's Caddy block; the shutdown grace
+#      against Caddy's health interval and compose's stop_grace_period),
+#      build -> deploy trigger and image tag;
 #      then its self-test: a copy of the files broken in each way the
 #      policy must catch, one regression at a time (ship_checks.py selftest)
 #   5. the release binary started with exactly the environment compose gives
@@ -16,7 +19,7 @@
 #      started here, the Coroot agent -> a closed port, GitHub -> a local
 #      fake; then /healthz (Dragonfly connected), /api/version, /, a proxied
 #      request (MISS then HIT, the token sent upstream), a deploy event, and
-#      SIGTERM -> exit 0.
+#      SIGTERM -> exit 0 within the slot's stop_grace_period.
 #
 # Usage: scripts/check-ship.sh [--root DIR] [--static]
 #   --root DIR   check the workflows, Dockerfile and compose file under DIR
@@ -200,11 +203,14 @@ if ! redis-cli -p "$redis_port" exists 'chimney:/pulls' | grep -qx 1; then
   smoke_ok=0
 fi
 
-step "SIGTERM: drain, flush telemetry (collector away), exit 0 within 15 s"
+# Docker's limit: after stop_grace_period it SIGKILLs the slot, so the
+# shutdown grace, the drain and the telemetry flush must all fit in it.
+stop_grace=$("$py" scripts/ship_checks.py stop-grace --compose "$root/compose.origin.yml" --service chimney-blue)
+step "SIGTERM: shutdown grace, drain, flush telemetry (collector away), exit 0 within ${stop_grace} s (stop_grace_period)"
 if [ "$(ps -o stat= -p "$chimney_pid" 2>/dev/null | cut -c1)" != Z ] &&
   kill -TERM "$chimney_pid" 2>/dev/null; then
   stopped=0
-  for _ in $(seq 1 150); do
+  for _ in $(seq 1 $((stop_grace * 10))); do
     if [ "$(ps -o stat= -p "$chimney_pid" 2>/dev/null | cut -c1)" = Z ] ||
       ! kill -0 "$chimney_pid" 2>/dev/null; then
       stopped=1
@@ -218,7 +224,7 @@ if [ "$(ps -o stat= -p "$chimney_pid" 2>/dev/null | cut -c1)" != Z ] &&
     echo "exit status $status"
     [ "$status" = 0 ] || { echo "FAIL: chimney exited $status on SIGTERM"; smoke_ok=0; }
   else
-    echo "FAIL: chimney still running 15 s after SIGTERM"
+    echo "FAIL: chimney still running ${stop_grace} s after SIGTERM (Docker would SIGKILL it)"
     smoke_ok=0
   fi
 else

@@ -5,6 +5,7 @@
                         the Dockerfile, compose.origin.yml and the workflows
   selftest ROOT         breaks a copy of ROOT in each way the policy must
                         catch, one regression at a time, and checks it does
+  stop-grace ...        a service's stop_grace_period in whole seconds
   slot-env ...          the environment docker compose gives a chimney slot,
                         with service hosts swapped for loopback addresses
   fake-upstream ...     a stand-in for api.github.com that logs requests
@@ -43,6 +44,7 @@ SLOT_ENV_KEYS = [
     "GITHUB_ORG",
     "GITHUB_REPOS_EXCLUDE",
     "CHIMNEY_CORS_ORIGINS",
+    "CHIMNEY_SHUTDOWN_GRACE",
     "GITHUB_TOKEN",
     "DEPLOY_TOKEN",
     "INVALIDATE_TOKEN",
@@ -55,6 +57,15 @@ SLOT_ENV_KEYS = [
 # when unset, and never be written in the file.
 OPERATOR_SECRETS = ["GITHUB_TOKEN", "DEPLOY_TOKEN", "INVALIDATE_TOKEN", "INVALIDATE_ALL_ALLOWED"]
 DRAGONFLY_MIB_PER_THREAD = 256
+# What chimney does after CHIMNEY_SHUTDOWN_GRACE on SIGTERM, at most: drain
+# in-flight requests (5 s), then flush telemetry (5 s); CONTRACT 2 and the
+# README's Deploy section. compose's stop_grace_period must cover all three
+# or Docker SIGKILLs a slot mid-drain.
+SHUTDOWN_DRAIN_S = 5
+TELEMETRY_FLUSH_S = 5
+# Caddy's defaults (reverse_proxy directive) when the snippet leaves them out.
+CADDY_DEFAULT_HEALTH_TIMEOUT_S = 5.0
+CADDY_DEFAULT_HEALTH_FAILS = 1
 
 
 class Problems:
@@ -187,6 +198,19 @@ def size_bytes(text) -> int | None:
     return int(float(number) * scale)
 
 
+DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration_seconds(text) -> float | None:
+    """A Go/compose/Caddy duration (`10s`, `1m30s`, `250ms`) as seconds;
+    None when unreadable. A bare number is not a duration."""
+    text = str(text).strip()
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    return sum(float(number) * DURATION_UNITS[unit] for number, unit in parts)
+
+
 def flag_value(args: list[str], flag: str) -> str | None:
     for i, arg in enumerate(args):
         if arg.startswith(f"--{flag}="):
@@ -223,7 +247,10 @@ def check_logging(name: str, service: dict, problems: Problems) -> None:
     )
 
 
-def check_compose(root: Path, problems: Problems) -> None:
+def check_compose(root: Path, problems: Problems) -> dict:
+    """Returns what the other checks compare with: each slot's shutdown
+    grace in seconds (`graces`) and published host port (`host_ports`)."""
+    found: dict = {"graces": {}, "host_ports": {}}
     path = root / "compose.origin.yml"
     raw = load_yaml(path)
     # As docker compose would see it with no operator variables set.
@@ -313,8 +340,38 @@ def check_compose(root: Path, problems: Problems) -> None:
             service.get("restart") in ("always", "unless-stopped", "on-failure"),
             f"compose: {name} has no restart policy",
         )
-        test = service.get("healthcheck", {}).get("test")
-        problems.check("/healthz" in json.dumps(test), f"compose: {name}'s healthcheck does not probe /healthz")
+        container_port = env.get("CHIMNEY_ADDR", "").rsplit(":", 1)[-1]
+        test = json.dumps((service.get("healthcheck") or {}).get("test"))
+        probe = re.search(r"https?://[^/\"]+:(\d+)/readyz\b", test)
+        if problems.check(
+            probe is not None,
+            f"compose: {name}'s healthcheck does not probe http://127.0.0.1:<port>/readyz "
+            "(readiness: 503 from SIGTERM on)",
+        ):
+            problems.check(
+                probe.group(1) == container_port,
+                f"compose: {name}'s healthcheck probes port {probe.group(1)}, CHIMNEY_ADDR listens on {container_port}",
+            )
+        # Draining: from SIGTERM /readyz answers 503 while requests are
+        # still served for the grace, then the drain and the flush follow;
+        # Docker must not SIGKILL before all three are over.
+        grace_text = env.get("CHIMNEY_SHUTDOWN_GRACE")
+        grace = duration_seconds(grace_text) if grace_text is not None else None
+        if problems.check(
+            grace is not None and grace > 0,
+            f"compose: {name} needs CHIMNEY_SHUTDOWN_GRACE (a duration > 0, e.g. 10s) so Caddy sees /readyz "
+            f"fail before the listener closes, got {grace_text!r}",
+        ):
+            found["graces"][name] = grace
+            stop_text = service.get("stop_grace_period", "10s")
+            stop = duration_seconds(stop_text)
+            need = grace + SHUTDOWN_DRAIN_S + TELEMETRY_FLUSH_S
+            problems.check(
+                stop is not None and stop > need,
+                f"compose: {name}'s stop_grace_period {stop_text} must exceed CHIMNEY_SHUTDOWN_GRACE "
+                f"{grace_text} + {SHUTDOWN_DRAIN_S}s drain + {TELEMETRY_FLUSH_S}s telemetry flush = {need:g}s, "
+                "or Docker kills the slot mid-drain",
+            )
         depends = service.get("depends_on") or {}
         if isinstance(depends, dict):
             for dep, spec in depends.items():
@@ -342,9 +399,10 @@ def check_compose(root: Path, problems: Problems) -> None:
             f"compose: {name}'s OTEL_RESOURCE_ATTRIBUTES lacks deployment.slot={colour}",
         )
         ports = [str(port) for port in service.get("ports") or []]
-        container_port = env.get("CHIMNEY_ADDR", "").rsplit(":", 1)[-1]
         if problems.check(len(ports) == 1, f"compose: {name} should publish exactly one port"):
             parts = ports[0].split(":")
+            if len(parts) == 3:
+                found["host_ports"][name] = f"{parts[0]}:{parts[1]}"
             problems.check(
                 len(parts) == 3 and parts[0] == "127.0.0.1",
                 f"compose: {name} publishes {ports[0]!r}; only on 127.0.0.1, for Caddy",
@@ -366,6 +424,7 @@ def check_compose(root: Path, problems: Problems) -> None:
             differ == ["OTEL_RESOURCE_ATTRIBUTES"],
             f"compose: the slots' environments should differ only in OTEL_RESOURCE_ATTRIBUTES, not {differ}",
         )
+    return found
 
 
 def deploy_workflow_ports(root: Path) -> dict[str, str]:
@@ -483,8 +542,8 @@ def check_dockerfile(root: Path, problems: Problems) -> None:
     )
     health = [rest for keyword, rest in final if keyword == "HEALTHCHECK"]
     problems.check(
-        bool(health) and "/healthz" in health[-1],
-        "Dockerfile: the runtime stage has no HEALTHCHECK on /healthz",
+        bool(health) and re.search(r"/readyz\b", health[-1]) is not None,
+        "Dockerfile: the runtime stage has no HEALTHCHECK on /readyz",
     )
     problems.check(
         any(keyword == "EXPOSE" and "8080" in rest for keyword, rest in final),
@@ -517,6 +576,69 @@ def check_dockerfile(root: Path, problems: Problems) -> None:
             dockerignore_allows(root, source),
             f"Dockerfile: COPY source {source} is excluded by .dockerignore",
         )
+
+
+# --- Caddy (the README's documented configuration) ----------------------------
+
+
+def caddy_snippet(root: Path) -> str | None:
+    readme = root / "README.md"
+    if not readme.exists():
+        return None
+    blocks = re.findall(r"^\s*```caddy\s*\n(.*?)^\s*```", readme.read_text(encoding="utf-8"), re.M | re.S)
+    return next((block for block in blocks if "reverse_proxy" in block), None)
+
+
+def check_caddy(root: Path, compose: dict, problems: Problems) -> None:
+    """The README's Caddy site: proxies to both slots, takes a slot out of
+    rotation (active checks of /readyz) well within the slot's shutdown
+    grace, and retries on the other slot a request that fails on a
+    closing one."""
+    snippet = caddy_snippet(root)
+    if not problems.check(snippet is not None, "README: no ```caddy block with the reverse_proxy to the slots"):
+        return
+    lines = [line.split("#", 1)[0].split() for line in snippet.splitlines()]
+    lines = [words for words in lines if words]
+    proxy = next((words for words in lines if words[0] == "reverse_proxy"), [])
+    upstreams = {word.removeprefix("http://") for word in proxy[1:] if word != "{"}
+    for name, hostport in compose.get("host_ports", {}).items():
+        problems.check(hostport in upstreams, f"README Caddy: reverse_proxy does not proxy to {name} at {hostport}")
+    settings = {words[0]: words[1:] for words in lines if len(words) > 1}
+
+    def seconds(key: str, default: float | None = None) -> float | None:
+        if key not in settings:
+            return default
+        value = duration_seconds(settings[key][0])
+        problems.check(value is not None, f"README Caddy: cannot read {key} {settings[key][0]!r}")
+        return value
+
+    uri = (settings.get("health_uri") or [""])[0]
+    problems.check(
+        uri == "/readyz",
+        f"README Caddy: health_uri is {uri or 'unset'!r}, not /readyz (the endpoint that fails from SIGTERM on)",
+    )
+    interval = seconds("health_interval")
+    timeout = seconds("health_timeout", CADDY_DEFAULT_HEALTH_TIMEOUT_S)
+    fails_text = (settings.get("health_fails") or [str(CADDY_DEFAULT_HEALTH_FAILS)])[0]
+    fails = int(fails_text) if fails_text.isdigit() else None
+    problems.check(fails is not None, f"README Caddy: cannot read health_fails {fails_text!r}")
+    if problems.check(interval is not None, "README Caddy: no health_interval") and timeout is not None and fails:
+        # The longest a closing slot can stay in rotation: `fails` checks,
+        # each up to an interval apart and taking up to the timeout.
+        out_after = fails * interval + timeout
+        for name, grace in compose.get("graces", {}).items():
+            problems.check(
+                grace > out_after,
+                f"README Caddy: health_interval {settings['health_interval'][0]} x health_fails {fails} + "
+                f"health_timeout {timeout:g}s = {out_after:g}s is not shorter than {name}'s "
+                f"CHIMNEY_SHUTDOWN_GRACE {grace:g}s: Caddy would still send requests when the listener closes",
+            )
+    for key, why in (
+        ("lb_try_duration", "a request that fails on a closing slot is not retried on the other one"),
+        ("fail_duration", "a slot that just failed a request is not avoided by the retry"),
+    ):
+        value = seconds(key)
+        problems.check(value is not None and value > 0, f"README Caddy: no {key} > 0, so {why}")
 
 
 # --- workflows ----------------------------------------------------------------
@@ -623,7 +745,8 @@ def check_workflows(root: Path, problems: Problems) -> None:
 
 def policy_problems(root: Path) -> Problems:
     problems = Problems()
-    check_compose(root, problems)
+    compose = check_compose(root, problems)
+    check_caddy(root, compose, problems)
     check_dockerfile(root, problems)
     check_workflows(root, problems)
     return problems
@@ -710,6 +833,92 @@ MUTATIONS: list[tuple[str, str, object, str]] = [
         yaml_edit(service("chimney-blue", "logging", lambda s, k: drop(s[k]["options"], "max-size"))),
         "chimney-blue's json-file logging has no max-size",
     ),
+    (
+        "a slot's healthcheck back on /healthz (liveness, stays 200 while stopping)",
+        "compose.origin.yml",
+        yaml_edit(
+            service(
+                "chimney-blue",
+                "healthcheck",
+                lambda s, k: s[k].update(test=[w.replace("/readyz", "/healthz") for w in s[k]["test"]]),
+            )
+        ),
+        "chimney-blue's healthcheck does not probe",
+    ),
+    (
+        "the slots without CHIMNEY_SHUTDOWN_GRACE",
+        "compose.origin.yml",
+        yaml_edit(
+            lambda d: [drop(d["services"][name]["environment"], "CHIMNEY_SHUTDOWN_GRACE") for name in SLOTS]
+        ),
+        "needs CHIMNEY_SHUTDOWN_GRACE",
+    ),
+    (
+        "CHIMNEY_SHUTDOWN_GRACE 0s (the listener closes while Caddy still routes to it)",
+        "compose.origin.yml",
+        text_edit('CHIMNEY_SHUTDOWN_GRACE: "10s"', 'CHIMNEY_SHUTDOWN_GRACE: "0s"'),
+        "needs CHIMNEY_SHUTDOWN_GRACE",
+    ),
+    (
+        "CHIMNEY_SHUTDOWN_GRACE shorter than Caddy needs to notice",
+        "compose.origin.yml",
+        text_edit('CHIMNEY_SHUTDOWN_GRACE: "10s"', 'CHIMNEY_SHUTDOWN_GRACE: "2s"'),
+        "is not shorter than chimney-blue's CHIMNEY_SHUTDOWN_GRACE",
+    ),
+    (
+        "stop_grace_period shorter than grace + drain + flush",
+        "compose.origin.yml",
+        text_edit("stop_grace_period: 30s", "stop_grace_period: 15s"),
+        "chimney-green's stop_grace_period 15s must exceed",
+    ),
+    (
+        "no stop_grace_period (Docker's 10 s default)",
+        "compose.origin.yml",
+        yaml_edit(lambda d: [drop(d["services"][name], "stop_grace_period") for name in SLOTS]),
+        "stop_grace_period 10s must exceed",
+    ),
+    (
+        "the image's HEALTHCHECK back on /healthz",
+        "Dockerfile",
+        text_edit('/readyz\\" || exit 1', '/healthz\\" || exit 1'),
+        "no HEALTHCHECK on /readyz",
+    ),
+    (
+        "Caddy checks /healthz",
+        "README.md",
+        text_edit("health_uri /readyz", "health_uri /healthz"),
+        "health_uri is '/healthz', not /readyz",
+    ),
+    (
+        "Caddy's health_interval longer than the grace",
+        "README.md",
+        text_edit("health_interval 2s", "health_interval 15s"),
+        "is not shorter than chimney-green's CHIMNEY_SHUTDOWN_GRACE",
+    ),
+    (
+        "Caddy without health_interval",
+        "README.md",
+        text_edit("health_interval 2s", ""),
+        "README Caddy: no health_interval",
+    ),
+    (
+        "Caddy does not retry (no lb_try_duration)",
+        "README.md",
+        text_edit("lb_try_duration 5s", ""),
+        "no lb_try_duration > 0",
+    ),
+    (
+        "Caddy without passive health checks (no fail_duration)",
+        "README.md",
+        text_edit("fail_duration 10s", ""),
+        "no fail_duration > 0",
+    ),
+    (
+        "Caddy proxies to a port no slot publishes",
+        "README.md",
+        text_edit("reverse_proxy 127.0.0.1:8081 127.0.0.1:8082", "reverse_proxy 127.0.0.1:8081 127.0.0.1:8083"),
+        "does not proxy to chimney-green at 127.0.0.1:8082",
+    ),
 ]
 
 # What the policy reads besides the mutated files; big trees are skipped.
@@ -742,6 +951,25 @@ def cmd_selftest(args) -> int:
             ):
                 print(f"caught: {what}")
     return problems.report(f"policy self-test ({len(MUTATIONS)} regressions)")
+
+
+# --- stop-grace ---------------------------------------------------------------
+
+
+def cmd_stop_grace(args) -> int:
+    """Whole seconds Docker gives the service between SIGTERM and SIGKILL."""
+    data = interpolate_tree(load_yaml(Path(args.compose)), {})
+    service = (data.get("services") or {}).get(args.service)
+    if service is None:
+        print(f"FAIL: compose: no service {args.service}", file=sys.stderr)
+        return 1
+    text = service.get("stop_grace_period", "10s")
+    seconds = duration_seconds(text)
+    if seconds is None:
+        print(f"FAIL: compose: cannot read {args.service}'s stop_grace_period {text!r}", file=sys.stderr)
+        return 1
+    print(int(-(-seconds // 1)))
+    return 0
 
 
 # --- slot-env -----------------------------------------------------------------
@@ -940,6 +1168,11 @@ def main() -> int:
     selftest = sub.add_parser("selftest")
     selftest.add_argument("root")
     selftest.set_defaults(run=cmd_selftest)
+
+    grace = sub.add_parser("stop-grace")
+    grace.add_argument("--compose", required=True)
+    grace.add_argument("--service", required=True)
+    grace.set_defaults(run=cmd_stop_grace)
 
     slot = sub.add_parser("slot-env")
     slot.add_argument("--compose", required=True)
