@@ -4,7 +4,7 @@
 # the health check, on debian-slim, running as an unprivileged user.
 #
 #   docker buildx build --platform linux/amd64,linux/arm64 \
-#     --build-arg CHIMNEY_VERSION=0.1.0+abc1234 --build-arg WGMESH_VERSION=v1.2.3 .
+#     --build-arg CHIMNEY_VERSION="0.1.0+$(git rev-parse HEAD)" --build-arg WGMESH_VERSION=v1.2.3 .
 #
 # Multi-arch without emulating rustc: the builder stage always runs on the
 # build machine's own platform ($BUILDPLATFORM) and cross-compiles for the

@@ -100,7 +100,9 @@ run_check "deploy wiring (scripts/ship_checks.py policy)" "$py" scripts/ship_che
 run_check "the policy catches each known regression (ship_checks.py selftest)" \
   "$py" scripts/ship_checks.py selftest "$root"
 if command -v shellcheck >/dev/null 2>&1; then
-  run_check "shellcheck scripts/check-ship.sh" shellcheck scripts/check-ship.sh
+  # This script and the ones the workflows run.
+  run_check "shellcheck scripts/check-ship.sh, ci-passed.sh, post-deploy-event.sh" \
+    shellcheck scripts/check-ship.sh "$root/scripts/ci-passed.sh" "$root/scripts/post-deploy-event.sh"
 fi
 
 if [ "$failed" != 0 ]; then

@@ -684,63 +684,230 @@ def check_workflows(root: Path, problems: Problems) -> None:
         )
 
     build = workflow(root, "chimney-build.yml", problems)
-    build_name = None
-    if build:
-        build_name = build.get("name")
-        text = steps_text(build)
-        push = build["on"].get("push") if isinstance(build["on"], dict) else None
-        problems.check(
-            isinstance(push, dict) and "main" in (push.get("branches") or []),
-            "chimney-build.yml: does not build pushes to main",
-        )
-        problems.check("docker/build-push-action" in text, "chimney-build.yml: no docker/build-push-action")
-        problems.check(
-            "linux/amd64" in text and "linux/arm64" in text,
-            "chimney-build.yml: does not build linux/amd64 and linux/arm64",
-        )
-        problems.check("ghcr.io" in text, "chimney-build.yml: does not push to GHCR")
-        problems.check(
-            "type=sha,format=long" in text or "github.sha" in text,
-            "chimney-build.yml: images are not tagged with the commit",
-        )
-        problems.check(
-            "CHIMNEY_VERSION=" in text and "WGMESH_VERSION=" in text,
-            "chimney-build.yml: does not pass CHIMNEY_VERSION and WGMESH_VERSION",
-        )
-        problems.check(
-            ((build.get("permissions") or {}).get("packages")) == "write",
-            "chimney-build.yml: needs permissions packages: write to push",
-        )
-
+    built = check_build(build, ci.get("name") if ci else None, problems) if build else {}
     deploy = workflow(root, "chimney-deploy.yml", problems)
     if deploy:
-        on = deploy["on"] if isinstance(deploy["on"], dict) else {}
-        run = on.get("workflow_run")
-        called = "workflow_call" in on
-        if run is not None or not called:
-            run = run or {}
-            problems.check(
-                build_name is not None and build_name in (run.get("workflows") or []),
-                f"chimney-deploy.yml: not triggered by workflow_run of {build_name!r}",
-            )
-            problems.check(
-                "completed" in (run.get("types") or []),
-                "chimney-deploy.yml: workflow_run must be on types: [completed]",
-            )
-            problems.check("push" not in on, "chimney-deploy.yml: also deploys on push, before the image exists")
-            text = json.dumps(deploy.get("jobs") or {})
-            problems.check(
-                "workflow_run.conclusion == 'success'" in text,
-                "chimney-deploy.yml: deploys without checking that the build succeeded",
-            )
-            problems.check(
-                "github.event.workflow_run.head_sha" in text,
-                "chimney-deploy.yml: does not deploy the image of the built commit (workflow_run.head_sha)",
-            )
+        check_deploy(deploy, built, problems)
+    check_ci_gate(root, problems)
+
+
+# The script both workflows run before pushing or deploying a commit's image.
+CI_GATE = "scripts/ci-passed.sh"
+
+
+def uses(step: dict, action: str) -> bool:
+    return str(step.get("uses", "")).split("@", 1)[0] == action
+
+
+def first(steps: list[dict], match) -> int | None:
+    return next((i for i, step in enumerate(steps) if match(step)), None)
+
+
+def run_text(step: dict) -> str:
+    return str(step.get("run", ""))
+
+
+def check_build(build: dict, ci_name: str | None, problems: Problems) -> dict:
+    """The build runs after ci passed and records the commit it built.
+    Returns the workflow's name and the artifact holding that commit."""
+    found = {"name": build.get("name"), "artifact": None, "artifact_path": None}
+    on = build["on"] if isinstance(build["on"], dict) else {}
+    run = on.get("workflow_run") or {}
+    problems.check(
+        ci_name is not None
+        and ci_name in (run.get("workflows") or [])
+        and "completed" in (run.get("types") or [])
+        and "main" in (run.get("branches") or []),
+        f"chimney-build.yml: not started by workflow_run of {ci_name!r} (types: [completed], branches: [main]); "
+        "images must be built after the tests passed",
+    )
+    problems.check("push" not in on, "chimney-build.yml: also builds on push, beside ci instead of after it")
+    text = steps_text(build)
+    problems.check("docker/build-push-action" in text, "chimney-build.yml: no docker/build-push-action")
+    problems.check(
+        "linux/amd64" in text and "linux/arm64" in text,
+        "chimney-build.yml: does not build linux/amd64 and linux/arm64",
+    )
+    problems.check("ghcr.io" in text, "chimney-build.yml: does not push to GHCR")
+    problems.check(
+        "CHIMNEY_VERSION=" in text and "WGMESH_VERSION=" in text,
+        "chimney-build.yml: does not pass CHIMNEY_VERSION and WGMESH_VERSION",
+    )
+    permissions = build.get("permissions") or {}
+    problems.check(
+        permissions.get("packages") == "write",
+        "chimney-build.yml: needs permissions packages: write to push",
+    )
+    problems.check(
+        permissions.get("actions") in ("read", "write"),
+        f"chimney-build.yml: needs permissions actions: read ({CI_GATE} reads ci's runs)",
+    )
+    for name, job in (build.get("jobs") or {}).items():
+        job = job or {}
+        steps = job.get("steps") or []
+        push_at = first(steps, lambda s: uses(s, "docker/build-push-action"))
+        if push_at is None:
+            continue
+        where = f"chimney-build.yml: job {name}"
+        condition = str(job.get("if", ""))
         problems.check(
-            "CHIMNEY_IMAGE" in json.dumps(deploy.get("jobs") or {}),
-            "chimney-deploy.yml: does not hand compose the image (CHIMNEY_IMAGE)",
+            "github.event.workflow_run.conclusion == 'success'" in condition,
+            f"{where} builds after a ci run that failed (its if: must require "
+            "github.event.workflow_run.conclusion == 'success')",
         )
+        problems.check(
+            "github.event.workflow_run.event == 'push'" in condition,
+            f"{where} builds after ci of a pull request (its if: must require github.event.workflow_run.event == 'push')",
+        )
+        problems.check(
+            "github.event.workflow_run.head_sha" in str((job.get("env") or {}).get("BUILD_SHA", "")),
+            f"{where}: BUILD_SHA must be github.event.workflow_run.head_sha, the commit ci tested "
+            "(in a run started by ci, github.sha is main's head)",
+        )
+        checkout = steps[first(steps, lambda s: uses(s, "actions/checkout")) or 0] if steps else {}
+        ref = str((checkout.get("with") or {}).get("ref", ""))
+        problems.check(
+            uses(checkout, "actions/checkout") and ("workflow_run.head_sha" in ref or "BUILD_SHA" in ref),
+            f"{where} checks out main's head, not the commit ci tested (actions/checkout with ref: "
+            "${{ github.event.workflow_run.head_sha }})",
+        )
+        gate_at = first(steps, lambda s: CI_GATE in run_text(s) and "BUILD_SHA" in run_text(s))
+        problems.check(
+            gate_at is not None and gate_at < push_at and "always()" not in str(steps[gate_at].get("if", "")),
+            f'{where} does not run {CI_GATE} "$BUILD_SHA" before pushing (a build by hand would push an untested commit)',
+        )
+        meta = next((s for s in steps if uses(s, "docker/metadata-action")), {})
+        tags = str((meta.get("with") or {}).get("tags", ""))
+        problems.check(
+            "value=${{ env.BUILD_SHA }}" in tags and "type=sha" not in tags,
+            f"{where} does not tag the image with the built commit (type=raw,value=${{{{ env.BUILD_SHA }}}}; "
+            "type=sha tags github.sha)",
+        )
+        version_lines = [
+            line for step in steps for line in run_text(step).splitlines() if "chimney_version=" in line
+        ]
+        problems.check(
+            any(re.search(r"chimney_version=\S*\$\{?BUILD_SHA\}?(?![:\w])", line) for line in version_lines),
+            f"{where}: chimney_version (CHIMNEY_VERSION) does not end in the full built commit $BUILD_SHA, so "
+            "/api/version cannot show the deploy which commit a slot runs",
+        )
+        args = str((steps[push_at].get("with") or {}).get("build-args", ""))
+        problems.check(
+            re.search(r"CHIMNEY_VERSION=\$\{\{\s*steps\.\w+\.outputs\.chimney_version\s*\}\}", args) is not None,
+            f"{where}: the build does not pass CHIMNEY_VERSION=${{{{ steps.<id>.outputs.chimney_version }}}}",
+        )
+        upload_at = first(steps, lambda s: uses(s, "actions/upload-artifact"))
+        if problems.check(
+            upload_at is not None and upload_at > push_at,
+            f"{where} does not upload the built commit for chimney-deploy (actions/upload-artifact after the push)",
+        ):
+            upload = steps[upload_at].get("with") or {}
+            path = str(upload.get("path", "")).rstrip("/")
+            problems.check(
+                any(
+                    re.search(rf'echo "\$\{{?BUILD_SHA\}}?"\s*>\s*"?{re.escape(path)}/sha\b', run_text(s))
+                    for s in steps[push_at:upload_at]
+                ),
+                f"{where}: the uploaded {path or '?'}/ holds no sha file with $BUILD_SHA",
+            )
+            found["artifact"] = upload.get("name")
+    return found
+
+
+def check_deploy(deploy: dict, built: dict, problems: Problems) -> None:
+    build_name = built.get("name")
+    on = deploy["on"] if isinstance(deploy["on"], dict) else {}
+    run = on.get("workflow_run") or {}
+    problems.check(
+        build_name is not None and build_name in (run.get("workflows") or []),
+        f"chimney-deploy.yml: not triggered by workflow_run of {build_name!r}",
+    )
+    problems.check(
+        "completed" in (run.get("types") or []),
+        "chimney-deploy.yml: workflow_run must be on types: [completed]",
+    )
+    problems.check("push" not in on, "chimney-deploy.yml: also deploys on push, before the image exists")
+    problems.check(
+        "CHIMNEY_IMAGE" in json.dumps(deploy.get("jobs") or {}),
+        "chimney-deploy.yml: does not hand compose the image (CHIMNEY_IMAGE)",
+    )
+    problems.check(
+        ((deploy.get("permissions") or {}).get("actions")) in ("read", "write"),
+        f"chimney-deploy.yml: needs permissions actions: read (the build's artifact, {CI_GATE})",
+    )
+    jobs = {name: job or {} for name, job in (deploy.get("jobs") or {}).items()}
+    deploying = {name: job for name, job in jobs.items() if "docker compose" in json.dumps(job)}
+    problems.check(bool(deploying), "chimney-deploy.yml: no job runs docker compose")
+    for name, job in deploying.items():
+        where = f"chimney-deploy.yml: job {name}"
+        condition = str(job.get("if", ""))
+        problems.check(
+            "github.event.workflow_run.conclusion == 'success'" in condition,
+            f"{where} deploys without checking that the build succeeded "
+            "(its if: must require github.event.workflow_run.conclusion == 'success')",
+        )
+        problems.check(
+            "github.event.workflow_run.event == 'workflow_run'" in condition,
+            f"{where} deploys builds that ci did not start (its if: must require "
+            "github.event.workflow_run.event == 'workflow_run')",
+        )
+        text = json.dumps(job)
+        problems.check(
+            "workflow_run.head_sha" not in text,
+            f"{where} takes workflow_run.head_sha, which for a build started by ci is main's head, not the "
+            "built commit; read the commit from the build's artifact",
+        )
+        steps = job.get("steps") or []
+        download_at = first(steps, lambda s: uses(s, "actions/download-artifact"))
+        download = (steps[download_at].get("with") or {}) if download_at is not None else {}
+        problems.check(
+            download_at is not None
+            and built.get("artifact") is not None
+            and download.get("name") == built.get("artifact")
+            and "github.event.workflow_run.id" in str(download.get("run-id", "")),
+            f"{where} does not download the build's {built.get('artifact')!r} artifact "
+            "(run-id: ${{ github.event.workflow_run.id }}) to learn the built commit",
+        )
+        sha_at = first(
+            steps,
+            lambda s: re.search(r"DEPLOY_SHA=\S*\s*>>\s*\"?\$GITHUB_ENV", run_text(s)) is not None
+            and "/sha" in run_text(s),
+        )
+        problems.check(
+            sha_at is not None and download_at is not None and sha_at > download_at,
+            f"{where} does not set DEPLOY_SHA from the downloaded record's sha file",
+        )
+        deploy_at = first(
+            steps,
+            lambda s: "docker compose" in run_text(s)
+            and "up -d" in run_text(s)
+            and "CHIMNEY_IMAGE" in (s.get("env") or {})
+            and not s.get("if"),
+        )
+        if not problems.check(
+            deploy_at is not None,
+            f"{where} has no unconditional step running docker compose up -d with CHIMNEY_IMAGE",
+        ):
+            continue
+        gate_at = first(steps, lambda s: CI_GATE in run_text(s) and "DEPLOY_SHA" in run_text(s))
+        problems.check(
+            gate_at is not None and gate_at < deploy_at and not steps[gate_at].get("if")
+            and not steps[gate_at].get("continue-on-error"),
+            f'{where} does not run {CI_GATE} "$DEPLOY_SHA" (failing the job) before deploying: an untested '
+            "commit could be deployed",
+        )
+
+
+def check_ci_gate(root: Path, problems: Problems) -> None:
+    gate = root / CI_GATE
+    if not problems.check(gate.exists(), f"{CI_GATE} is missing"):
+        return
+    problems.check(os.access(gate, os.X_OK), f"{CI_GATE} is not executable")
+    text = gate.read_text(encoding="utf-8")
+    problems.check(
+        "actions/workflows/$workflow/runs" in text and re.search(r"^workflow=ci\.yml$", text, re.M) is not None,
+        f"{CI_GATE} does not look up the runs of .github/workflows/ci.yml",
+    )
 
 
 def policy_problems(root: Path) -> Problems:
@@ -806,6 +973,31 @@ def drop(mapping: dict, key: str) -> None:
         raise LookupError(f"no key {key!r} to drop")
     del mapping[key]
 
+
+def steps_of(data, job: str) -> list[dict]:
+    return data["jobs"][job]["steps"]
+
+
+def step_named(data, job: str, name: str) -> dict:
+    for step in steps_of(data, job):
+        if step.get("name") == name:
+            return step
+    raise LookupError(f"no step {name!r} in job {job}")
+
+
+def drop_step(job: str, name: str):
+    def edit(data):
+        steps_of(data, job).remove(step_named(data, job, name))
+
+    return edit
+
+
+def trigger(data) -> dict:
+    return data[True] if True in data else data["on"]
+
+
+BUILD = ".github/workflows/chimney-build.yml"
+DEPLOY = ".github/workflows/chimney-deploy.yml"
 
 MUTATIONS: list[tuple[str, str, object, str]] = [
     # (the regression, file, edit, a substring of the FAIL line expected)
@@ -918,6 +1110,108 @@ MUTATIONS: list[tuple[str, str, object, str]] = [
         "README.md",
         text_edit("reverse_proxy 127.0.0.1:8081 127.0.0.1:8082", "reverse_proxy 127.0.0.1:8081 127.0.0.1:8083"),
         "does not proxy to chimney-green at 127.0.0.1:8082",
+    ),
+    (
+        "the build runs on push, beside ci rather than after it",
+        BUILD,
+        yaml_edit(lambda d: trigger(d).update(push={"branches": ["main"]})),
+        "also builds on push",
+    ),
+    (
+        "the build no longer started by ci",
+        BUILD,
+        yaml_edit(lambda d: drop(trigger(d), "workflow_run")),
+        "not started by workflow_run of 'ci'",
+    ),
+    (
+        "the build runs after a failed ci",
+        BUILD,
+        text_edit("github.event.workflow_run.conclusion == 'success' &&", ""),
+        "builds after a ci run that failed",
+    ),
+    (
+        "the build runs after ci of a pull request",
+        BUILD,
+        text_edit("&&\n       github.event.workflow_run.event == 'push'", ""),
+        "builds after ci of a pull request",
+    ),
+    (
+        "the build builds github.sha (main's head) instead of the tested commit",
+        BUILD,
+        text_edit("BUILD_SHA: ${{ github.event.workflow_run.head_sha || github.sha }}", "BUILD_SHA: ${{ github.sha }}"),
+        "BUILD_SHA must be github.event.workflow_run.head_sha",
+    ),
+    (
+        "the build checks out main's head",
+        BUILD,
+        yaml_edit(lambda d: drop(steps_of(d, "image")[0], "with")),
+        "checks out main's head",
+    ),
+    (
+        "the build pushes without asking whether ci passed",
+        BUILD,
+        yaml_edit(drop_step("image", "The tests passed for this commit")),
+        "does not run scripts/ci-passed.sh",
+    ),
+    (
+        "the image tagged with type=sha (github.sha)",
+        BUILD,
+        text_edit("type=raw,value=${{ env.BUILD_SHA }}", "type=sha,format=long,prefix="),
+        "does not tag the image with the built commit",
+    ),
+    (
+        "CHIMNEY_VERSION with a 7-digit sha",
+        BUILD,
+        text_edit("+${BUILD_SHA}", "+${BUILD_SHA::7}"),
+        "does not end in the full built commit",
+    ),
+    (
+        "CHIMNEY_VERSION not passed to the image build",
+        BUILD,
+        text_edit("CHIMNEY_VERSION=${{ steps.meta.outputs.chimney_version }}", "CHIMNEY_VERSION="),
+        "does not pass CHIMNEY_VERSION=",
+    ),
+    (
+        "the build records no commit for the deploy",
+        BUILD,
+        yaml_edit(drop_step("image", "Upload the record")),
+        "does not upload the built commit",
+    ),
+    (
+        "the deploy runs after a failed build",
+        DEPLOY,
+        text_edit("github.event.workflow_run.conclusion == 'success' &&", ""),
+        "deploys without checking that the build succeeded",
+    ),
+    (
+        "the deploy takes workflow_run.head_sha",
+        DEPLOY,
+        text_edit('sha=$(cat "$RUNNER_TEMP/chimney-image/sha")', "sha=${{ github.event.workflow_run.head_sha }}"),
+        "takes workflow_run.head_sha",
+    ),
+    (
+        "the deploy does not download the build's record",
+        DEPLOY,
+        yaml_edit(drop_step("deploy", "Download the build's record")),
+        "does not download the build's 'chimney-image' artifact",
+    ),
+    (
+        "the deploy does not ask whether ci passed",
+        DEPLOY,
+        yaml_edit(drop_step("deploy", "The tests passed for this commit")),
+        "does not run scripts/ci-passed.sh",
+    ),
+    (
+        "the deploy's ci gate may fail without stopping it",
+        DEPLOY,
+        yaml_edit(lambda d: step_named(d, "deploy", "The tests passed for this commit").update({"continue-on-error": True})),
+        "does not run scripts/ci-passed.sh",
+    ),
+    (
+        "the ci gate asks about another workflow",
+        CI_GATE,
+        text_edit("workflow=ci.yml", "workflow=chimney-build.yml"),
+        "does not look up the runs of .github/workflows/ci.yml",
     ),
 ]
 
