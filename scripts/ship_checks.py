@@ -896,9 +896,118 @@ def check_deploy(deploy: dict, built: dict, problems: Problems) -> None:
             f'{where} does not run {CI_GATE} "$DEPLOY_SHA" (failing the job) before deploying: an untested '
             "commit could be deployed",
         )
+        check_deploy_steps(where, steps, deploy_at, problems)
+
+
+def secrets_of(step: dict) -> set[str]:
+    return {key for key, value in (step.get("env") or {}).items() if "secrets." in str(value)}
+
+
+def after(steps: list[dict], start: int | None, match) -> int | None:
+    if start is None:
+        return None
+    found = first(steps[start + 1 :], match)
+    return None if found is None else start + 1 + found
+
+
+def check_deploy_steps(where: str, steps: list[dict], deploy_at: int, problems: Problems) -> None:
+    """Around the step that updates the slot: its previous image recorded
+    before, a smoke test of the deployed commit after, a rollback to the
+    recorded image when either fails, and the outcome reported."""
+    previous_at = first(
+        steps,
+        lambda s: bool(s.get("id"))
+        and "docker inspect" in run_text(s)
+        and "image=" in run_text(s)
+        and "GITHUB_OUTPUT" in run_text(s),
+    )
+    problems.check(
+        previous_at is not None and previous_at < deploy_at and not steps[previous_at].get("if"),
+        f"{where} does not record the slot's current image (docker inspect, to a step output) before "
+        "deploying, so it cannot roll back",
+    )
+    smoke_at = after(steps, deploy_at, lambda s: "/api/version" in run_text(s))
+    rollback_at = None
+    if problems.check(smoke_at is not None, f"{where} has no smoke test of /api/version after the deploy"):
+        smoke = steps[smoke_at]
+        text = run_text(smoke)
+        problems.check(
+            re.search(r"curl [^\n]*127\.0\.0\.1:\$\{?PORT\}?/readyz", text) is not None,
+            f"{where}: the smoke test does not wait for the slot's /readyz (curl http://127.0.0.1:$PORT/readyz)",
+        )
+        problems.check(
+            "chimney_version" in text and re.search(r"\$\{?DEPLOY_SHA\}?", text) is not None and "exit 1" in text,
+            f"{where}: the smoke test does not fail when /api/version's chimney_version is not the deployed "
+            "commit $DEPLOY_SHA",
+        )
+        problems.check(
+            not smoke.get("if") and not smoke.get("continue-on-error"),
+            f"{where}: the smoke test can be skipped or fail without failing the deploy",
+        )
+        rollback_at = after(
+            steps,
+            smoke_at,
+            lambda s: "failure()" in str(s.get("if", ""))
+            and "docker compose" in run_text(s)
+            and "up -d" in run_text(s),
+        )
+    if problems.check(
+        rollback_at is not None,
+        f"{where} has no rollback after the smoke test (if: failure(), docker compose up -d with the "
+        "recorded image)",
+    ):
+        rollback = steps[rollback_at]
+        image = str((rollback.get("env") or {}).get("CHIMNEY_IMAGE", ""))
+        previous_id = steps[previous_at].get("id") if previous_at is not None else "<id>"
+        problems.check(
+            f"steps.{previous_id}.outputs.image" in image,
+            f"{where}: the rollback does not hand compose the recorded image "
+            f"(CHIMNEY_IMAGE: ${{{{ steps.{previous_id}.outputs.image }}}}), got {image!r}",
+        )
+        missing = sorted(secrets_of(steps[deploy_at]) - secrets_of(rollback))
+        problems.check(
+            not missing,
+            f"{where}: the rollback does not pass {missing} as the deploy does, so compose would bring the "
+            "old image back without them",
+        )
+    reports = [
+        (i, step)
+        for i, step in enumerate(steps)
+        if "post-deploy-event.sh" in run_text(step)
+        and "DEPLOY_SHA" in str((step.get("env") or {}).get("SHA", ""))
+        and "DEPLOY_TOKEN" in secrets_of(step)
+    ]
+
+    def reported(outcome: str) -> list[tuple[int, dict]]:
+        return [(i, s) for i, s in reports if str((s.get("env") or {}).get("OUTCOME")) == outcome]
+
+    problems.check(
+        any(
+            smoke_at is not None
+            and i > smoke_at
+            and "failure()" not in str(s.get("if", ""))
+            and "always()" not in str(s.get("if", ""))
+            for i, s in reported("success")
+        ),
+        f"{where} does not report a successful deploy (post-deploy-event.sh, OUTCOME: success, SHA: the "
+        "deployed commit) after the smoke test",
+    )
+    problems.check(
+        any(
+            "failure()" in str(s.get("if", "")) and (rollback_at is None or i > rollback_at)
+            for i, s in reported("failure")
+        ),
+        f"{where} does not report a failed deploy (post-deploy-event.sh, OUTCOME: failure, if: failure()) "
+        "after the rollback",
+    )
 
 
 def check_ci_gate(root: Path, problems: Problems) -> None:
+    hook = root / "scripts/post-deploy-event.sh"
+    problems.check(
+        hook.exists() and os.access(hook, os.X_OK),
+        "scripts/post-deploy-event.sh (the deploy's report) is missing or not executable",
+    )
     gate = root / CI_GATE
     if not problems.check(gate.exists(), f"{CI_GATE} is missing"):
         return
@@ -938,6 +1047,11 @@ def text_edit(old: str, new: str):
         return text.replace(old, new)
 
     return edit
+
+
+def not_executable(text: str) -> str:
+    """Leaves the text alone; the self-test clears the file's x bits."""
+    return text
 
 
 def unshared(node):
@@ -1213,6 +1327,93 @@ MUTATIONS: list[tuple[str, str, object, str]] = [
         text_edit("workflow=ci.yml", "workflow=chimney-build.yml"),
         "does not look up the runs of .github/workflows/ci.yml",
     ),
+    (
+        "the deploy no longer records what the slot ran",
+        DEPLOY,
+        yaml_edit(drop_step("deploy", "Record what the slot runs now")),
+        "does not record the slot's current image",
+    ),
+    (
+        "the smoke test no longer compares /api/version with the deployed commit",
+        DEPLOY,
+        yaml_edit(
+            lambda d: step_named(d, "deploy", "Smoke test").update(
+                run=step_named(d, "deploy", "Smoke test")["run"].split("chimney_version=$(")[0]
+            )
+        ),
+        "does not fail when /api/version's chimney_version is not the deployed commit",
+    ),
+    (
+        "the smoke test may fail without failing the deploy",
+        DEPLOY,
+        yaml_edit(lambda d: step_named(d, "deploy", "Smoke test").update({"continue-on-error": True})),
+        "the smoke test can be skipped or fail",
+    ),
+    (
+        "the smoke test waits for /healthz instead of /readyz",
+        DEPLOY,
+        text_edit('"http://127.0.0.1:$PORT/readyz"; then\n              ready=true', '"http://127.0.0.1:$PORT/healthz"; then\n              ready=true'),
+        "the smoke test does not wait for the slot's /readyz",
+    ),
+    (
+        "the deploy without a rollback step",
+        DEPLOY,
+        yaml_edit(drop_step("deploy", "Roll the slot back")),
+        "has no rollback after the smoke test",
+    ),
+    (
+        "the rollback runs even when the deploy succeeded",
+        DEPLOY,
+        yaml_edit(lambda d: drop(step_named(d, "deploy", "Roll the slot back"), "if")),
+        "has no rollback after the smoke test",
+    ),
+    (
+        "the rollback puts back the new image",
+        DEPLOY,
+        yaml_edit(
+            lambda d: step_named(d, "deploy", "Roll the slot back")["env"].update(
+                CHIMNEY_IMAGE="${{ steps.meta.outputs.image }}"
+            )
+        ),
+        "the rollback does not hand compose the recorded image",
+    ),
+    (
+        "the rollback brings the old image back without DEPLOY_TOKEN",
+        DEPLOY,
+        yaml_edit(lambda d: drop(step_named(d, "deploy", "Roll the slot back")["env"], "DEPLOY_TOKEN")),
+        "the rollback does not pass ['DEPLOY_TOKEN']",
+    ),
+    (
+        "no failure report to /api/deploy/events",
+        DEPLOY,
+        yaml_edit(drop_step("deploy", "Notify chimney of the failed deploy")),
+        "does not report a failed deploy",
+    ),
+    (
+        "the failure report before the rollback",
+        DEPLOY,
+        yaml_edit(
+            lambda d: steps_of(d, "deploy").insert(
+                0,
+                steps_of(d, "deploy").pop(
+                    steps_of(d, "deploy").index(step_named(d, "deploy", "Notify chimney of the failed deploy"))
+                ),
+            )
+        ),
+        "does not report a failed deploy",
+    ),
+    (
+        "no success report to /api/deploy/events",
+        DEPLOY,
+        yaml_edit(drop_step("deploy", "Notify chimney of the deploy")),
+        "does not report a successful deploy",
+    ),
+    (
+        "the deploy's report no longer executable",
+        "scripts/post-deploy-event.sh",
+        not_executable,
+        "post-deploy-event.sh (the deploy's report) is missing or not executable",
+    ),
 ]
 
 # What the policy reads besides the mutated files; big trees are skipped.
@@ -1231,14 +1432,18 @@ def cmd_selftest(args) -> int:
         for what, name, edit, expect in MUTATIONS:
             path = copy / name
             original = path.read_text(encoding="utf-8")
+            mode = path.stat().st_mode
             try:
                 path.write_text(edit(original), encoding="utf-8")
+                if edit is not_executable:
+                    path.chmod(mode & ~0o111)
                 found = policy_problems(copy).items
             except Exception as error:  # noqa: BLE001 (any crash is a finding)
                 problems.check(False, f"{what}: {type(error).__name__}: {error}")
                 continue
             finally:
                 path.write_text(original, encoding="utf-8")
+                path.chmod(mode)
             if problems.check(
                 any(expect in item for item in found),
                 f"not caught: {what} ({name}); expected a problem containing {expect!r}, got {found}",
