@@ -10,7 +10,9 @@
 #      project name, log rotation, readiness (/readyz health checks in
 #      compose, the image and the README's Caddy block; the shutdown grace
 #      against Caddy's health interval and compose's stop_grace_period),
-#      build -> deploy trigger and image tag;
+#      the ci -> build -> deploy chain (scripts/ci-passed.sh, the built
+#      commit in the tag, CHIMNEY_VERSION and the artifact), the deploy's
+#      version check, rollback and reports;
 #      then its self-test: a copy of the files broken in each way the
 #      policy must catch, one regression at a time (ship_checks.py selftest)
 #   5. the release binary started with exactly the environment compose gives
