@@ -21,7 +21,7 @@
 #      started here, the Coroot agent -> a closed port, GitHub -> a local
 #      fake; then /healthz (Dragonfly connected), /api/version, /, a proxied
 #      request (MISS then HIT, the token sent upstream), a deploy event, and
-#      SIGTERM -> exit 0 within the slot's stop_grace_period.
+#      SIGTERM -> exit 0.
 #
 # Usage: scripts/check-ship.sh [--root DIR] [--static]
 #   --root DIR   check the workflows, Dockerfile and compose file under DIR
