@@ -4,7 +4,7 @@
 # the health check, on debian-slim, running as an unprivileged user.
 #
 #   docker buildx build --platform linux/amd64,linux/arm64 \
-#     --build-arg CHIMNEY_VERSION=0.1.0+abc1234 --build-arg WGMESH_VERSION=v1.2.3 .
+#     --build-arg CHIMNEY_VERSION="0.1.0+$(git rev-parse HEAD)" --build-arg WGMESH_VERSION=v1.2.3 .
 #
 # Multi-arch without emulating rustc: the builder stage always runs on the
 # build machine's own platform ($BUILDPLATFORM) and cross-compiles for the
@@ -103,11 +103,14 @@ LABEL org.opencontainers.image.title="chimney" \
 USER 10001:10001
 EXPOSE 8080
 # The port comes from CHIMNEY_ADDR when it is set (compose sets
-# 0.0.0.0:8080); /healthz answers 200 as long as the process serves,
-# whatever the state of Dragonfly.
+# 0.0.0.0:8080). /readyz answers 200 while chimney takes traffic, whatever
+# the state of Dragonfly, and 503 from SIGTERM on (while it still serves
+# for CHIMNEY_SHUTDOWN_GRACE), so the container shows as unhealthy as soon
+# as it is being stopped.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
-    CMD ["/bin/sh", "-c", "port=\"${CHIMNEY_ADDR##*:}\"; curl -fsS --max-time 2 -o /dev/null \"http://127.0.0.1:${port:-8080}/healthz\" || exit 1"]
-# chimney handles SIGTERM itself (drains requests, flushes telemetry,
-# exits 0), so it runs as PID 1 without an init.
+    CMD ["/bin/sh", "-c", "port=\"${CHIMNEY_ADDR##*:}\"; curl -fsS --max-time 2 -o /dev/null \"http://127.0.0.1:${port:-8080}/readyz\" || exit 1"]
+# chimney handles SIGTERM itself (turns /readyz to 503, keeps serving for
+# CHIMNEY_SHUTDOWN_GRACE, drains requests, flushes telemetry, exits 0), so
+# it runs as PID 1 without an init.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/chimney"]

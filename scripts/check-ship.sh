@@ -7,7 +7,14 @@
 #      vendored as ci/schemas/compose-spec.json (no fetch at test time)
 #   4. the deploy wiring no linter knows (scripts/ship_checks.py policy):
 #      slots, ports, tokens, Dragonfly's memory cap, non-root image,
-#      build -> deploy trigger and image tag
+#      project name, log rotation, readiness (/readyz health checks in
+#      compose, the image and the README's Caddy block; the shutdown grace
+#      against Caddy's health interval and compose's stop_grace_period),
+#      the ci -> build -> deploy chain (scripts/ci-passed.sh, the built
+#      commit in the tag, CHIMNEY_VERSION and the artifact), the deploy's
+#      version check, rollback and reports;
+#      then its self-test: a copy of the files broken in each way the
+#      policy must catch, one regression at a time (ship_checks.py selftest)
 #   5. the release binary started with exactly the environment compose gives
 #      chimney-blue (interpolated with the deploy job's variables), its
 #      service hosts swapped for loopback: Dragonfly -> a redis-server
@@ -92,8 +99,12 @@ run_check "compose.origin.yml against ci/schemas/compose-spec.json" \
   "$venv/bin/check-jsonschema" --schemafile "$repo_dir/ci/schemas/compose-spec.json" \
   "$root/compose.origin.yml"
 run_check "deploy wiring (scripts/ship_checks.py policy)" "$py" scripts/ship_checks.py policy "$root"
+run_check "the policy catches each known regression (ship_checks.py selftest)" \
+  "$py" scripts/ship_checks.py selftest "$root"
 if command -v shellcheck >/dev/null 2>&1; then
-  run_check "shellcheck scripts/check-ship.sh" shellcheck scripts/check-ship.sh
+  # This script and the ones the workflows run.
+  run_check "shellcheck scripts/check-ship.sh, ci-passed.sh, post-deploy-event.sh" \
+    shellcheck scripts/check-ship.sh "$root/scripts/ci-passed.sh" "$root/scripts/post-deploy-event.sh"
 fi
 
 if [ "$failed" != 0 ]; then
@@ -196,11 +207,14 @@ if ! redis-cli -p "$redis_port" exists 'chimney:/pulls' | grep -qx 1; then
   smoke_ok=0
 fi
 
-step "SIGTERM: drain, flush telemetry (collector away), exit 0 within 15 s"
+# Docker's limit: after stop_grace_period it SIGKILLs the slot, so the
+# shutdown grace, the drain and the telemetry flush must all fit in it.
+stop_grace=$("$py" scripts/ship_checks.py stop-grace --compose "$root/compose.origin.yml" --service chimney-blue)
+step "SIGTERM: shutdown grace, drain, flush telemetry (collector away), exit 0 within ${stop_grace} s (stop_grace_period)"
 if [ "$(ps -o stat= -p "$chimney_pid" 2>/dev/null | cut -c1)" != Z ] &&
   kill -TERM "$chimney_pid" 2>/dev/null; then
   stopped=0
-  for _ in $(seq 1 150); do
+  for _ in $(seq 1 $((stop_grace * 10))); do
     if [ "$(ps -o stat= -p "$chimney_pid" 2>/dev/null | cut -c1)" = Z ] ||
       ! kill -0 "$chimney_pid" 2>/dev/null; then
       stopped=1
@@ -214,7 +228,7 @@ if [ "$(ps -o stat= -p "$chimney_pid" 2>/dev/null | cut -c1)" != Z ] &&
     echo "exit status $status"
     [ "$status" = 0 ] || { echo "FAIL: chimney exited $status on SIGTERM"; smoke_ok=0; }
   else
-    echo "FAIL: chimney still running 15 s after SIGTERM"
+    echo "FAIL: chimney still running ${stop_grace} s after SIGTERM (Docker would SIGKILL it)"
     smoke_ok=0
   fi
 else
