@@ -45,11 +45,8 @@ cargo fmt --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 
-log "domain and ports stay free of frameworks"
-if grep -rnE '^\s*use (tokio|poem|poem_openapi|redis|deadpool_redis|reqwest|quick_cache|opentelemetry[a-z_]*|config|serde)(::|;)' src/domain src/ports; then
-  echo "src/domain or src/ports imports a framework crate" >&2
-  exit 1
-fi
+log "layering: domain, ports, adapters, service, http, bootstrap (scripts/check-layers.py)"
+python3 scripts/check-layers.py src
 
 log "openapi/openapi.json is a valid OpenAPI document (openapi-spec-validator)"
 # A venv under target/ so nothing is installed system-wide; only the first
