@@ -14,7 +14,7 @@ use poem::{Endpoint, EndpointExt, Response};
 
 use super::auth::{AdminScope, AdminTokens, RequireToken};
 use super::body::{BodyLimit, MAX_ADMIN_BODY_BYTES};
-use super::problem::Problem;
+use super::problem::{Problem, ProblemType};
 
 /// How long browsers may cache a preflight answer, in seconds.
 const PREFLIGHT_MAX_AGE_S: i32 = 600;
@@ -114,7 +114,7 @@ async fn cors_refused(err: CorsError) -> Response {
             "only the Authorization and Content-Type headers are allowed"
         }
     };
-    Problem::new(StatusCode::FORBIDDEN, "cors-refused", "Forbidden", detail).into_response()
+    Problem::new(StatusCode::FORBIDDEN, ProblemType::CorsRefused, detail).into_response()
 }
 
 async fn method_not_allowed(_: MethodNotAllowedError) -> Response {

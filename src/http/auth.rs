@@ -18,7 +18,7 @@ use poem_openapi::auth::Bearer;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
-use super::problem::Problem;
+use super::problem::{Problem, ProblemType};
 
 /// Which admin token guards an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,8 +199,7 @@ impl<E: Endpoint> Endpoint for RequireTokenEndpoint<E> {
 pub fn unauthorized() -> Problem {
     Problem::new(
         StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "Unauthorized",
+        ProblemType::Unauthorized,
         TokenRejected::Mismatch.to_string(),
     )
 }
@@ -209,8 +208,7 @@ pub fn unauthorized() -> Problem {
 pub fn not_configured(scope: AdminScope) -> Problem {
     Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "endpoint-disabled",
-        "Service Unavailable",
+        ProblemType::EndpointDisabled,
         TokenRejected::NotConfigured(scope).to_string(),
     )
 }

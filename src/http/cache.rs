@@ -12,7 +12,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::admin_response::admin_response;
 use super::auth::InvalidateToken;
 use super::body::{FromJsonFields, JsonBody, JsonFields, RequestFault};
-use super::problem::Problem;
+use super::problem::{Problem, ProblemType};
 use crate::service::cache_admin::{
     CacheAdminService, CacheStatsReport, InvalidateCommand, InvalidateError, MAX_STATS_PAGE,
 };
@@ -290,8 +290,7 @@ impl CacheApi {
             Err(error @ InvalidateError::AllNotAllowed) => {
                 InvalidateResponse::Forbidden(Json(Problem::new(
                     poem::http::StatusCode::FORBIDDEN,
-                    "invalidate-all-disabled",
-                    "Forbidden",
+                    ProblemType::InvalidateAllDisabled,
                     error.to_string(),
                 )))
             }

@@ -13,6 +13,7 @@ mod metrics;
 pub mod observe;
 mod org;
 pub mod problem;
+mod problem_pages;
 mod proxy;
 pub mod routes;
 mod summary;
@@ -129,6 +130,11 @@ pub fn routes(parts: ApiParts, docs: &Path) -> impl Endpoint + 'static {
         )
         .at(routes::DEPLOY_STATUS, admin.public_read(Arc::clone(&api)))
         .at(routes::CACHE_STATS, admin.public_read(Arc::clone(&api)))
+        .at(routes::PROBLEM_INDEX, problem_pages::problem_index)
+        .at(
+            format!("{}/:slug", routes::PROBLEM_INDEX),
+            problem_pages::problem_page,
+        )
         .nest_no_strip("/api", api)
         .nest(
             routes::DASHBOARD,

@@ -11,6 +11,136 @@ use poem_openapi::Object;
 /// The media type of problem responses.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// Where the problem types are documented: each `type` URI is this base plus
+/// the type's slug, and chimney serves that page itself (`GET
+/// /problems/{slug}`), so every `type` a client sees resolves.
+pub const PROBLEM_TYPE_BASE: &str = "https://chimney.beerpub.dev/problems/";
+
+/// Every problem type chimney answers with: the slug of its `type` URI, its
+/// title, and the page that explains it. A problem can only be built from
+/// one of these, so none lacks its page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemType {
+    /// 400: the request is malformed.
+    BadRequest,
+    /// 401: a missing or wrong bearer token.
+    Unauthorized,
+    /// 403: a browser request from an origin not allowed on admin endpoints.
+    CorsRefused,
+    /// 403: `all: true` invalidation while it is not allowed.
+    InvalidateAllDisabled,
+    /// 404: nothing at this path.
+    NotFound,
+    /// 405: a method the endpoint does not take.
+    MethodNotAllowed,
+    /// 413: a body over the cap.
+    PayloadTooLarge,
+    /// 500: chimney failed; the cause is logged.
+    Internal,
+    /// 502: GitHub failed and nothing usable was cached.
+    UpstreamFailure,
+    /// 503: GitHub's rate limit is exhausted.
+    UpstreamRateLimited,
+    /// 503: the endpoint's token is not configured.
+    EndpointDisabled,
+}
+
+impl ProblemType {
+    /// Every type, in the order the index page lists them.
+    pub const ALL: [Self; 11] = [
+        Self::BadRequest,
+        Self::Unauthorized,
+        Self::CorsRefused,
+        Self::InvalidateAllDisabled,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::PayloadTooLarge,
+        Self::Internal,
+        Self::UpstreamFailure,
+        Self::UpstreamRateLimited,
+        Self::EndpointDisabled,
+    ];
+
+    /// The last segment of the type URI.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad-request",
+            Self::Unauthorized => "unauthorized",
+            Self::CorsRefused => "cors-refused",
+            Self::InvalidateAllDisabled => "invalidate-all-disabled",
+            Self::NotFound => "not-found",
+            Self::MethodNotAllowed => "method-not-allowed",
+            Self::PayloadTooLarge => "payload-too-large",
+            Self::Internal => "internal",
+            Self::UpstreamFailure => "upstream-failure",
+            Self::UpstreamRateLimited => "upstream-rate-limited",
+            Self::EndpointDisabled => "endpoint-disabled",
+        }
+    }
+
+    /// The problem's `title`: the status's reason phrase.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::BadRequest => "Bad Request",
+            Self::Unauthorized => "Unauthorized",
+            Self::CorsRefused | Self::InvalidateAllDisabled => "Forbidden",
+            Self::NotFound => "Not Found",
+            Self::MethodNotAllowed => "Method Not Allowed",
+            Self::PayloadTooLarge => "Payload Too Large",
+            Self::Internal => "Internal Server Error",
+            Self::UpstreamFailure => "Bad Gateway",
+            Self::UpstreamRateLimited | Self::EndpointDisabled => "Service Unavailable",
+        }
+    }
+
+    /// What the problem means and what a client can do about it.
+    pub fn explanation(self) -> &'static str {
+        match self {
+            Self::BadRequest => {
+                "The request could not be used as it is: malformed JSON, a missing or mistyped field, a bad query parameter, or a GitHub path that is not allowed (a `..` segment, `//`, a scheme, control characters). `detail` says which. Fix the request; retrying it unchanged fails again."
+            }
+            Self::Unauthorized => {
+                "The endpoint needs `Authorization: Bearer <token>` with this deployment's token, and the request carried none or a different one. The answer carries `WWW-Authenticate: Bearer`."
+            }
+            Self::CorsRefused => {
+                "A browser sent this admin request from an origin that is not in `CHIMNEY_CORS_ORIGINS`. Call the endpoint from an allowed origin, or from a server."
+            }
+            Self::InvalidateAllDisabled => {
+                "`all: true` invalidation empties the whole cache and is refused unless the deployment sets `INVALIDATE_ALL_ALLOWED=true`. Invalidate a path prefix instead."
+            }
+            Self::NotFound => "chimney serves nothing at this path.",
+            Self::MethodNotAllowed => {
+                "The endpoint does not take this method; the `Allow` header lists the ones it takes."
+            }
+            Self::PayloadTooLarge => {
+                "The request body is over the endpoint's cap (64 KiB for the admin endpoints). Send a smaller body."
+            }
+            Self::Internal => {
+                "chimney failed while handling the request. The cause is in its log and trace, under the response's `X-Trace-ID`; the body never carries it."
+            }
+            Self::UpstreamFailure => {
+                "GitHub did not answer usably (a connection error, a timeout, a 5xx, or a body over 10 MiB) and chimney had no cached copy to serve instead. Retry later."
+            }
+            Self::UpstreamRateLimited => {
+                "GitHub's rate limit for chimney's token is exhausted and chimney had no cached copy to serve instead. `Retry-After` says when GitHub will answer again."
+            }
+            Self::EndpointDisabled => {
+                "The endpoint's token is not configured on this instance, so the endpoint is switched off. The operator enables it by setting the token named in `detail`."
+            }
+        }
+    }
+
+    /// The type URI.
+    pub fn uri(self) -> String {
+        format!("{PROBLEM_TYPE_BASE}{}", self.slug())
+    }
+
+    /// The type whose slug is `slug`.
+    pub fn from_slug(slug: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.slug() == slug)
+    }
+}
+
 /// A problem details object.
 #[derive(Debug, Clone, PartialEq, Eq, Object, serde::Serialize, serde::Deserialize)]
 pub struct Problem {
@@ -27,11 +157,11 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// A problem of type `slug` (documented under `/problems/{slug}`).
-    pub fn new(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>) -> Self {
+    /// A problem of type `kind` (documented at its type URI).
+    pub fn new(status: StatusCode, kind: ProblemType, detail: impl Into<String>) -> Self {
         Self {
-            kind: format!("https://chimney.beerpub.dev/problems/{slug}"),
-            title: title.to_owned(),
+            kind: kind.uri(),
+            title: kind.title().to_owned(),
             status: status.as_u16(),
             detail: detail.into(),
         }
@@ -39,25 +169,19 @@ impl Problem {
 
     /// `400 Bad Request`.
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "bad-request",
-            "Bad Request",
-            detail,
-        )
+        Self::new(StatusCode::BAD_REQUEST, ProblemType::BadRequest, detail)
     }
 
     /// `404 Not Found`.
     pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", "Not Found", detail)
+        Self::new(StatusCode::NOT_FOUND, ProblemType::NotFound, detail)
     }
 
     /// `405 Method Not Allowed`.
     pub fn method_not_allowed(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "method-not-allowed",
-            "Method Not Allowed",
+            ProblemType::MethodNotAllowed,
             detail,
         )
     }
@@ -66,8 +190,7 @@ impl Problem {
     pub fn bad_gateway(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::BAD_GATEWAY,
-            "upstream-failure",
-            "Bad Gateway",
+            ProblemType::UpstreamFailure,
             detail,
         )
     }
@@ -76,8 +199,7 @@ impl Problem {
     pub fn rate_limited(retry_after_secs: u64) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "upstream-rate-limited",
-            "Service Unavailable",
+            ProblemType::UpstreamRateLimited,
             format!("GitHub's rate limit is exhausted; retry in {retry_after_secs} s"),
         )
     }
@@ -86,8 +208,7 @@ impl Problem {
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "Internal Server Error",
+            ProblemType::Internal,
             "the server failed to handle the request; the cause is logged",
         )
     }

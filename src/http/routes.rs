@@ -31,6 +31,10 @@ pub const PIPELINE_SUMMARY: &str = "/api/pipeline/summary";
 pub const ORG_REPOS: &str = "/api/github/org/repos";
 /// The GitHub proxy's prefix: `/api/github/{path}`.
 pub const PROXY_PREFIX: &str = "/api/github";
+/// The index of problem types; each type's page is below it.
+pub const PROBLEM_INDEX: &str = "/problems";
+/// The template of one problem type's page.
+pub const PROBLEM_PAGE_TEMPLATE: &str = "/problems/{slug}";
 /// The dashboard's index page.
 pub const DASHBOARD: &str = "/";
 
@@ -58,6 +62,7 @@ pub const FIXED: &[&str] = &[
     CACHE_STATS,
     PIPELINE_SUMMARY,
     ORG_REPOS,
+    PROBLEM_INDEX,
     DASHBOARD,
     #[cfg(feature = "test-panic-route")]
     TEST_PANIC,
@@ -71,6 +76,8 @@ pub fn route_template(path: &str) -> &'static str {
     }
     if is_at_or_below(path, PROXY_PREFIX) {
         PROXY_TEMPLATE
+    } else if path.starts_with("/problems/") {
+        PROBLEM_PAGE_TEMPLATE
     } else if is_at_or_below(path, OPENAPI_VIEWER) {
         OPENAPI_VIEWER
     } else if is_at_or_below(path, "/api") {
@@ -103,6 +110,8 @@ mod tests {
             ("/api/nothing/here", "/api/{unknown}"),
             ("/", "/"),
             ("/app.js", "/{file}"),
+            ("/problems", "/problems"),
+            ("/problems/not-found", "/problems/{slug}"),
             ("/../../etc/passwd", "/{file}"),
         ] {
             assert_eq!(route_template(path), template, "{path}");

@@ -15,6 +15,7 @@ mod hostile;
 mod lifecycle;
 mod openapi_spec;
 mod org;
+mod problems;
 mod proxy;
 mod request_log;
 mod shared_tier;

@@ -6,7 +6,7 @@ use poem_openapi::error::{AuthorizationError, ParseRequestPayloadError};
 
 use super::limit::payload_too_large;
 use crate::http::auth::{TokenRejected, unauthorized};
-use crate::http::problem::Problem;
+use crate::http::problem::{Problem, ProblemType};
 
 /// What went wrong before an operation ran, as the operations report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,8 +62,7 @@ impl RequestFault {
             Self::TooLarge => payload_too_large(),
             Self::NotConfigured(detail) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "endpoint-disabled",
-                "Service Unavailable",
+                ProblemType::EndpointDisabled,
                 detail.clone(),
             ),
         }

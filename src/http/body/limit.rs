@@ -6,7 +6,7 @@ use poem::http::StatusCode;
 use poem::http::header::CONTENT_LENGTH;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 
-use crate::http::problem::Problem;
+use crate::http::problem::{Problem, ProblemType};
 
 /// Largest request body the admin endpoints read (CONTRACT 5 and 6).
 pub const MAX_ADMIN_BODY_BYTES: usize = 64 * 1024;
@@ -15,8 +15,7 @@ pub const MAX_ADMIN_BODY_BYTES: usize = 64 * 1024;
 pub fn payload_too_large() -> Problem {
     Problem::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "payload-too-large",
-        "Payload Too Large",
+        ProblemType::PayloadTooLarge,
         format!("the request body exceeds {MAX_ADMIN_BODY_BYTES} bytes"),
     )
 }
