@@ -2,7 +2,10 @@
 # The whole test suite, as CI runs it: lints, unit tests, and the black-box
 # integration suite twice — once with the memory tier only and once with a
 # real Redis server standing in for Dragonfly. Installs what it needs and
-# starts its own servers on free loopback ports, stopping them by PID.
+# starts its own servers on free loopback ports, stopping them by PID. The
+# Redis pass includes Dragonfly over TLS (tests/dragonfly_tls.rs), whose
+# tests start TLS-only redis-servers of their own from the binary named by
+# CHIMNEY_TEST_REDIS_SERVER (Debian's is built with TLS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -89,7 +92,7 @@ else
   redis_url="redis://127.0.0.1:$redis_port"
 fi
 
-log "integration tests again, memory + Redis tier"
+log "integration tests again, memory + Redis tier, and rediss:// against TLS redis-servers"
 CHIMNEY_TEST_DRAGONFLY_URL="$redis_url" \
 CHIMNEY_TEST_REDIS_SERVER="$(command -v redis-server)" \
   cargo test --tests

@@ -27,7 +27,7 @@ pub(super) async fn within<T>(
 pub(super) async fn checkout(pool: &Pool, operation: &'static str) -> Result<Connection, Error> {
     pool.get()
         .await
-        .map_err(|source| Error::Pool { operation, source })
+        .map_err(|source| Error::checkout(operation, source))
 }
 
 /// Runs a single-command operation with one deadline covering both the

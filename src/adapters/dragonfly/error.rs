@@ -33,6 +33,15 @@ pub(super) enum Error {
         #[source]
         source: PoolError,
     },
+    /// Connecting failed in the TLS handshake: the server's certificate is
+    /// not trusted or does not name the host, or the server does not speak
+    /// TLS. The reason is in the message because the usual reader (the
+    /// "Dragonfly unavailable" warning) shows one level of cause only.
+    #[error("Dragonfly TLS handshake failed for {operation}: {reason}")]
+    Tls {
+        operation: &'static str,
+        reason: String,
+    },
     /// The server answered with an error or the connection broke.
     #[error("Dragonfly {operation} failed")]
     Command {
@@ -47,6 +56,43 @@ pub(super) enum Error {
         operation: &'static str,
         after: Duration,
     },
+}
+
+impl Error {
+    /// The error for a failed connection checkout: [`Error::Tls`] when the
+    /// TLS handshake is what failed, [`Error::Pool`] otherwise.
+    pub(super) fn checkout(operation: &'static str, source: PoolError) -> Self {
+        match tls_failure(&source) {
+            Some(reason) => Self::Tls { operation, reason },
+            None => Self::Pool { operation, source },
+        }
+    }
+}
+
+/// The rustls error somewhere in `err`'s chain, as text. `source()` alone
+/// does not reach it: tokio-rustls wraps it in an `io::Error`, whose
+/// `source()` skips the wrapped error, and redis keeps that in an `Arc`.
+fn tls_failure(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+    let mut next = Some(err);
+    while let Some(err) = next {
+        let inner: &(dyn std::error::Error + 'static) = match err.downcast_ref::<Shared>() {
+            Some(shared) => shared.as_ref(),
+            None => err,
+        };
+        if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        if let Some(wrapped) = inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            && let Some(tls) = wrapped.downcast_ref::<rustls::Error>()
+        {
+            return Some(tls.to_string());
+        }
+        next = inner.source();
+    }
+    None
 }
 
 impl From<Error> for CacheError {
@@ -84,6 +130,24 @@ mod tests {
         let CacheError::Unavailable { store, source } = err;
         assert_eq!(store, "dragonfly");
         assert_eq!(source.to_string(), "Dragonfly GET timed out after 200ms");
+    }
+
+    #[test]
+    fn a_handshake_failure_is_told_apart_from_other_connection_failures() {
+        let handshake = RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        ));
+        let err = Error::checkout("GET", PoolError::Backend(handshake));
+        assert!(matches!(err, Error::Tls { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "Dragonfly TLS handshake failed for GET: invalid peer certificate: UnknownIssuer"
+        );
+
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let err = Error::checkout("GET", PoolError::Backend(refused));
+        assert!(matches!(err, Error::Pool { .. }), "{err:?}");
     }
 
     #[test]

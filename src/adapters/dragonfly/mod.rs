@@ -8,6 +8,8 @@
 //! # Layout
 //!
 //! * `pool`: building the deadpool-redis pool, lazily and with timeouts.
+//! * `tls`: what a `rediss://` connection trusts (system roots plus
+//!   `SSL_CERT_FILE`), for the pool and the listener alike.
 //! * `cache`: `DragonflyCache`, the `CacheStore` implementation.
 //! * `deploy_log`: `DragonflyDeployLog`, the deploy history both slots share.
 //! * `wire`: the versioned binary format of a stored entry.
@@ -27,6 +29,7 @@ mod keys;
 mod notice;
 mod pool;
 mod subscriber;
+mod tls;
 pub mod wire;
 
 #[cfg(test)]
@@ -36,5 +39,9 @@ pub use bus::DragonflyInvalidationBus;
 pub use cache::DragonflyCache;
 pub use deploy_log::{DEPLOY_LOG_KEY, DragonflyDeployLog};
 pub use notice::InvalidationNotice;
-pub use pool::{build_pool, database_of};
-pub use subscriber::{INVALIDATION_CHANNEL, publish_invalidation, run_invalidation_listener};
+pub use pool::{build_pool, build_pool_with_trust, database_of};
+pub use subscriber::{
+    INVALIDATION_CHANNEL, publish_invalidation, run_invalidation_listener,
+    run_invalidation_listener_with_trust,
+};
+pub use tls::{CA_BUNDLE_VAR, TlsTrust};

@@ -8,6 +8,7 @@ use deadpool_redis::redis::{AsyncConnectionConfig, IntoConnectionInfo};
 use deadpool_redis::{Manager, Pool, Runtime};
 
 use super::error::{Error, redacted};
+use super::tls::{self, TlsTrust};
 use crate::ports::CacheError;
 
 /// Connections kept open at most. Each checked-out connection carries one
@@ -16,28 +17,48 @@ use crate::ports::CacheError;
 /// pool exhausted waits at most the command timeout before giving up.
 const MAX_CONNECTIONS: usize = 32;
 
-/// Builds a pool for the Dragonfly (or Redis) server at `url`.
+/// Builds a pool for the Dragonfly (or Redis) server at `url`. A
+/// `rediss://` URL connects over TLS, trusting the system's roots plus the
+/// bundle `SSL_CERT_FILE` names ([`TlsTrust::from_env`]); see
+/// [`build_pool_with_trust`].
+///
+/// # Errors
+/// As [`build_pool_with_trust`].
+pub fn build_pool(url: &url::Url, timeout: Duration) -> Result<Pool, CacheError> {
+    build_pool_with_trust(url, timeout, &TlsTrust::from_env())
+}
+
+/// Builds a pool for the server at `url`; a `rediss://` connection
+/// verifies the server against `trust` (read here, once), other URLs
+/// ignore it.
 ///
 /// No connection is opened here. Every stage of getting a connection later
-/// is bounded by `timeout`: the TCP connect and handshake, the wait for a
-/// free slot, and the liveness ping deadpool sends when reusing an idle
+/// is bounded by `timeout`: the TCP connect and TLS handshake, the wait for
+/// a free slot, and the liveness ping deadpool sends when reusing an idle
 /// connection. A dead server therefore costs at most about `timeout` per
 /// call, and callers add their own overall deadline on top
 /// ([`DragonflyCache`](super::DragonflyCache) does).
 ///
 /// # Errors
 /// Returns [`CacheError::Unavailable`] when `url` is not a usable Redis URL
-/// (wrong scheme, unsupported TLS, bad database number). The message never
-/// contains the URL's password.
-pub fn build_pool(url: &url::Url, timeout: Duration) -> Result<Pool, CacheError> {
+/// (wrong scheme, `#insecure`, bad database number) or the trusted
+/// certificates cannot be read. The message never contains the URL's
+/// password.
+pub fn build_pool_with_trust(
+    url: &url::Url,
+    timeout: Duration,
+    trust: &TlsTrust,
+) -> Result<Pool, CacheError> {
     let connection = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));
-    let manager =
-        Manager::new_with_config(url.as_str(), connection).map_err(|source| Error::Config {
-            url: redacted(url),
-            source: Box::new(source),
-        })?;
+    // The client carries the TLS roots inside its connection info, which
+    // the manager keeps when it makes its own client from it.
+    let info = tls::client(url, trust)?.get_connection_info().clone();
+    let manager = Manager::new_with_config(info, connection).map_err(|source| Error::Config {
+        url: redacted(url),
+        source: Box::new(source),
+    })?;
     let pool = Pool::builder(manager)
         .max_size(MAX_CONNECTIONS)
         .runtime(Runtime::Tokio1)
@@ -88,6 +109,7 @@ mod tests {
         assert_eq!(db("redis://127.0.0.1:6379/").expect("db"), 0);
         assert_eq!(db("redis://:secret@127.0.0.1:6379/42").expect("db"), 42);
         assert!(db("redis://127.0.0.1:6379/not-a-number").is_err());
+        assert_eq!(db("rediss://:secret@cache:6380/7").expect("db"), 7);
     }
 
     #[tokio::test]

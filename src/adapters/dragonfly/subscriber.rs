@@ -21,8 +21,8 @@ use url::Url;
 
 use super::backoff::Backoff;
 use super::command;
-use super::error::redacted;
 use super::notice::InvalidationNotice;
+use super::tls::{self, TlsTrust};
 use crate::ports::CacheError;
 
 /// The channel every instance sharing a Dragonfly listens on.
@@ -86,17 +86,34 @@ pub async fn publish_invalidation(
 /// skipped. `on_message` runs on the listener's task: keep it quick and
 /// non-blocking (evicting from the memory tier is).
 ///
+/// A `rediss://` subscription trusts the system's roots plus the bundle
+/// `SSL_CERT_FILE` names, as the pool does ([`TlsTrust::from_env`]).
+///
 /// Returns at once, after logging an error, only when `url` cannot describe
-/// a Redis server at all; retrying would never help then.
+/// a Redis server at all or its trusted certificates cannot be read;
+/// retrying would never help then.
 pub async fn run_invalidation_listener(
     url: Url,
     on_message: impl Fn(InvalidationNotice) + Send + Sync + 'static,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_invalidation_listener_with_trust(url, TlsTrust::from_env(), on_message, shutdown).await;
+}
+
+/// [`run_invalidation_listener`] with the certificates a `rediss://`
+/// subscription trusts given explicitly (read once, before subscribing).
+pub async fn run_invalidation_listener_with_trust(
+    url: Url,
+    trust: TlsTrust,
+    on_message: impl Fn(InvalidationNotice) + Send + Sync + 'static,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let client = match Client::open(url.as_str()) {
+    let client = match tls::client(&url, &trust) {
         Ok(client) => client,
         Err(err) => {
-            tracing::error!(error = %err, url = %redacted(&url), "invalidation listener cannot use this URL");
+            // The error names the URL, password masked, and the cause.
+            let cause = std::error::Error::source(&err).map(ToString::to_string);
+            tracing::error!(error = %err, cause, "invalidation listener cannot use this URL");
             return;
         }
     };
