@@ -1,6 +1,6 @@
 //! `GET /api/metrics`: the recorded metrics in the Prometheus text format
-//! 0.0.4, rendered by the `MetricsScrape` port. Not part of the OpenAPI
-//! document (it is not JSON).
+//! 0.0.4, rendered by the `MetricsScrape` port. Described in the OpenAPI
+//! document by `http::raw_docs`.
 
 use std::sync::Arc;
 

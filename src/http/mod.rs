@@ -15,6 +15,7 @@ mod org;
 pub mod problem;
 mod problem_pages;
 mod proxy;
+mod raw_docs;
 pub mod routes;
 mod summary;
 
@@ -55,6 +56,9 @@ pub enum Tag {
     Deploys,
     /// Runtime cache control and statistics.
     Cache,
+    /// The caching proxy in front of the GitHub REST API.
+    #[oai(rename = "GitHub")]
+    Github,
 }
 
 /// Everything the routes need.
@@ -97,6 +101,7 @@ pub fn openapi_service<T: OpenApi>(apis: T) -> OpenApiService<T, ()> {
 /// Builds the whole route tree.
 pub fn routes(parts: ApiParts, docs: &Path) -> impl Endpoint + 'static {
     let api = openapi_service((
+        raw_docs::RawEndpointDocs,
         parts.health,
         parts.summary,
         parts.org,

@@ -204,3 +204,27 @@ fn every_documented_path_is_its_own_route_template() {
         );
     }
 }
+
+/// The proxy is described by hand (it is not a poem-openapi operation), so
+/// its description is checked against a real answer: every header the
+/// document says a 200 always carries is on a cache hit.
+#[tokio::test]
+async fn the_documented_proxy_headers_are_on_a_real_answer() {
+    let app = spawn_app().await;
+    let document = served_document().await;
+    let ok = &document["paths"]["/api/github/{path}"]["get"]["responses"]["200"];
+    let required: Vec<&str> = ok["headers"]
+        .as_object()
+        .expect("the 200 answer documents its headers")
+        .iter()
+        .filter(|(_, header)| header["required"] == Value::Bool(true))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert!(required.len() >= 3, "{required:?}");
+    let _miss = app.get_github("/").await;
+    let hit = app.get_github("/").await;
+    assert_eq!(hit.status, 200);
+    for name in required {
+        assert!(hit.header(name).is_some(), "{name} documented but not sent");
+    }
+}
