@@ -160,6 +160,13 @@ pub struct CacheStats {
     pub memory: MemoryTierStats,
     /// The shared Dragonfly tier.
     pub dragonfly: DragonflyTierStats,
+    /// Entries in this instance's memory tier (the same as
+    /// `memory.entries`, under the name the original chimney used).
+    pub mem_entries: u64,
+    /// How many cache keys Dragonfly holds, counted in the background
+    /// every 10 s; null when Dragonfly is not in use (the original
+    /// chimney's field).
+    pub dragonfly_keys: Option<u64>,
 }
 
 /// The memory tier's size.
@@ -218,6 +225,8 @@ impl From<CacheStatsReport> for CacheStats {
             dragonfly_hits: report.dragonfly_hits,
             misses: report.misses,
             coalesced: report.coalesced,
+            mem_entries: report.memory_entries,
+            dragonfly_keys: report.dragonfly_key_count,
             memory: MemoryTierStats {
                 entries: report.memory_entries,
                 bytes: report.memory_bytes,

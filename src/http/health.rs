@@ -17,9 +17,17 @@ pub struct Health {
     /// Dragonfly tier state: `connected`, `connecting`, `unavailable`,
     /// `error`, or `disabled` (in-memory only).
     pub dragonfly: String,
-    /// Keys under the cache prefix in Dragonfly, when connected.
+    /// Keys under the cache prefix in Dragonfly, when connected (counted in
+    /// the background every 10 s, so answering never scans Dragonfly).
     #[oai(skip_serializing_if_is_none)]
     pub dragonfly_keys: Option<u64>,
+    /// Dragonfly's `used_memory_human` (the whole server), when connected.
+    #[oai(skip_serializing_if_is_none)]
+    pub dragonfly_memory: Option<String>,
+    /// The last error connecting to or talking to Dragonfly (no
+    /// credentials), kept after it recovers; absent when there was none.
+    #[oai(skip_serializing_if_is_none)]
+    pub dragonfly_error: Option<String>,
     /// Entries in this process's memory tier.
     pub mem_cache_entries: u64,
     /// Requests answered from a fresh cache entry.
@@ -64,12 +72,14 @@ impl HealthApi {
     /// cache tiers and the hit and miss counts.
     #[oai(path = "/healthz", method = "get")]
     async fn healthz(&self) -> Json<Health> {
-        let report = self.health.report().await;
+        let report = self.health.report();
         Json(Health {
             status: "ok".to_owned(),
             repo: report.repo,
             dragonfly: report.dragonfly.as_str().to_owned(),
             dragonfly_keys: report.dragonfly_keys,
+            dragonfly_memory: report.dragonfly_memory,
+            dragonfly_error: report.dragonfly_error,
             mem_cache_entries: report.mem_cache_entries,
             cache_hits: report.cache_hits,
             cache_misses: report.cache_misses,

@@ -36,12 +36,16 @@ pub struct CacheHit {
 }
 
 /// How much a store holds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TierUsage {
     /// Number of entries.
     pub entries: u64,
     /// Approximate bytes held.
     pub bytes: u64,
+    /// The backing server's own memory figure as it reports it (Dragonfly's
+    /// `used_memory_human`, for the whole server); `None` for a store
+    /// without a server.
+    pub server_memory: Option<String>,
 }
 
 /// One page of a key listing.

@@ -80,6 +80,9 @@ pub struct CacheStatsReport {
     /// One page of Dragonfly's cache keys with TTLs; `None` when Dragonfly
     /// is not in use.
     pub dragonfly_keys: Option<KeyPage>,
+    /// How many cache keys Dragonfly holds, as of the background refresh;
+    /// `None` when Dragonfly is not in use.
+    pub dragonfly_key_count: Option<u64>,
 }
 
 /// Cache control and statistics. Cloning is cheap and shares everything.
@@ -224,6 +227,7 @@ impl CacheAdminService {
             memory_bytes: memory.bytes,
             dragonfly: self.cache.dragonfly_state(),
             dragonfly_keys,
+            dragonfly_key_count: self.cache.shared_tier_snapshot().keys,
         }
     }
 }

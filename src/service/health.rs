@@ -42,8 +42,13 @@ pub struct HealthReport {
     pub repo: String,
     /// Dragonfly tier state.
     pub dragonfly: DragonflyState,
-    /// Keys in Dragonfly, when connected.
+    /// Keys in Dragonfly, when connected (as of the last background
+    /// refresh).
     pub dragonfly_keys: Option<u64>,
+    /// Dragonfly's `used_memory_human`, when connected.
+    pub dragonfly_memory: Option<String>,
+    /// The last Dragonfly connection error, credentials removed.
+    pub dragonfly_error: Option<String>,
     /// Entries in the memory tier.
     pub mem_cache_entries: u64,
     /// Fresh cache hits.
@@ -69,12 +74,16 @@ impl HealthService {
         }
     }
 
-    /// The current report.
-    pub async fn report(&self) -> HealthReport {
+    /// The current report. Never asks Dragonfly: its figures come from
+    /// the background probe, so this is as cheap as a cache hit.
+    pub fn report(&self) -> HealthReport {
+        let shared = self.cache.shared_tier_snapshot();
         HealthReport {
             repo: self.repo.to_string(),
             dragonfly: self.cache.dragonfly_state(),
-            dragonfly_keys: self.cache.dragonfly_keys().await,
+            dragonfly_keys: shared.keys,
+            dragonfly_memory: shared.memory,
+            dragonfly_error: shared.last_error,
             mem_cache_entries: self.cache.memory().len() as u64,
             cache_hits: self.counters.hits(),
             cache_misses: self.counters.misses(),

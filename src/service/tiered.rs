@@ -7,9 +7,9 @@
 //! the background probe gets an answer again.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 
@@ -27,6 +27,23 @@ const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often a healthy Dragonfly is pinged, so `/healthz` notices an outage
 /// even when no request touches the cache.
 const PROBE_HEALTHY_EVERY: Duration = Duration::from_secs(2);
+/// How often the probe refreshes what `/healthz` reports of Dragonfly (its
+/// key count, which costs a SCAN, and its memory), so answering never
+/// touches Dragonfly.
+const USAGE_REFRESH_EVERY: Duration = Duration::from_secs(10);
+
+/// What is known of the shared tier without asking it now, kept up to date
+/// by the probe: `/healthz` and the cache stats read it for free.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SharedTierSnapshot {
+    /// Keys under the cache prefix, as of the last refresh.
+    pub keys: Option<u64>,
+    /// The server's memory figure (`used_memory_human`).
+    pub memory: Option<String>,
+    /// The last connection error, credentials removed; kept after recovery
+    /// so an operator can see what happened.
+    pub last_error: Option<String>,
+}
 
 /// The shared tier and its bus.
 pub struct RemoteTier {
@@ -62,6 +79,7 @@ pub struct TieredCache {
     memory: Arc<dyn LocalTier>,
     remote: Option<Arc<RemoteTier>>,
     state: Arc<AtomicU8>,
+    snapshot: Arc<Mutex<SharedTierSnapshot>>,
     telemetry: Arc<dyn Telemetry>,
 }
 
@@ -72,6 +90,7 @@ impl TieredCache {
             memory,
             remote: None,
             state: Arc::new(AtomicU8::new(encode(DragonflyState::Disabled))),
+            snapshot: Arc::default(),
             telemetry: Arc::new(NoTelemetry),
         }
     }
@@ -83,6 +102,7 @@ impl TieredCache {
             memory,
             remote: Some(Arc::new(remote)),
             state: Arc::new(AtomicU8::new(encode(DragonflyState::Connecting))),
+            snapshot: Arc::default(),
             telemetry: Arc::new(NoTelemetry),
         }
     }
@@ -106,15 +126,34 @@ impl TieredCache {
         decode(self.state.load(Ordering::Relaxed))
     }
 
-    /// Keys in Dragonfly, when it is connected.
-    pub async fn dragonfly_keys(&self) -> Option<u64> {
-        let remote = self.usable_remote()?;
+    /// What is known of Dragonfly as of the probe's last refresh; the key
+    /// count and memory only while it is connected. Never asks Dragonfly.
+    pub fn shared_tier_snapshot(&self) -> SharedTierSnapshot {
+        let mut snapshot = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if self.dragonfly_state() != DragonflyState::Connected {
+            snapshot.keys = None;
+            snapshot.memory = None;
+        }
+        snapshot
+    }
+
+    /// Asks Dragonfly for its key count and memory and keeps them for
+    /// [`TieredCache::shared_tier_snapshot`].
+    pub async fn refresh_shared_usage(&self) {
+        let Some(remote) = self.usable_remote() else {
+            return;
+        };
         match remote.store.usage().await {
-            Ok(usage) => Some(usage.entries),
-            Err(error) => {
-                self.mark_down(&error);
-                None
+            Ok(usage) => {
+                let mut snapshot = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
+                snapshot.keys = Some(usage.entries);
+                snapshot.memory = usage.server_memory;
             }
+            Err(error) => self.mark_down(&error),
         }
     }
 
@@ -180,9 +219,14 @@ impl TieredCache {
             return;
         };
         let mut backoff = PROBE_BACKOFF_START;
+        let mut refreshed: Option<Instant> = None;
         loop {
             if self.probe(&remote).await {
                 backoff = PROBE_BACKOFF_START;
+                if refreshed.is_none_or(|at| at.elapsed() >= USAGE_REFRESH_EVERY) {
+                    self.refresh_shared_usage().await;
+                    refreshed = Some(Instant::now());
+                }
                 tokio::time::sleep(PROBE_HEALTHY_EVERY).await;
             } else {
                 tokio::time::sleep(backoff).await;
@@ -231,6 +275,10 @@ impl TieredCache {
     }
 
     fn mark_down(&self, error: &CacheError) {
+        self.snapshot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last_error = Some(without_credentials(&error_chain(error)));
         let before = self.set_state(DragonflyState::Unavailable);
         if before != DragonflyState::Unavailable {
             let cause = std::error::Error::source(error).map(ToString::to_string);
@@ -298,6 +346,40 @@ impl CacheStore for TieredCache {
     async fn list_keys(&self, cursor: u64, count: usize) -> Result<KeyPage, CacheError> {
         self.memory.list_keys(cursor, count).await
     }
+}
+
+/// An error and its causes on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// `text` with the user and password of any URL in it removed, so an error
+/// that quotes a Redis URL never shows its password.
+fn without_credentials(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let authority_end = tail
+            .find(|c: char| c == '/' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match authority.rfind('@') {
+            Some(userinfo_end) => out.push_str(&authority[userinfo_end + 1..]),
+            None => out.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn encode(state: DragonflyState) -> u8 {

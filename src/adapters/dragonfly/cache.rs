@@ -324,7 +324,8 @@ impl CacheStore for DragonflyCache {
     /// (`MEMORY USAGE`, a round trip per key, outside the command set this
     /// adapter limits itself to), and INFO's `used_memory` covers the whole
     /// server, not the cache namespace, so any figure would be either
-    /// expensive or wrong.
+    /// expensive or wrong. The server's own figure is reported apart, as
+    /// `server_memory` (`used_memory_human`), for operators.
     async fn usage(&self) -> Result<TierUsage, CacheError> {
         let pattern = match_pattern("");
         let mut conn = self.checkout("SCAN").await?;
@@ -343,7 +344,17 @@ impl CacheStore for DragonflyCache {
             }
             cursor = next;
         }
-        Ok(TierUsage { entries, bytes: 0 })
+        let info: String = self
+            .step(
+                "INFO",
+                redis::cmd("INFO").arg("memory").query_async(&mut conn),
+            )
+            .await?;
+        Ok(TierUsage {
+            entries,
+            bytes: 0,
+            server_memory: used_memory_human(&info),
+        })
     }
 
     async fn ping(&self) -> Result<(), CacheError> {
@@ -353,5 +364,25 @@ impl CacheStore for DragonflyCache {
     async fn list_keys(&self, cursor: u64, count: usize) -> Result<KeyPage, CacheError> {
         let (next_cursor, keys) = DragonflyCache::list_keys(self, cursor, count).await?;
         Ok(KeyPage { next_cursor, keys })
+    }
+}
+
+/// `used_memory_human` from the text of `INFO memory`.
+fn used_memory_human(info: &str) -> Option<String> {
+    info.lines()
+        .find_map(|line| line.strip_prefix("used_memory_human:"))
+        .map(|value| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
+}
+
+#[cfg(test)]
+mod info_tests {
+    use super::used_memory_human;
+
+    #[test]
+    fn used_memory_human_is_read_from_info_memory() {
+        let info = "# Memory\r\nused_memory:1030344\r\nused_memory_human:1006.20K\r\nused_memory_rss:7000000\r\n";
+        assert_eq!(used_memory_human(info).as_deref(), Some("1006.20K"));
+        assert_eq!(used_memory_human("# Memory\r\n"), None);
     }
 }

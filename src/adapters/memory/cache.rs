@@ -108,6 +108,7 @@ impl CacheStore for MemoryCache {
         Ok(TierUsage {
             entries: self.cache.len() as u64,
             bytes: self.cache.weight(),
+            ..TierUsage::default()
         })
     }
 
