@@ -21,6 +21,7 @@ use bytes::Bytes;
 use chimney::app::config::Settings;
 use chimney::app::startup::Application;
 use chimney::domain::{RepoName, TtlPolicy, TtlRule};
+use chimney_testkit::github::FakeGithub;
 use deadpool_redis::redis;
 use reqwest::Method;
 use reqwest::header::HeaderMap;
@@ -29,8 +30,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use url::Url;
-
-use crate::fake_github::FakeGithub;
 
 /// The repository of recordings #1, #8 and #9 (`/contents/README.md`).
 pub const HELLO_WORLD: &str = "octokit-fixture-org/hello-world";

@@ -7,7 +7,6 @@ mod coalescing;
 mod deploy_hook;
 mod deploys;
 mod failures;
-mod fake_github;
 mod fake_otlp;
 mod health;
 mod helpers;
