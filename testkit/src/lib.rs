@@ -10,3 +10,4 @@
 //! outside.
 
 pub mod github;
+pub mod otlp;

@@ -63,7 +63,7 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
     // The suite's OTLP pipeline (exporting to a fake collector) goes first:
     // it is the global subscriber, quiet unless TEST_LOG; the fallback
     // below then finds one installed.
-    crate::fake_otlp::pipeline();
+    crate::otlp_pipeline::pipeline();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     if std::env::var_os("TEST_LOG").is_some() {
