@@ -11,3 +11,4 @@
 
 pub mod github;
 pub mod otlp;
+pub mod redis;
