@@ -392,3 +392,24 @@ pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
         (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn if_none_match(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("if-none-match", value.parse().expect("header value"));
+        headers
+    }
+
+    #[test]
+    fn if_none_match_uses_weak_comparison_and_lists() {
+        let etag = "W/\"abc\"";
+        assert!(if_none_match_hits(&if_none_match("\"abc\""), etag));
+        assert!(if_none_match_hits(&if_none_match("\"x\", W/\"abc\""), etag));
+        assert!(if_none_match_hits(&if_none_match("*"), etag));
+        assert!(!if_none_match_hits(&if_none_match("\"abd\""), etag));
+        assert!(!if_none_match_hits(&HeaderMap::new(), etag));
+    }
+}
