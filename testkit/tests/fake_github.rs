@@ -2,19 +2,76 @@
 //! without recordings, resources set by pattern, made-up rate-limit
 //! figures, and the control endpoints under `/__`.
 
+use std::net::SocketAddr;
+
 use chimney_testkit::github::{FakeGithub, Options};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn get(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
-    let mut request = reqwest::Client::new().get(url);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    request.send().await.expect("GET")
+/// A response read to the end.
+struct Answer {
+    status: u16,
+    /// Header pairs, names lower-case.
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
 }
 
-async fn json_of(response: reqwest::Response) -> Value {
-    serde_json::from_str(&response.text().await.expect("body")).expect("JSON")
+impl Answer {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+}
+
+/// `{method} {target}` over a fresh HTTP/1.1 connection. A bare client on
+/// purpose: reqwest's features depend on what else the workspace builds
+/// (chimney's leave it without a TLS provider), and nothing here needs more.
+async fn send(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the fake");
+    let mut request =
+        format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("Content-Length: 0\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of the head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+async fn get(github: &FakeGithub, target: &str) -> Answer {
+    send(github.addr(), "GET", target, &[]).await
 }
 
 async fn without_recordings() -> FakeGithub {
@@ -29,18 +86,12 @@ async fn without_recordings() -> FakeGithub {
 #[tokio::test]
 async fn the_recordings_are_served_unless_left_out() {
     let with = FakeGithub::start().await;
-    let root = get(&format!("{}/", with.origin()), &[]).await;
-    assert_eq!(root.status(), 200);
-    assert_eq!(
-        root.headers()["etag"].to_str().expect("ASCII"),
-        with.etag("/")
-    );
+    let root = get(&with, "/").await;
+    assert_eq!(root.status, 200);
+    assert_eq!(root.header("etag"), with.etag("/"));
 
     let without = without_recordings().await;
-    assert_eq!(
-        get(&format!("{}/", without.origin()), &[]).await.status(),
-        404
-    );
+    assert_eq!(get(&without, "/").await.status, 404);
 }
 
 #[tokio::test]
@@ -48,27 +99,25 @@ async fn a_pattern_answers_every_matching_path_after_exact_resources() {
     let github = without_recordings().await;
     github.set_json("/repos/*/*/pulls", &json!([{"number": 7}]));
     let exact = github.set_json("/repos/o/special/pulls", &json!([{"number": 8}]));
-    let origin = github.origin();
 
-    let any = get(&format!("{origin}/repos/a/b/pulls?state=open"), &[]).await;
-    assert_eq!(any.status(), 200);
-    assert_eq!(json_of(any).await, json!([{"number": 7}]));
-    let special = get(&format!("{origin}/repos/o/special/pulls"), &[]).await;
-    assert_eq!(special.headers()["etag"].to_str().expect("ASCII"), exact);
+    let any = get(&github, "/repos/a/b/pulls?state=open").await;
+    assert_eq!(any.status, 200);
+    assert_eq!(any.json(), json!([{"number": 7}]));
     assert_eq!(
-        get(&format!("{origin}/repos/a/b/issues"), &[])
-            .await
-            .status(),
-        404
+        get(&github, "/repos/o/special/pulls").await.header("etag"),
+        exact
     );
+    assert_eq!(get(&github, "/repos/a/b/issues").await.status, 404);
 
     let etag = github.etag("/repos/a/b/pulls");
-    let again = get(
-        &format!("{origin}/repos/a/b/pulls"),
-        &[("if-none-match", &etag)],
+    let again = send(
+        github.addr(),
+        "GET",
+        "/repos/a/b/pulls",
+        &[("If-None-Match", &etag)],
     )
     .await;
-    assert_eq!(again.status(), 304);
+    assert_eq!(again.status, 304);
 }
 
 #[tokio::test]
@@ -76,14 +125,9 @@ async fn made_up_answers_report_the_rate_limit_remaining_that_was_set() {
     let github = without_recordings().await;
     github.set_rate_limit_remaining(4987);
     github.set_json("/repos/o/r", &json!({"id": 1}));
-    let origin = github.origin();
     for path in ["/repos/o/r", "/repos/o/r/unknown"] {
-        let response = get(&format!("{origin}{path}"), &[]).await;
-        assert_eq!(
-            response.headers()["x-ratelimit-remaining"],
-            "4987",
-            "{path}"
-        );
+        let answer = get(&github, path).await;
+        assert_eq!(answer.header("x-ratelimit-remaining"), "4987", "{path}");
     }
 }
 
@@ -91,39 +135,33 @@ async fn made_up_answers_report_the_rate_limit_remaining_that_was_set() {
 async fn the_control_endpoints_report_and_forget_requests_without_being_recorded() {
     let github = without_recordings().await;
     github.set_json("/repos/*/*/**", &json!([]));
-    let origin = github.origin();
-    get(
-        &format!("{origin}/repos/o/r/pulls?state=open"),
-        &[("authorization", "Bearer t0ken")],
+    let pulls = "/repos/o/r/pulls?state=open";
+    send(
+        github.addr(),
+        "GET",
+        pulls,
+        &[("Authorization", "Bearer t0ken")],
     )
     .await;
-    get(&format!("{origin}/repos/o/r/pulls?state=open"), &[]).await;
-    get(&format!("{origin}/nowhere"), &[]).await;
+    get(&github, pulls).await;
+    get(&github, "/nowhere").await;
 
-    let requests = json_of(get(&format!("{origin}/__requests"), &[]).await).await;
+    let requests = get(&github, "/__requests").await.json();
     assert_eq!(requests.as_array().expect("a list").len(), 3);
     assert_eq!(requests[0]["method"], "GET");
-    assert_eq!(requests[0]["path"], "/repos/o/r/pulls?state=open");
+    assert_eq!(requests[0]["path"], pulls);
     assert_eq!(requests[0]["headers"]["authorization"], "Bearer t0ken");
     assert_eq!(requests[0]["status"], 200);
     assert_eq!(requests[2]["status"], 404);
 
-    let counts = json_of(get(&format!("{origin}/__count"), &[]).await).await;
-    assert_eq!(
-        counts,
-        json!({"/repos/o/r/pulls?state=open": 2, "/nowhere": 1})
-    );
+    let counts = get(&github, "/__count").await.json();
+    assert_eq!(counts, json!({pulls: 2, "/nowhere": 1}));
     assert_eq!(github.total_requests(), 3, "control requests were recorded");
 
-    let reset = reqwest::Client::new()
-        .post(format!("{origin}/__reset"))
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(reset.status(), 204);
-    assert_eq!(github.total_requests(), 0);
     assert_eq!(
-        json_of(get(&format!("{origin}/__count"), &[]).await).await,
-        json!({})
+        send(github.addr(), "POST", "/__reset", &[]).await.status,
+        204
     );
+    assert_eq!(github.total_requests(), 0);
+    assert_eq!(get(&github, "/__count").await.json(), json!({}));
 }
