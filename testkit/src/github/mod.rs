@@ -7,7 +7,7 @@
 //! tests change the world (a new body, an outage, a rate limit, a slow or
 //! hanging answer) through methods on the handle. Every request is recorded
 //! so tests can assert what chimney actually sent, and so can scripts,
-//! through the control endpoints under `/__` (see [`serve`]). A resource's
+//! through the control endpoints under `/__` (see `serve.rs`). A resource's
 //! path may be a pattern (`/repos/*/*/pulls`, `/repos/*/*/**`), for tools
 //! that answer every repository alike. What it does not do: authenticate,
 //! or serve anything but GET/HEAD-shaped reads.
