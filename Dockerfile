@@ -49,11 +49,14 @@ RUN arch="${TARGETARCH:-$(dpkg --print-architecture)}"; \
 
 # Dependencies first, in a layer of their own: built against a stub crate,
 # so this layer is reused (and cached by CI) until Cargo.toml or Cargo.lock
-# changes.
+# changes. The test doubles (testkit/, a workspace member and a
+# dev-dependency) are never built here, but cargo reads their manifest: a
+# stub library stands in for their sources.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
+COPY testkit/Cargo.toml testkit/
+RUN mkdir src testkit/src \
     && echo 'fn main() {}' >src/main.rs \
-    && touch src/lib.rs \
+    && touch src/lib.rs testkit/src/lib.rs \
     && . /build/cross.env \
     && cargo build --release --locked --bin chimney \
     && rm -rf src

@@ -1,35 +1,29 @@
-//! A fake GitHub REST API for the benchmarks in `bench/` (see `BENCHMARKS.md`).
+//! A fake GitHub REST API for the benchmarks in `bench/` (see `BENCHMARKS.md`): the testkit's
+//! `FakeGithub`, without its recordings, set up as below.
 //!
 //! It serves one canned, GitHub-shaped JSON list (about 15 KB of pull-request-like objects,
 //! generated once at startup) for every `GET /repos/{owner}/{repo}/{*path}`, with an `ETag`,
 //! GitHub's `Cache-Control: private, max-age=60, s-maxage=60` and `X-RateLimit-*` headers,
-//! and answers a matching `If-None-Match` with `304`. Every repo request is delayed by
+//! and answers a matching `If-None-Match` with `304`. Every GitHub request is delayed by
 //! `--delay-ms` so that coalescing and locking in the proxies under test become visible.
 //!
 //! Control endpoints (never delayed):
-//! * `GET /__count` answers `{"<path and query>": n, ...}`, the repo requests seen per path.
+//! * `GET /__count` answers `{"<path and query>": n, ...}`, the requests seen per path.
 //! * `POST /__reset` zeroes the counters.
 //!
 //! The first line on stdout is `PORT=NNNN`, so a script can start it with `--port 0`.
-//! It is not a test double with GitHub's full semantics: one body, one ETag, no errors.
+//! Nothing else is set up: one body, one ETag, no errors.
 
 use std::{
-    collections::BTreeMap,
     hash::{DefaultHasher, Hash, Hasher},
     io::Write,
-    sync::{Arc, Mutex},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    net::SocketAddr,
+    time::Duration,
 };
 
 use bytes::Bytes;
+use chimney_testkit::github::{ALL, FakeGithub, Options};
 use clap::Parser;
-use poem::{
-    EndpointExt, Request, Response, Route, Server, handler,
-    http::{StatusCode, header},
-    listener::TcpAcceptor,
-    post,
-    web::{Data, Json},
-};
 use serde_json::{Value, json};
 
 /// Command line of the fake upstream.
@@ -44,15 +38,8 @@ struct Args {
     delay_ms: u64,
 }
 
-/// Shared state. The counter map sits behind a std `Mutex` because it is only held for a
-/// map update, never across an `.await`.
-struct State {
-    body: Bytes,
-    etag: String,
-    rate_limit_reset: String,
-    delay: Duration,
-    counts: Mutex<BTreeMap<String, u64>>,
-}
+/// What the canned list answers: every path below a repository.
+const EVERY_REPO_PATH: &str = "/repos/*/*/**";
 
 /// Target size of the canned list body, in bytes.
 const BODY_TARGET_BYTES: usize = 15 * 1024;
@@ -105,104 +92,42 @@ fn etag_of(body: &[u8]) -> String {
     format!("W/\"{:016x}\"", hasher.finish())
 }
 
-/// Weak comparison of an `If-None-Match` value (a list, or `*`) against our ETag.
-fn if_none_match_matches(value: &str, etag: &str) -> bool {
-    let opaque = |t: &str| t.trim().trim_start_matches("W/").to_owned();
-    let ours = opaque(etag);
-    value
-        .split(',')
-        .any(|candidate| candidate.trim() == "*" || opaque(candidate) == ours)
-}
-
-#[handler]
-async fn repo(req: &Request, state: Data<&Arc<State>>) -> Response {
-    let key = req
-        .uri()
-        .path_and_query()
-        .map_or_else(|| req.uri().path().to_owned(), |pq| pq.as_str().to_owned());
-    *state
-        .counts
-        .lock()
-        .expect("counter lock is never poisoned")
-        .entry(key)
-        .or_insert(0) += 1;
-    if !state.delay.is_zero() {
-        tokio::time::sleep(state.delay).await;
-    }
-    let not_modified = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| if_none_match_matches(v, &state.etag));
-    let builder = Response::builder()
-        .header(header::ETAG, state.etag.as_str())
-        .header(header::CACHE_CONTROL, "private, max-age=60, s-maxage=60")
-        .header("X-RateLimit-Limit", "5000")
-        .header("X-RateLimit-Remaining", "4999")
-        .header("X-RateLimit-Reset", state.rate_limit_reset.as_str())
-        .header("X-RateLimit-Used", "1")
-        .header("X-RateLimit-Resource", "core")
-        .header("X-GitHub-Media-Type", "github.v3; format=json");
-    if not_modified {
-        builder.status(StatusCode::NOT_MODIFIED).finish()
-    } else {
-        builder
-            .content_type("application/json; charset=utf-8")
-            .body(state.body.clone())
-    }
-}
-
-#[handler]
-fn count(state: Data<&Arc<State>>) -> Json<BTreeMap<String, u64>> {
-    Json(
-        state
-            .counts
-            .lock()
-            .expect("counter lock is never poisoned")
-            .clone(),
-    )
-}
-
-#[handler]
-fn reset(state: Data<&Arc<State>>) -> StatusCode {
-    state
-        .counts
-        .lock()
-        .expect("counter lock is never poisoned")
-        .clear();
-    StatusCode::NO_CONTENT
-}
-
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
+    let github = FakeGithub::start_with(Options {
+        addr: SocketAddr::from(([127, 0, 0, 1], args.port)),
+        recordings: false,
+    })
+    .await?;
     let body = pull_requests_body();
-    let reset_at = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        + 3600;
-    let state = Arc::new(State {
-        etag: etag_of(&body),
+    let etag = etag_of(&body);
+    let reset = github.rate_limit_reset().to_string();
+    github.set_resource(
+        EVERY_REPO_PATH,
+        200,
+        &[
+            ("Content-Type", "application/json; charset=utf-8"),
+            ("ETag", &etag),
+            ("Cache-Control", "private, max-age=60, s-maxage=60"),
+            ("X-RateLimit-Limit", "5000"),
+            ("X-RateLimit-Remaining", "4999"),
+            ("X-RateLimit-Reset", &reset),
+            ("X-RateLimit-Used", "1"),
+            ("X-RateLimit-Resource", "core"),
+            ("X-GitHub-Media-Type", "github.v3; format=json"),
+        ],
         body,
-        rate_limit_reset: reset_at.to_string(),
-        delay: Duration::from_millis(args.delay_ms),
-        counts: Mutex::new(BTreeMap::new()),
-    });
+    );
+    if args.delay_ms > 0 {
+        github.delay(ALL, Duration::from_millis(args.delay_ms));
+    }
 
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
-    let port = listener.local_addr()?.port();
     let mut stdout = std::io::stdout();
-    writeln!(stdout, "PORT={port}")?;
+    writeln!(stdout, "PORT={}", github.addr().port())?;
     stdout.flush()?;
-
-    let app = Route::new()
-        .at("/repos/:owner/:repo/*path", poem::get(repo))
-        .at("/__count", poem::get(count))
-        .at("/__reset", post(reset))
-        .data(state);
-    Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?)
-        .run(app)
-        .await
+    // The fake serves from tasks of this runtime, until the process is killed.
+    std::future::pending().await
 }
 
 #[cfg(test)]
@@ -215,14 +140,5 @@ mod tests {
         assert!((BODY_TARGET_BYTES..BODY_TARGET_BYTES + 2048).contains(&body.len()));
         let parsed: Vec<Value> = serde_json::from_slice(&body).expect("valid JSON");
         assert!(parsed.len() > 10);
-    }
-
-    #[test]
-    fn if_none_match_uses_weak_comparison_and_lists() {
-        let etag = "W/\"abc\"";
-        assert!(if_none_match_matches("\"abc\"", etag));
-        assert!(if_none_match_matches("\"x\", W/\"abc\"", etag));
-        assert!(if_none_match_matches("*", etag));
-        assert!(!if_none_match_matches("\"abd\"", etag));
     }
 }

@@ -1,7 +1,7 @@
 //! A running chimney for the dashboard's browser test (and for looking at
-//! the dashboard by hand): the real server, serving `docs/`, in front of a
-//! small fake GitHub with fixed, GitHub-shaped data, with three deploy
-//! events recorded.
+//! the dashboard by hand): the real server, serving `docs/`, in front of
+//! the testkit's fake GitHub with fixed, GitHub-shaped data (and none of its
+//! recordings), with three deploy events recorded.
 //!
 //! ```text
 //! cargo run --example dashboard_fixture [-- --port 8080] [--max-seconds 600]
@@ -19,15 +19,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use chimney::bootstrap::config::Settings;
 use chimney::bootstrap::startup::Application;
-use poem::http::StatusCode;
-use poem::listener::TcpAcceptor;
-use poem::{Request, Response, Server};
+use chimney_testkit::github::{FakeGithub, Options};
 use serde_json::{Value, json};
 
 /// The repository the fixture serves (chimney's default).
@@ -55,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
         docs: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs"),
         repo: chimney::domain::RepoName::parse(REPO).context("fixture repo")?,
         redis: None,
-        github_api_url: url::Url::parse(&format!("http://{upstream}"))?,
+        github_api_url: upstream.base_url(),
         github_token: None,
         deploy_token: Some(DEPLOY_TOKEN.to_owned().into()),
         ..Settings::default()
@@ -73,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
         "{}",
         json!({
             "url": url,
-            "upstream": format!("http://{upstream}"),
+            "upstream": upstream.origin(),
             "pid": std::process::id(),
             "deploys_recorded": deploys_recorded,
         })
@@ -193,24 +190,23 @@ async fn record_deploys(base: &str) -> bool {
 
 // ---- the fake GitHub ------------------------------------------------------
 
-/// Starts the fake on a free loopback port and returns its address.
-async fn start_fake_github() -> anyhow::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let resources = Arc::new(resources());
-    let endpoint = poem::endpoint::make(move |req: Request| {
-        let resources = Arc::clone(&resources);
-        async move { Ok::<_, poem::Error>(answer(&resources, &req)) }
-    });
-    let acceptor = TcpAcceptor::from_tokio(listener)?;
-    tokio::spawn(async move {
-        let _ = Server::new_with_acceptor(acceptor).run(endpoint).await;
-    });
-    Ok(addr)
+/// Starts the fake on a free loopback port, serving [`resources`] and
+/// reporting [`RATE_LIMIT_REMAINING`] in every answer.
+async fn start_fake_github() -> anyhow::Result<FakeGithub> {
+    let github = FakeGithub::start_with(Options {
+        recordings: false,
+        ..Options::default()
+    })
+    .await?;
+    github.set_rate_limit_remaining(RATE_LIMIT_REMAINING);
+    for (path_and_query, body) in resources() {
+        github.set_json(&path_and_query, &body);
+    }
+    Ok(github)
 }
 
-/// `path?sorted query` → body. Times are relative to start-up, so the
-/// dashboard shows realistic ages.
+/// `path?query` → body. Times are relative to start-up, so the dashboard
+/// shows realistic ages.
 fn resources() -> Vec<(String, Value)> {
     let r = REPO;
     let now = SystemTime::now();
@@ -268,63 +264,6 @@ fn resources() -> Vec<(String, Value)> {
             json!({"total_count": 512, "workflow_runs": runs}),
         ),
     ]
-}
-
-fn answer(resources: &[(String, Value)], req: &Request) -> Response {
-    let path = req.uri().path();
-    let mut pairs: Vec<(String, String)> =
-        form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-    pairs.sort();
-    let query = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish();
-    let key = if query.is_empty() {
-        path.to_owned()
-    } else {
-        format!("{path}?{query}")
-    };
-    let reset = (SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
-        + 3600)
-        .to_string();
-    let builder = Response::builder()
-        .content_type("application/json; charset=utf-8")
-        .header("X-RateLimit-Limit", "5000")
-        .header("X-RateLimit-Remaining", RATE_LIMIT_REMAINING.to_string())
-        .header("X-RateLimit-Reset", reset)
-        .header("X-RateLimit-Resource", "core");
-    let Some((_, body)) = resources.iter().find(|(k, _)| *k == key) else {
-        return builder.status(StatusCode::NOT_FOUND).body(
-            json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"})
-                .to_string(),
-        );
-    };
-    let body = body.to_string();
-    let etag = format!("\"{:016x}\"", fnv1a(body.as_bytes()));
-    let matches = req
-        .headers()
-        .get("if-none-match")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().trim_start_matches("W/") == etag)
-        });
-    let builder = builder.header("ETag", etag.as_str());
-    if matches {
-        builder.status(StatusCode::NOT_MODIFIED).finish()
-    } else {
-        builder.status(StatusCode::OK).body(body)
-    }
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
-        (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 fn user(login: &str, id: u64) -> Value {

@@ -18,10 +18,11 @@
 #   5. the release binary started with exactly the environment compose gives
 #      chimney-blue (interpolated with the deploy job's variables), its
 #      service hosts swapped for loopback: Dragonfly -> a redis-server
-#      started here, the Coroot agent -> a closed port, GitHub -> a local
-#      fake; then /healthz (Dragonfly connected), /api/version, /, a proxied
-#      request (MISS then HIT, the token sent upstream), a deploy event, and
-#      SIGTERM -> exit 0.
+#      started here, the Coroot agent -> a closed port, GitHub -> the
+#      testkit's fake (chimney-testkit's fake-github binary, serving one
+#      pulls list); then /healthz (Dragonfly connected), /api/version, /,
+#      a proxied request (MISS then HIT, the token sent upstream), a deploy
+#      event, and SIGTERM -> exit 0.
 #
 # Usage: scripts/check-ship.sh [--root DIR] [--static]
 #   --root DIR   check the workflows, Dockerfile and compose file under DIR
@@ -157,15 +158,21 @@ for _ in $(seq 1 100); do
 done
 redis-cli -p "$redis_port" ping >/dev/null
 
-step "fake GitHub API"
-"$py" scripts/ship_checks.py fake-upstream --port-file "$work/upstream.port" \
-  --log "$work/upstream.log" &
+# The test doubles' own binary: a debug build of chimney-testkit alone (it
+# does not depend on chimney, so the release binary above stays as built).
+step "fake GitHub API (target/debug/fake-github)"
+cargo build --locked --quiet -p chimney-testkit --bin fake-github
+"$repo_dir/target/debug/fake-github" --addr 127.0.0.1:0 --no-recordings \
+  --json '/repos/*/*/pulls' '[{"number":7,"title":"ship check","state":"open"}]' \
+  >"$work/upstream.out" 2>"$work/upstream.err" &
 pids+=("$!")
+upstream_port=
 for _ in $(seq 1 100); do
-  [ -s "$work/upstream.port" ] && break
+  upstream_port=$(sed -n 's/^PORT=//p' "$work/upstream.out")
+  [ -n "$upstream_port" ] && break
   sleep 0.1
 done
-upstream_port=$(cat "$work/upstream.port")
+[ -n "$upstream_port" ] || { echo "fake-github did not start: $(cat "$work/upstream.err")" >&2; exit 1; }
 
 # Nothing listens here: the Coroot agent is away, which must cost nothing.
 otlp_port=$(free_port)
@@ -198,7 +205,7 @@ pids+=("$chimney_pid")
 step "probing it"
 smoke_ok=1
 "$py" scripts/ship_checks.py probe --base "http://127.0.0.1:$app_port" --pid "$chimney_pid" \
-  --upstream-log "$work/upstream.log" --env-file "$work/slot.env" --wait 30 || smoke_ok=0
+  --upstream "http://127.0.0.1:$upstream_port" --env-file "$work/slot.env" --wait 30 || smoke_ok=0
 
 keys=$(redis-cli -p "$redis_port" --scan --pattern 'chimney:*' | sort | tr '\n' ' ')
 echo "Dragonfly stand-in keys: $keys"

@@ -8,9 +8,10 @@
   stop-grace ...        a service's stop_grace_period in whole seconds
   slot-env ...          the environment docker compose gives a chimney slot,
                         with service hosts swapped for loopback addresses
-  fake-upstream ...     a stand-in for api.github.com that logs requests
   probe ...             checks that a chimney started with that environment
-                        serves
+                        serves, in front of the testkit's fake GitHub
+                        (`fake-github`, started by check-ship.sh), whose
+                        request log it reads from `GET /__requests`
 
 Exit status 1 with one `FAIL:` line per problem; 2 for bad usage.
 """
@@ -29,7 +30,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
@@ -1517,39 +1517,6 @@ def cmd_slot_env(args) -> int:
     return 0
 
 
-# --- fake upstream ------------------------------------------------------------
-
-
-def cmd_fake_upstream(args) -> int:
-    log = open(args.log, "a", encoding="utf-8", buffering=1)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's naming)
-            log.write(json.dumps({"method": "GET", "path": self.path, "headers": dict(self.headers)}) + "\n")
-            if re.fullmatch(r"/repos/[^/]+/[^/]+/pulls(\?.*)?", self.path):
-                body = json.dumps([{"number": 7, "title": "ship check", "state": "open"}]).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("ETag", '"ship-check-1"')
-                self.send_header("X-RateLimit-Remaining", "4999")
-                self.send_header("X-RateLimit-Reset", str(int(time.time()) + 3600))
-            else:
-                body = json.dumps({"message": "Not Found"}).encode()
-                self.send_response(404)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    Path(args.port_file).write_text(str(server.server_address[1]), encoding="utf-8")
-    server.serve_forever()
-    return 0
-
-
 # --- probe --------------------------------------------------------------------
 
 
@@ -1622,7 +1589,8 @@ def cmd_probe(args) -> int:
     print(f"GET /api/github/pulls -> {status} X-Cache={headers.get('x-cache')} {body.decode(errors='replace')}")
     problems.check(status == 200 and b"ship check" in body, "/api/github/pulls did not proxy the fake upstream")
     problems.check(headers.get("x-cache") == "MISS", "the first proxied request was not a MISS")
-    seen = [json.loads(line) for line in Path(args.upstream_log).read_text(encoding="utf-8").splitlines()]
+    status, _, body = request(f"{args.upstream.rstrip('/')}/__requests")
+    seen = json.loads(body) if status == 200 else []
     pulls = [entry for entry in seen if entry["path"].endswith("/pulls")]
     if problems.check(bool(pulls), "the fake upstream saw no request for /pulls"):
         entry = pulls[0]
@@ -1682,14 +1650,9 @@ def main() -> int:
     slot.add_argument("--out", required=True)
     slot.set_defaults(run=cmd_slot_env)
 
-    fake = sub.add_parser("fake-upstream")
-    fake.add_argument("--port-file", required=True)
-    fake.add_argument("--log", required=True)
-    fake.set_defaults(run=cmd_fake_upstream)
-
     probe = sub.add_parser("probe")
     probe.add_argument("--base", required=True)
-    probe.add_argument("--upstream-log", required=True)
+    probe.add_argument("--upstream", required=True, help="the fake GitHub's base URL")
     probe.add_argument("--env-file", required=True)
     probe.add_argument("--pid", type=int, required=True, help="chimney's PID: stop waiting if it exits")
     probe.add_argument("--wait", type=float, default=30)

@@ -45,11 +45,23 @@ need_deb redis-server redis-server
 log "cargo fmt --check"
 cargo fmt --check
 
-log "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --quiet -- -D warnings
+log "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 log "layering: domain, ports, adapters, service, http, bootstrap (scripts/check-layers.py)"
 python3 scripts/check-layers.py src
+
+log "no tracked file refers to files outside the repository"
+# A fresh clone has nothing beside it. The pattern is built from two pieces
+# so that this line does not match itself. The output is tested, not the
+# status: xargs reports failure when any batch of files has no match.
+outside="../""shared"
+matches=$(git ls-files -z | xargs -0 grep -nIF -e "$outside" -- || true)
+if [ -n "$matches" ]; then
+  printf '%s\n' "$matches" >&2
+  echo "tracked files refer to $outside, outside the repository" >&2
+  exit 1
+fi
 
 log "openapi/openapi.json is a valid OpenAPI document (openapi-spec-validator)"
 # A venv under target/ so nothing is installed system-wide; only the first
@@ -70,7 +82,7 @@ else
 fi
 
 log "unit and integration tests, memory tier only"
-cargo test --all-targets
+cargo test --workspace --all-targets
 
 if [ -n "${CHIMNEY_CI_REDIS_URL:-}" ]; then
   # A Redis the caller started with --databases 10000 (CI's service
@@ -95,7 +107,7 @@ fi
 log "integration tests again, memory + Redis tier, and rediss:// against TLS redis-servers"
 CHIMNEY_TEST_DRAGONFLY_URL="$redis_url" \
 CHIMNEY_TEST_REDIS_SERVER="$(command -v redis-server)" \
-  cargo test --tests
+  cargo test --workspace --tests
 
 log "dashboard in headless Chromium (e2e/dashboard.test.mjs)"
 need_deb chromium chromium

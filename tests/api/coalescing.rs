@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use chimney_testkit::github::ALL;
 use futures::future::join_all;
 
-use crate::fake_github::ALL;
 use crate::helpers::{spawn_app, spawn_app_with, stale_immediately};
 
 const README: &str = "/contents/README.md";

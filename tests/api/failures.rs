@@ -5,7 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::fake_github::{ALL, RateLimit};
+use chimney_testkit::github::{ALL, RateLimit};
+
 use crate::helpers::{TestApp, spawn_app, spawn_app_with, stale_immediately};
 
 const README: &str = "/contents/README.md";

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use chimney::bootstrap::config::Settings;
 use chimney::bootstrap::startup::Application;
 use chimney::domain::{RepoName, TtlPolicy, TtlRule};
+use chimney_testkit::github::FakeGithub;
 use deadpool_redis::redis;
 use reqwest::Method;
 use reqwest::header::HeaderMap;
@@ -29,8 +30,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use url::Url;
-
-use crate::fake_github::FakeGithub;
 
 /// The repository of recordings #1, #8 and #9 (`/contents/README.md`).
 pub const HELLO_WORLD: &str = "octokit-fixture-org/hello-world";
@@ -64,7 +63,7 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
     // The suite's OTLP pipeline (exporting to a fake collector) goes first:
     // it is the global subscriber, quiet unless TEST_LOG; the fallback
     // below then finds one installed.
-    crate::fake_otlp::pipeline();
+    crate::otlp_pipeline::pipeline();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     if std::env::var_os("TEST_LOG").is_some() {
@@ -281,7 +280,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let repo = settings.repo.clone();
     let redis = settings.redis.clone();
 
-    let app = Application::build(settings, crate::fake_otlp::installed_request_exporter())
+    let app = Application::build(settings, crate::otlp_pipeline::installed_request_exporter())
         .await
         .expect("chimney builds with test settings");
     let port = app.port();

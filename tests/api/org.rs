@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use chimney_testkit::github::ALL;
 use serde_json::{Value, json};
 
-use crate::fake_github::ALL;
 use crate::helpers::{HELLO_WORLD, TestApp, spawn_app, spawn_app_with};
 
 const ORG: &str = "acme-mesh";

@@ -5,10 +5,10 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use chimney_testkit::github::FakeGithub;
 use serde_json::Value;
 use tokio::io::AsyncReadExt as _;
 
-use crate::fake_github::FakeGithub;
 use crate::helpers::{HELLO_WORLD, REQUEST_DEADLINE, init_test_process};
 
 const TOKEN: &str = "ghp_request_log_test_secret_0123456789";

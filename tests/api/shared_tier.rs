@@ -8,13 +8,11 @@
 //! private `redis-server` (`CHIMNEY_TEST_REDIS_SERVER`) they can kill. Each
 //! test prints why it skips when its variable is unset.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chimney_testkit::redis::RedisServer;
 use deadpool_redis::redis;
 use secrecy::SecretString;
-use tempfile::TempDir;
 use url::Url;
 
 use crate::helpers::{
@@ -23,9 +21,6 @@ use crate::helpers::{
 };
 
 const README: &str = "/contents/README.md";
-
-/// Names the `redis-server` binary the outage tests run.
-const REDIS_SERVER_ENV: &str = "CHIMNEY_TEST_REDIS_SERVER";
 
 /// The invalidation token the sharing tests configure.
 const INVALIDATE_TOKEN: &str = "shared-tier-test-token";
@@ -195,7 +190,7 @@ async fn an_entry_in_redis_outlives_the_instance_that_fetched_it() {
 
 #[tokio::test]
 async fn redis_killed_while_serving_costs_no_request_and_slows_none() {
-    let Some(mut server) = RedisProcess::start() else {
+    let Some(mut server) = RedisServer::from_env() else {
         return;
     };
     let app = spawn_connected(server.url()).await;
@@ -216,7 +211,7 @@ async fn redis_killed_while_serving_costs_no_request_and_slows_none() {
 
 #[tokio::test]
 async fn redis_restarted_is_used_again_without_restarting_chimney() {
-    let Some(mut server) = RedisProcess::start() else {
+    let Some(mut server) = RedisServer::from_env() else {
         return;
     };
     let app = spawn_connected(server.url()).await;
@@ -235,94 +230,4 @@ async fn redis_restarted_is_used_again_without_restarting_chimney() {
         redis_has(&server.url(), &format!("chimney:{after}")).await,
         "the fetch after the restart was not written to Redis"
     );
-}
-
-/// A `redis-server` owned by one test, on a free loopback port with its
-/// own working directory; killed (SIGKILL) when dropped.
-struct RedisProcess {
-    binary: String,
-    child: Child,
-    port: u16,
-    dir: TempDir,
-}
-
-impl RedisProcess {
-    /// Starts a server, or `None` (after printing why) when no binary is
-    /// named.
-    fn start() -> Option<Self> {
-        let Ok(binary) = std::env::var(REDIS_SERVER_ENV) else {
-            println!("skipping: {REDIS_SERVER_ENV} not set");
-            return None;
-        };
-        let dir = tempfile::tempdir().expect("temporary Redis dir");
-        // Another process may take the port between the probe and the
-        // server's bind; a few attempts make that race harmless.
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|probe| probe.local_addr())
-                .expect("free port")
-                .port();
-            if let Some(child) = spawn_server(&binary, port, &dir) {
-                return Some(Self {
-                    binary,
-                    child,
-                    port,
-                    dir,
-                });
-            }
-        }
-        panic!("could not start a private {binary}");
-    }
-
-    /// `redis://127.0.0.1:{port}`.
-    fn url(&self) -> Url {
-        Url::parse(&format!("redis://127.0.0.1:{}", self.port)).expect("Redis URL")
-    }
-
-    /// Kills the server with SIGKILL, as a crash would.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Starts the server again on the same port (empty: nothing is saved).
-    fn start_again(&mut self) {
-        self.kill();
-        self.child = spawn_server(&self.binary, self.port, &self.dir)
-            .expect("redis-server restarts on the same port");
-    }
-}
-
-impl Drop for RedisProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Runs `binary` on `port` and waits until it accepts connections; `None`
-/// when it exits first (port taken) or is not up within five seconds.
-fn spawn_server(binary: &str, port: u16, dir: &TempDir) -> Option<Child> {
-    let mut child = Command::new(binary)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {binary}: {e}"));
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return None;
-        }
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-            return Some(child);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
 }

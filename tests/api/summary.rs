@@ -253,7 +253,7 @@ async fn a_failing_part_gives_a_partial_summary_naming_it() {
 #[tokio::test]
 async fn a_summary_with_every_part_failing_is_still_an_answer() {
     let app = spawn_summary_app().await;
-    app.github.fail_with(crate::fake_github::ALL, 500);
+    app.github.fail_with(chimney_testkit::github::ALL, 500);
 
     let (summary, _) = get_summary(&app).await;
 

@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use chimney_testkit::otlp::{self, Attr, ReceivedSpan, attr};
 use openmetrics_parser::{MetricsExposition, PrometheusType, PrometheusValue};
 use reqwest::Method;
 
-use crate::fake_otlp::{self, Attr, ReceivedSpan, TEST_SERVICE_NAME, attr, pipeline};
 use crate::helpers::{TestApp, TestResponse, spawn_app};
+use crate::otlp_pipeline::{TEST_SERVICE_NAME, pipeline};
 
 const README: &str = "/contents/README.md";
 
@@ -205,7 +206,7 @@ async fn a_panicking_handler_answers_500_is_counted_and_the_server_keeps_serving
         .eventually(|c| {
             c.log_records()
                 .into_iter()
-                .find(|r| fake_otlp::hex(&r.trace_id) == trace_id && r.severity_text == "ERROR")
+                .find(|r| otlp::hex(&r.trace_id) == trace_id && r.severity_text == "ERROR")
         })
         .await
         .expect("an ERROR log record for the panic");
@@ -363,7 +364,7 @@ async fn an_unsampled_traceparent_exports_the_log_record_but_no_span() {
     let log = p
         .eventually(|c| {
             c.log_records().into_iter().find(|r| {
-                fake_otlp::hex(&r.trace_id) == trace_id && attr(&r.attributes, "route").is_some()
+                otlp::hex(&r.trace_id) == trace_id && attr(&r.attributes, "route").is_some()
             })
         })
         .await
@@ -469,12 +470,12 @@ async fn a_cache_hit_marks_the_server_span_with_its_tier_and_logs_the_request() 
     let log = p
         .eventually(|c| {
             c.log_records().into_iter().find(|r| {
-                fake_otlp::hex(&r.trace_id) == trace_id && attr(&r.attributes, "route").is_some()
+                otlp::hex(&r.trace_id) == trace_id && attr(&r.attributes, "route").is_some()
             })
         })
         .await
         .expect("the request's log record, with its trace id, reached the collector");
-    assert_eq!(fake_otlp::hex(&log.span_id), server.span_id());
+    assert_eq!(otlp::hex(&log.span_id), server.span_id());
     assert_eq!(
         attr(&log.attributes, "route"),
         Some(Attr::Str("/api/github/{path}".into()))
@@ -539,7 +540,7 @@ async fn the_contract_metric_names_reach_the_collector_labelled_by_route_templat
         .metrics()
         .iter()
         .filter(|m| m.name == "chimney.requests")
-        .flat_map(fake_otlp::data_point_attributes)
+        .flat_map(otlp::data_point_attributes)
         .filter_map(|attrs| match attr(&attrs, "route") {
             Some(Attr::Str(route)) => Some(route),
             _ => None,
