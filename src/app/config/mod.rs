@@ -2,11 +2,18 @@
 //!
 //! Precedence, lowest to highest: built-in defaults < config file
 //! (`--config PATH`, else `./chimney.toml` when present) < environment <
-//! command-line flags. The `config` crate merges the layers; `sources.rs`
-//! builds them and `values.rs` judges each value. Settings never reach the
-//! domain: start-up turns them into constructor arguments.
+//! command-line flags. Each setting is declared once, in
+//! `declaration.rs`; the command line (`cli.rs`), the environment and the
+//! file (`sources.rs`) are read by the names declared there, and
+//! `values.rs` judges each value. Settings never reach the domain:
+//! start-up turns them into constructor arguments.
 
+mod cli;
+mod declaration;
+mod layers;
+mod provenance;
 mod sources;
+mod spec;
 mod values;
 
 use std::collections::HashMap;
@@ -18,16 +25,21 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
-use crate::domain::{RepoName, TtlPolicy, TtlRule};
+use crate::domain::{RepoName, TtlPolicy};
 
-use sources::{Origins, RawSettings, RawTtlRule};
-use values::Expected;
+pub use provenance::{Mode, Origin, Provenance, StartupReport};
+
+use declaration::SPECS;
+use layers::Layers;
+use spec::{Layered, Reach, SettingSpec};
+use values::Refusal;
 
 /// The config file read when `--config` is not given, relative to the
 /// current directory.
 const DEFAULT_CONFIG_FILE: &str = "chimney.toml";
 
-/// Everything chimney is configured with.
+/// Everything chimney is configured with. How each field is set (its
+/// names, default and meaning) is declared in `declaration.rs`.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Listen address (`--addr`, `CHIMNEY_ADDR`).
@@ -70,6 +82,8 @@ pub struct Settings {
     /// Deadline for one Dragonfly command. Not user-facing: 200 ms by the
     /// contract; tests may change it.
     pub redis_timeout: Duration,
+    /// Where each setting a source set came from, for the start-up report.
+    pub provenance: Provenance,
 }
 
 /// OpenTelemetry export settings.
@@ -107,6 +121,7 @@ impl Default for Settings {
             otel: OtelSettings::default(),
             upstream_timeout: Duration::from_secs(10),
             redis_timeout: Duration::from_millis(200),
+            provenance: Provenance::default(),
         }
     }
 }
@@ -146,11 +161,6 @@ pub enum ConfigError {
         /// What is wrong, in one line.
         reason: String,
     },
-    /// The merged layers could not be read as settings. The file is
-    /// checked on its own first and the other layers are built from known
-    /// names, so this is a safety net rather than a panic.
-    #[error("invalid configuration: {0}")]
-    Shape(String),
     /// A value is present but unusable.
     #[error("invalid value for {key} ({origin}): {value:?} ({expected})")]
     Invalid {
@@ -217,207 +227,105 @@ impl Settings {
     /// The whole load, with the default config file's path as a parameter
     /// so tests need not change the (process-wide) current directory.
     ///
-    /// The layers, lowest to highest, and how each feeds a field:
-    ///
-    /// * defaults: `Settings::default()`; a key no layer sets keeps it.
-    /// * file: TOML keys named after the fields, e.g. `repo = "o/n"` sets
-    ///   `Settings.repo`, `[[ttl]]` tables set `Settings.ttl`.
-    /// * environment: the field name upper-cased behind `CHIMNEY_`, e.g.
-    ///   `CHIMNEY_REPO=o/n` sets `Settings.repo`; the org-mode pair keeps
-    ///   the original's names (`GITHUB_ORG`, `GITHUB_REPOS_EXCLUDE`).
-    /// * flags: `--repo o/n` sets `Settings.repo`.
-    ///
-    /// Secrets, `INVALIDATE_ALL_ALLOWED` and `OTEL_*` are read from the
-    /// environment only and are applied after the merge.
+    /// Each declared setting takes the value of the highest source that
+    /// sets it, or keeps its default; the settings are judged in
+    /// declaration order and the first refusal stops the load. The file is
+    /// checked on its own first, so an unknown key is reported before any
+    /// value.
     fn load_with(
         args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
         env: &HashMap<String, String>,
         default_config_path: &Path,
     ) -> Result<Self, ConfigError> {
-        let flags = sources::parse_flags(args)?;
+        let flags = cli::parse_flags(args)?;
         let file = sources::read_config_file(flags.config.as_deref(), default_config_path)?;
-
-        let mut builder = config::Config::builder();
-        if let Some(file) = file {
-            builder = builder.add_source(file);
-        }
-        let merged = builder
-            .add_source(sources::env_layer(env))
-            .add_source(flags.layer())
-            .build()
-            .map_err(|e| ConfigError::Shape(e.to_string()))?;
-        let origins = Origins::of(&merged);
-        let raw: RawSettings = merged
-            .try_deserialize()
-            .map_err(|e| ConfigError::Shape(e.to_string()))?;
-
+        let mut layers = Layers { flags, env, file };
         let mut settings = Self::default();
-        settings.apply_layered(raw, &origins)?;
-        settings.apply_env_only(env)?;
+        for spec in SPECS {
+            settings.apply(spec, &mut layers)?;
+        }
         Ok(settings)
     }
 
-    /// Overwrites the defaults with every layered key that was set.
-    fn apply_layered(&mut self, raw: RawSettings, origins: &Origins) -> Result<(), ConfigError> {
-        if let Some(text) = &raw.addr {
-            self.addr = Field::layered("addr", text, origins).with(values::addr)?;
-        }
-        if let Some(text) = &raw.docs {
-            self.docs = Field::layered("docs", text, origins).with(values::docs)?;
-        }
-        if let Some(text) = &raw.repo {
-            self.repo = Field::layered("repo", text, origins).with(values::repo)?;
-        }
-        if let Some(text) = &raw.org {
-            self.org = Field::layered("org", text, origins).with(values::org)?;
-        }
-        if let Some(items) = raw.repos_exclude {
-            self.repos_exclude = items
-                .iter()
-                .map(|item| item.trim())
-                .filter(|item| !item.is_empty())
-                .map(str::to_owned)
-                .collect();
-        }
-        if let Some(text) = &raw.redis {
-            self.redis = Field::layered("redis", text, origins).with(values::redis)?;
-        }
-        if let Some(text) = &raw.github_api_url {
-            self.github_api_url =
-                Field::layered("github_api_url", text, origins).with(values::http_url)?;
-        }
-        if let Some(text) = &raw.memory_capacity_bytes {
-            self.memory_capacity_bytes = Field::layered("memory_capacity_bytes", text, origins)
-                .with(values::capacity_bytes)?;
-        }
-        if let Some(text) = &raw.upstream_concurrency {
-            self.upstream_concurrency =
-                Field::layered("upstream_concurrency", text, origins).with(values::concurrency)?;
-        }
-        if let Some(items) = &raw.cors_origins {
-            self.cors_origins = items
-                .iter()
-                .map(|item| {
-                    Field::layered("cors_origins", item.trim(), origins).with(values::cors_origin)
-                })
-                .collect::<Result<_, _>>()?;
-        }
-        if let Some(text) = &raw.summary_workflow {
-            self.summary_workflow =
-                Field::layered("summary_workflow", text, origins).with(values::workflow)?;
-        }
-        if let Some(rules) = raw.ttl.filter(|rules| !rules.is_empty()) {
-            self.ttl = ttl_policy(rules, &origins.get("ttl"))?;
-        }
-        Ok(())
-    }
-
-    /// Applies the settings only the environment may give. A blank
-    /// variable counts as unset, as the OpenTelemetry spec requires of its
-    /// own and as is kindest to `VAR=${VAR}` in compose files.
-    fn apply_env_only(&mut self, env: &HashMap<String, String>) -> Result<(), ConfigError> {
-        use sources::{
-            DEPLOY_TOKEN, GITHUB_TOKEN, INVALIDATE_ALL_ALLOWED, INVALIDATE_TOKEN, OTEL_ENDPOINT,
-            OTEL_RESOURCE_ATTRIBUTES, OTEL_SDK_DISABLED, OTEL_SERVICE_NAME,
+    /// Stores one setting's value from the highest layer that sets it, if
+    /// any, and remembers where it came from.
+    fn apply(&mut self, spec: &SettingSpec, layers: &mut Layers<'_>) -> Result<(), ConfigError> {
+        let origin = match &spec.reach {
+            Reach::Layered {
+                apply: Layered::Text(apply),
+                ..
+            } => {
+                let Some((text, origin)) = layers.text(spec) else {
+                    return Ok(());
+                };
+                apply(self, &text).map_err(|refusal| invalid(spec.key, &origin, &text, refusal))?;
+                origin
+            }
+            Reach::Layered {
+                apply: Layered::List(apply),
+                ..
+            } => {
+                let Some((items, text, origin)) = layers.list(spec) else {
+                    return Ok(());
+                };
+                apply(self, items).map_err(|refusal| invalid(spec.key, &origin, &text, refusal))?;
+                origin
+            }
+            Reach::EnvOnly { apply, .. } => {
+                let Some((text, origin)) = layers.env_only(spec) else {
+                    return Ok(());
+                };
+                apply(self, text).map_err(|refusal| invalid(spec.key, &origin, text, refusal))?;
+                origin
+            }
+            Reach::Secret { apply, .. } => {
+                let Some((token, origin)) = layers.env_only(spec) else {
+                    return Ok(());
+                };
+                apply(self, SecretString::from(token.to_owned()));
+                origin
+            }
+            Reach::FileRules { apply } => {
+                let Some((rules, origin)) = layers.rules(spec) else {
+                    return Ok(());
+                };
+                apply(self, rules).map_err(|refusal| invalid(spec.key, &origin, "", refusal))?;
+                origin
+            }
+            // Read by its own component; only where it came from is noted.
+            Reach::Elsewhere { .. } => match layers.env_only(spec) {
+                Some((_, origin)) => origin,
+                None => return Ok(()),
+            },
         };
-        let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-
-        self.github_token = values::secret(env.get(GITHUB_TOKEN));
-        self.deploy_token = values::secret(env.get(DEPLOY_TOKEN));
-        self.invalidate_token = values::secret(env.get(INVALIDATE_TOKEN));
-        if let Some(text) = get(INVALIDATE_ALL_ALLOWED) {
-            self.invalidate_all_allowed =
-                Field::env("invalidate_all_allowed", INVALIDATE_ALL_ALLOWED, text)
-                    .with(values::boolean)?;
-        }
-        if let Some(text) = get(OTEL_ENDPOINT) {
-            self.otel.endpoint =
-                Field::env("otel.endpoint", OTEL_ENDPOINT, text).with(values::http_url)?;
-        }
-        if let Some(text) = get(OTEL_SERVICE_NAME) {
-            text.clone_into(&mut self.otel.service_name);
-        }
-        if let Some(text) = get(OTEL_RESOURCE_ATTRIBUTES) {
-            self.otel.resource_attributes =
-                values::resource_attributes(text).map_err(|(item, expected)| {
-                    invalid(
-                        "otel.resource_attributes",
-                        OTEL_RESOURCE_ATTRIBUTES.to_owned(),
-                        &item,
-                        expected,
-                    )
-                })?;
-        }
-        if let Some(text) = get(OTEL_SDK_DISABLED) {
-            self.otel.disabled =
-                Field::env("otel.disabled", OTEL_SDK_DISABLED, text).with(values::boolean)?;
-        }
+        self.provenance.record(spec.key, origin);
         Ok(())
     }
-}
 
-/// The `[[ttl]]` rules of the file, in order.
-fn ttl_policy(rules: Vec<RawTtlRule>, origin: &str) -> Result<TtlPolicy, ConfigError> {
-    let rules = rules
-        .into_iter()
-        .enumerate()
-        .map(|(i, rule)| {
-            let ttl = values::duration(&rule.duration).map_err(|expected| {
-                invalid(
-                    &format!("ttl[{i}].duration"),
-                    origin.to_owned(),
-                    &rule.duration,
-                    expected,
-                )
-            })?;
-            Ok(TtlRule {
-                path: rule.path,
-                query: rule.query.filter(|q| !q.is_empty()),
-                ttl,
-            })
-        })
-        .collect::<Result<_, ConfigError>>()?;
-    Ok(TtlPolicy::new(rules))
-}
-
-/// A value's text, with what is needed to name it when it is refused.
-struct Field<'a> {
-    key: &'a str,
-    text: &'a str,
-    origin: String,
-}
-
-impl<'a> Field<'a> {
-    /// A layered key, named after the layer that set it.
-    fn layered(key: &'a str, text: &'a str, origins: &Origins) -> Self {
-        Self {
-            key,
-            text,
-            origin: origins.get(key),
+    /// What start-up logs about this configuration: the mode, the repo or
+    /// org, where each setting not at its default came from, and whether
+    /// GitHub will be called without a token.
+    #[must_use]
+    pub fn startup_report(&self) -> StartupReport<'_> {
+        StartupReport {
+            mode: match &self.org {
+                Some(org) => Mode::Org(org),
+                None => Mode::SingleRepo(&self.repo),
+            },
+            provenance: &self.provenance,
+            github_token_unset: self.github_token.is_none(),
         }
     }
-
-    /// An environment-only setting, named after its variable.
-    fn env(key: &'a str, name: &str, text: &'a str) -> Self {
-        Self {
-            key,
-            text,
-            origin: name.to_owned(),
-        }
-    }
-
-    /// Parses the text, or names key, origin and value.
-    fn with<T>(self, parse: impl FnOnce(&str) -> Result<T, Expected>) -> Result<T, ConfigError> {
-        parse(self.text).map_err(|expected| invalid(self.key, self.origin, self.text, expected))
-    }
 }
 
-/// The error for a refused value.
-fn invalid(key: &str, origin: String, text: &str, expected: Expected) -> ConfigError {
+/// The error for a refused value: the offending part when the refusal
+/// names one, else the whole text.
+fn invalid(key: &str, origin: &Origin, text: &str, refusal: Refusal) -> ConfigError {
+    let Refusal { expected, part, at } = refusal;
     ConfigError::Invalid {
-        key: key.to_owned(),
-        origin,
-        value: values::shown(text),
+        key: format!("{key}{}", at.unwrap_or_default()),
+        origin: origin.to_string(),
+        value: values::shown(part.as_deref().unwrap_or(text)),
         expected: expected.to_owned(),
     }
 }

@@ -6,10 +6,15 @@ use std::fs;
 use secrecy::ExposeSecret;
 
 use super::*;
+use crate::domain::TtlRule;
 
 /// Loads with `args` (program name implied), `env`, and `file` as the
 /// default `./chimney.toml` when given, in a fresh directory.
-fn load(args: &[&str], env: &[(&str, &str)], file: Option<&str>) -> Result<Settings, ConfigError> {
+pub(super) fn load(
+    args: &[&str],
+    env: &[(&str, &str)],
+    file: Option<&str>,
+) -> Result<Settings, ConfigError> {
     let dir = tempfile::tempdir().expect("temp dir");
     let default_path = dir.path().join("chimney.toml");
     if let Some(text) = file {
@@ -561,4 +566,130 @@ fn the_commented_ttl_example_is_valid_and_is_the_default_policy() {
         .join("\n");
     let s = load(&[], &[], Some(&uncommented)).unwrap();
     assert_eq!(s.ttl, TtlPolicy::default());
+}
+
+#[test]
+fn each_set_setting_records_the_source_it_came_from() {
+    let s = load(
+        &["--addr", "127.0.0.1:1", "--repo", "flag/repo"],
+        &[
+            ("CHIMNEY_REPO", "env/repo"),
+            ("CHIMNEY_CORS_ORIGINS", "https://a.dev"),
+            ("OTEL_SERVICE_NAME", "chimney-blue"),
+        ],
+        Some("docs = \"/srv\"\nrepo = \"file/repo\"\n[[ttl]]\npath = \"/x\"\nduration = \"1s\"\n"),
+    )
+    .unwrap();
+    let p = &s.provenance;
+    assert_eq!(p.origin("addr"), &Origin::Flag("addr"));
+    assert_eq!(p.origin("repo"), &Origin::Flag("repo"));
+    assert_eq!(
+        p.origin("cors_origins"),
+        &Origin::Env("CHIMNEY_CORS_ORIGINS")
+    );
+    assert_eq!(
+        p.origin("otel.service_name"),
+        &Origin::Env("OTEL_SERVICE_NAME")
+    );
+    assert!(matches!(p.origin("docs"), Origin::File(path) if path.ends_with("chimney.toml")));
+    assert!(matches!(p.origin("ttl"), Origin::File(_)));
+    assert_eq!(p.origin("redis"), &Origin::Default);
+    let keys: Vec<&str> = p.non_default().map(|(key, _)| key).collect();
+    assert_eq!(
+        keys,
+        [
+            "addr",
+            "docs",
+            "repo",
+            "cors_origins",
+            "ttl",
+            "otel.service_name"
+        ],
+        "declaration order, set settings only"
+    );
+}
+
+#[test]
+fn nothing_set_means_every_setting_is_at_its_default() {
+    let s = load(&[], &[("PATH", "/usr/bin")], None).unwrap();
+    assert_eq!(s.provenance, Provenance::default());
+    assert_eq!(s.provenance.to_string(), "none");
+}
+
+#[test]
+fn the_report_lists_where_settings_came_from_in_one_line() {
+    let s = load(
+        &["--redis", ""],
+        &[("CHIMNEY_ADDR", ":9090"), ("RUST_LOG", "debug")],
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        s.startup_report().provenance.to_string(),
+        "addr from CHIMNEY_ADDR, redis from --redis, log_filter from RUST_LOG"
+    );
+}
+
+#[test]
+fn a_token_is_reported_as_set_from_its_variable_and_never_shown() {
+    const SECRET: &str = "ghp_provenance_secret_42";
+    let s = load(
+        &[],
+        &[
+            ("GITHUB_TOKEN", SECRET),
+            ("DEPLOY_TOKEN", SECRET),
+            ("INVALIDATE_TOKEN", SECRET),
+        ],
+        None,
+    )
+    .unwrap();
+    let report = s.startup_report();
+    assert!(!report.github_token_unset);
+    let shown = report.provenance.to_string();
+    assert_eq!(
+        shown,
+        "github_token from GITHUB_TOKEN, deploy_token from DEPLOY_TOKEN, invalidate_token from INVALIDATE_TOKEN"
+    );
+    assert!(!format!("{report:?}").contains(SECRET));
+    assert!(!format!("{s:?}").contains(SECRET));
+}
+
+#[test]
+fn a_blank_token_is_unset_and_the_report_says_so() {
+    let s = load(&[], &[("GITHUB_TOKEN", " \n")], None).unwrap();
+    let report = s.startup_report();
+    assert!(report.github_token_unset);
+    assert_eq!(report.provenance.origin("github_token"), &Origin::Default);
+    assert!(
+        load(&[], &[], None)
+            .unwrap()
+            .startup_report()
+            .github_token_unset
+    );
+}
+
+#[test]
+fn the_report_names_the_mode_with_its_repo_or_org() {
+    let single = load(&["--repo", "o/n"], &[], None).unwrap();
+    let report = single.startup_report();
+    assert_eq!(report.mode.name(), "single-repo");
+    assert_eq!(
+        report.mode.repo().map(ToString::to_string).as_deref(),
+        Some("o/n")
+    );
+    assert_eq!(report.mode.org(), None);
+
+    let org = load(&[], &[("GITHUB_ORG", "acme")], None).unwrap();
+    let report = org.startup_report();
+    assert_eq!(report.mode, Mode::Org("acme"));
+    assert_eq!(report.mode.name(), "org");
+    assert_eq!(report.mode.repo(), None);
+}
+
+#[test]
+fn a_variable_another_component_reads_is_reported_but_never_judged() {
+    let s = load(&[], &[("RUST_LOG", "nonsense=[[[")], None).unwrap();
+    assert_eq!(s.provenance.origin("log_filter"), &Origin::Env("RUST_LOG"));
+    let blank = load(&[], &[("RUST_LOG", "")], None).unwrap();
+    assert_eq!(blank.provenance.origin("log_filter"), &Origin::Default);
 }
