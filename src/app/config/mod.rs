@@ -331,4 +331,6 @@ fn invalid(key: &str, origin: &Origin, text: &str, refusal: Refusal) -> ConfigEr
 }
 
 #[cfg(test)]
+mod declaration_tests;
+#[cfg(test)]
 mod tests;
