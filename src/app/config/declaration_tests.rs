@@ -90,6 +90,8 @@ fn each_declared_default_is_the_default() {
 
 #[test]
 fn help_lists_every_setting_with_its_names_default_and_meaning() {
+    // clap's own checks: no two arguments share an id or a flag.
+    cli::command().debug_assert();
     let help = cli::command().render_help().to_string();
     for spec in SPECS {
         let key = spec.key;
