@@ -37,6 +37,9 @@ import yaml
 SLOTS = {"chimney-blue": "blue", "chimney-green": "green"}
 DRAGONFLY_IMAGE = "docker.dragonflydb.io/dragonflydb/dragonfly:"
 # Every setting of CONTRACT 1 an operator sets in production, per slot.
+# Which settings exist, and which are secrets, is read from the README's
+# Configuration table (see readme_settings), which chimney's own tests hold
+# to the settings it declares; only deploy policy is listed here.
 SLOT_ENV_KEYS = [
     "CHIMNEY_ADDR",
     "CHIMNEY_REDIS",
@@ -53,9 +56,10 @@ SLOT_ENV_KEYS = [
     "OTEL_SERVICE_NAME",
     "OTEL_RESOURCE_ATTRIBUTES",
 ]
-# Settings whose value must come from the operator's environment, empty
-# when unset, and never be written in the file.
-OPERATOR_SECRETS = ["GITHUB_TOKEN", "DEPLOY_TOKEN", "INVALIDATE_TOKEN", "INVALIDATE_ALL_ALLOWED"]
+# Besides the secrets, settings whose value must come from the operator's
+# environment, empty when unset, and never be written in the file: the
+# switch that widens what a leaked invalidation token can do.
+OPERATOR_SWITCHES = ["INVALIDATE_ALL_ALLOWED"]
 DRAGONFLY_MIB_PER_THREAD = 256
 # What chimney does after CHIMNEY_SHUTDOWN_GRACE on SIGTERM, at most: drain
 # in-flight requests (5 s), then flush telemetry (5 s); CONTRACT 2 and the
@@ -183,6 +187,38 @@ def environment_of(service: dict, operator_env: dict[str, str]) -> dict[str, str
         else:
             env[key] = interpolate(str(value), operator_env)
     return env
+
+
+# --- chimney's settings, from the README ---------------------------------------
+
+
+def readme_settings(root: Path) -> dict[str, bool]:
+    """Every environment variable chimney reads, mapped to whether it holds
+    a secret: the `env` column of the README's Configuration table, a row
+    being secret when its `setting` cell ends with "(secret)"."""
+    text = (root / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"^## Configuration\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    if not match:
+        raise ValueError(f"{root / 'README.md'}: no Configuration section")
+    rows = [line.strip().strip("|").split("|") for line in match.group(1).splitlines() if line.startswith("|")]
+    if not rows:
+        raise ValueError(f"{root / 'README.md'}: no settings table under Configuration")
+    header = [cell.strip() for cell in rows[0]]
+    if "setting" not in header or "env" not in header:
+        raise ValueError(f"{root / 'README.md'}: the settings table has no setting or env column: {header}")
+    setting, env = header.index("setting"), header.index("env")
+    settings = {}
+    for row in rows[2:]:
+        name = row[env].strip().strip("`")
+        if name:
+            settings[name] = row[setting].strip().endswith("(secret)")
+    return settings
+
+
+def operator_only(root: Path) -> list[str]:
+    """Variables a slot must take from the operator's environment as ${X:-}."""
+    secrets = [name for name, secret in readme_settings(root).items() if secret]
+    return secrets + OPERATOR_SWITCHES
 
 
 # --- policy -------------------------------------------------------------------
@@ -319,6 +355,8 @@ def check_compose(root: Path, problems: Problems) -> dict:
         )
 
     deploy_ports = deploy_workflow_ports(root)
+    known = readme_settings(root)
+    operator_keys = operator_only(root)
     slot_envs = {}
     for name, colour in SLOTS.items():
         service = services.get(name)
@@ -329,7 +367,14 @@ def check_compose(root: Path, problems: Problems) -> dict:
         slot_envs[name] = env
         for key in SLOT_ENV_KEYS:
             problems.check(key in env, f"compose: {name} does not set {key}")
-        for key in OPERATOR_SECRETS:
+        # chimney ignores variables it does not know, so a misspelt one
+        # would silently leave its setting at the default.
+        for key in sorted(env):
+            problems.check(
+                key in known,
+                f"compose: {name} sets {key}, which is not a chimney setting (README's Configuration table)",
+            )
+        for key in operator_keys:
             text = str(raw_env.get(key, "")) if isinstance(raw_env, dict) else ""
             problems.check(
                 re.fullmatch(rf"\$\{{{key}(:?-)?\}}", text) is not None,
@@ -1510,7 +1555,8 @@ def cmd_slot_env(args) -> int:
     with open(args.out, "w", encoding="utf-8") as out:
         for key, value in sorted(env.items()):
             out.write(f"{key}={value}\0")
-    shown = {k: ("<set>" if k in OPERATOR_SECRETS and v else v) for k, v in sorted(env.items())}
+    hidden = operator_only(Path(args.compose).parent)
+    shown = {k: ("<set>" if k in hidden and v else v) for k, v in sorted(env.items())}
     print(f"{args.service} environment (compose address {addr}):")
     for key, value in shown.items():
         print(f"  {key}={value}")

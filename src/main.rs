@@ -29,6 +29,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    log_configuration(&settings);
     let code = match run(settings, &guard).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -42,6 +43,25 @@ async fn main() -> ExitCode {
     // Flushing blocks (at most telemetry::SHUTDOWN_DEADLINE): off the runtime.
     let _ = tokio::task::spawn_blocking(move || guard.shutdown()).await;
     code
+}
+
+/// The start-up line of CONTRACT 1: the mode, the repo or org and where
+/// each non-default setting came from (names only, never values), plus a
+/// warning when GitHub will be called without a token.
+fn log_configuration(settings: &Settings) {
+    let report = settings.startup_report();
+    tracing::info!(
+        mode = report.mode.name(),
+        repo = report.mode.repo().map(tracing::field::display),
+        org = report.mode.org(),
+        settings = %report.provenance,
+        "chimney configured"
+    );
+    if report.github_token_unset {
+        tracing::warn!(
+            "GITHUB_TOKEN is unset: GitHub is called unauthenticated, 60 requests an hour instead of 5,000"
+        );
+    }
 }
 
 async fn run(settings: Settings, telemetry: &telemetry::TelemetryGuard) -> anyhow::Result<()> {

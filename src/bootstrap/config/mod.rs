@@ -2,11 +2,18 @@
 //!
 //! Precedence, lowest to highest: built-in defaults < config file
 //! (`--config PATH`, else `./chimney.toml` when present) < environment <
-//! command-line flags. The `config` crate merges the layers; `sources.rs`
-//! builds them and `values.rs` judges each value. Settings never reach the
-//! domain: start-up turns them into constructor arguments.
+//! command-line flags. Each setting is declared once, in
+//! `declaration.rs`; the command line (`cli.rs`), the environment and the
+//! file (`sources.rs`) are read by the names declared there, and
+//! `values.rs` judges each value. Settings never reach the domain:
+//! start-up turns them into constructor arguments.
 
+mod cli;
+mod declaration;
+mod layers;
+mod provenance;
 mod sources;
+mod spec;
 mod values;
 
 use std::collections::HashMap;
@@ -18,16 +25,21 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
-use crate::domain::{RepoName, TtlPolicy, TtlRule};
+use crate::domain::{RepoName, TtlPolicy};
 
-use sources::{Origins, RawSettings, RawTtlRule};
-use values::Expected;
+pub use provenance::{Mode, Origin, Provenance, StartupReport};
+
+use declaration::SPECS;
+use layers::Layers;
+use spec::{Layered, Reach, SettingSpec};
+use values::Refusal;
 
 /// The config file read when `--config` is not given, relative to the
 /// current directory.
 const DEFAULT_CONFIG_FILE: &str = "chimney.toml";
 
-/// Everything chimney is configured with.
+/// Everything chimney is configured with. How each field is set (its
+/// names, default and meaning) is declared in `declaration.rs`.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Listen address (`--addr`, `CHIMNEY_ADDR`).
@@ -70,6 +82,8 @@ pub struct Settings {
     /// Deadline for one Dragonfly command. Not user-facing: 200 ms by the
     /// contract; tests may change it.
     pub redis_timeout: Duration,
+    /// Where each setting a source set came from, for the start-up report.
+    pub provenance: Provenance,
 }
 
 /// OpenTelemetry export settings.
@@ -107,6 +121,7 @@ impl Default for Settings {
             otel: OtelSettings::default(),
             upstream_timeout: Duration::from_secs(10),
             redis_timeout: Duration::from_millis(200),
+            provenance: Provenance::default(),
         }
     }
 }
@@ -146,11 +161,6 @@ pub enum ConfigError {
         /// What is wrong, in one line.
         reason: String,
     },
-    /// The merged layers could not be read as settings. The file is
-    /// checked on its own first and the other layers are built from known
-    /// names, so this is a safety net rather than a panic.
-    #[error("invalid configuration: {0}")]
-    Shape(String),
     /// A value is present but unusable.
     #[error("invalid value for {key} ({origin}): {value:?} ({expected})")]
     Invalid {
@@ -217,778 +227,110 @@ impl Settings {
     /// The whole load, with the default config file's path as a parameter
     /// so tests need not change the (process-wide) current directory.
     ///
-    /// The layers, lowest to highest, and how each feeds a field:
-    ///
-    /// * defaults: `Settings::default()`; a key no layer sets keeps it.
-    /// * file: TOML keys named after the fields, e.g. `repo = "o/n"` sets
-    ///   `Settings.repo`, `[[ttl]]` tables set `Settings.ttl`.
-    /// * environment: the field name upper-cased behind `CHIMNEY_`, e.g.
-    ///   `CHIMNEY_REPO=o/n` sets `Settings.repo`; the org-mode pair keeps
-    ///   the original's names (`GITHUB_ORG`, `GITHUB_REPOS_EXCLUDE`).
-    /// * flags: `--repo o/n` sets `Settings.repo`.
-    ///
-    /// Secrets, `INVALIDATE_ALL_ALLOWED` and `OTEL_*` are read from the
-    /// environment only and are applied after the merge.
+    /// Each declared setting takes the value of the highest source that
+    /// sets it, or keeps its default; the settings are judged in
+    /// declaration order and the first refusal stops the load. The file is
+    /// checked on its own first, so an unknown key is reported before any
+    /// value.
     fn load_with(
         args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
         env: &HashMap<String, String>,
         default_config_path: &Path,
     ) -> Result<Self, ConfigError> {
-        let flags = sources::parse_flags(args)?;
+        let flags = cli::parse_flags(args)?;
         let file = sources::read_config_file(flags.config.as_deref(), default_config_path)?;
-
-        let mut builder = config::Config::builder();
-        if let Some(file) = file {
-            builder = builder.add_source(file);
-        }
-        let merged = builder
-            .add_source(sources::env_layer(env))
-            .add_source(flags.layer())
-            .build()
-            .map_err(|e| ConfigError::Shape(e.to_string()))?;
-        let origins = Origins::of(&merged);
-        let raw: RawSettings = merged
-            .try_deserialize()
-            .map_err(|e| ConfigError::Shape(e.to_string()))?;
-
+        let mut layers = Layers { flags, env, file };
         let mut settings = Self::default();
-        settings.apply_layered(raw, &origins)?;
-        settings.apply_env_only(env)?;
+        for spec in SPECS {
+            settings.apply(spec, &mut layers)?;
+        }
         Ok(settings)
     }
 
-    /// Overwrites the defaults with every layered key that was set.
-    fn apply_layered(&mut self, raw: RawSettings, origins: &Origins) -> Result<(), ConfigError> {
-        if let Some(text) = &raw.addr {
-            self.addr = Field::layered("addr", text, origins).with(values::addr)?;
-        }
-        if let Some(text) = &raw.docs {
-            self.docs = Field::layered("docs", text, origins).with(values::docs)?;
-        }
-        if let Some(text) = &raw.repo {
-            self.repo = Field::layered("repo", text, origins).with(values::repo)?;
-        }
-        if let Some(text) = &raw.org {
-            self.org = Field::layered("org", text, origins).with(values::org)?;
-        }
-        if let Some(items) = raw.repos_exclude {
-            self.repos_exclude = items
-                .iter()
-                .map(|item| item.trim())
-                .filter(|item| !item.is_empty())
-                .map(str::to_owned)
-                .collect();
-        }
-        if let Some(text) = &raw.redis {
-            self.redis = Field::layered("redis", text, origins).with(values::redis)?;
-        }
-        if let Some(text) = &raw.github_api_url {
-            self.github_api_url =
-                Field::layered("github_api_url", text, origins).with(values::http_url)?;
-        }
-        if let Some(text) = &raw.memory_capacity_bytes {
-            self.memory_capacity_bytes = Field::layered("memory_capacity_bytes", text, origins)
-                .with(values::capacity_bytes)?;
-        }
-        if let Some(text) = &raw.upstream_concurrency {
-            self.upstream_concurrency =
-                Field::layered("upstream_concurrency", text, origins).with(values::concurrency)?;
-        }
-        if let Some(items) = &raw.cors_origins {
-            self.cors_origins = items
-                .iter()
-                .map(|item| {
-                    Field::layered("cors_origins", item.trim(), origins).with(values::cors_origin)
-                })
-                .collect::<Result<_, _>>()?;
-        }
-        if let Some(text) = &raw.summary_workflow {
-            self.summary_workflow =
-                Field::layered("summary_workflow", text, origins).with(values::workflow)?;
-        }
-        if let Some(rules) = raw.ttl.filter(|rules| !rules.is_empty()) {
-            self.ttl = ttl_policy(rules, &origins.get("ttl"))?;
-        }
-        Ok(())
-    }
-
-    /// Applies the settings only the environment may give. A blank
-    /// variable counts as unset, as the OpenTelemetry spec requires of its
-    /// own and as is kindest to `VAR=${VAR}` in compose files.
-    fn apply_env_only(&mut self, env: &HashMap<String, String>) -> Result<(), ConfigError> {
-        use sources::{
-            DEPLOY_TOKEN, GITHUB_TOKEN, INVALIDATE_ALL_ALLOWED, INVALIDATE_TOKEN, OTEL_ENDPOINT,
-            OTEL_RESOURCE_ATTRIBUTES, OTEL_SDK_DISABLED, OTEL_SERVICE_NAME,
+    /// Stores one setting's value from the highest layer that sets it, if
+    /// any, and remembers where it came from.
+    fn apply(&mut self, spec: &SettingSpec, layers: &mut Layers<'_>) -> Result<(), ConfigError> {
+        let origin = match &spec.reach {
+            Reach::Layered {
+                apply: Layered::Text(apply),
+                ..
+            } => {
+                let Some((text, origin)) = layers.text(spec) else {
+                    return Ok(());
+                };
+                apply(self, &text).map_err(|refusal| invalid(spec.key, &origin, &text, refusal))?;
+                origin
+            }
+            Reach::Layered {
+                apply: Layered::List(apply),
+                ..
+            } => {
+                let Some((items, text, origin)) = layers.list(spec) else {
+                    return Ok(());
+                };
+                apply(self, items).map_err(|refusal| invalid(spec.key, &origin, &text, refusal))?;
+                origin
+            }
+            Reach::EnvOnly { apply, .. } => {
+                let Some((text, origin)) = layers.env_only(spec) else {
+                    return Ok(());
+                };
+                apply(self, text).map_err(|refusal| invalid(spec.key, &origin, text, refusal))?;
+                origin
+            }
+            Reach::Secret { apply, .. } => {
+                let Some((token, origin)) = layers.env_only(spec) else {
+                    return Ok(());
+                };
+                apply(self, SecretString::from(token.to_owned()));
+                origin
+            }
+            Reach::FileRules { apply } => {
+                let Some((rules, origin)) = layers.rules(spec) else {
+                    return Ok(());
+                };
+                apply(self, rules).map_err(|refusal| invalid(spec.key, &origin, "", refusal))?;
+                origin
+            }
+            // Read by its own component; only where it came from is noted.
+            Reach::Elsewhere { .. } => match layers.env_only(spec) {
+                Some((_, origin)) => origin,
+                None => return Ok(()),
+            },
         };
-        let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-
-        self.github_token = values::secret(env.get(GITHUB_TOKEN));
-        self.deploy_token = values::secret(env.get(DEPLOY_TOKEN));
-        self.invalidate_token = values::secret(env.get(INVALIDATE_TOKEN));
-        if let Some(text) = get(INVALIDATE_ALL_ALLOWED) {
-            self.invalidate_all_allowed =
-                Field::env("invalidate_all_allowed", INVALIDATE_ALL_ALLOWED, text)
-                    .with(values::boolean)?;
-        }
-        if let Some(text) = get(OTEL_ENDPOINT) {
-            self.otel.endpoint =
-                Field::env("otel.endpoint", OTEL_ENDPOINT, text).with(values::http_url)?;
-        }
-        if let Some(text) = get(OTEL_SERVICE_NAME) {
-            text.clone_into(&mut self.otel.service_name);
-        }
-        if let Some(text) = get(OTEL_RESOURCE_ATTRIBUTES) {
-            self.otel.resource_attributes =
-                values::resource_attributes(text).map_err(|(item, expected)| {
-                    invalid(
-                        "otel.resource_attributes",
-                        OTEL_RESOURCE_ATTRIBUTES.to_owned(),
-                        &item,
-                        expected,
-                    )
-                })?;
-        }
-        if let Some(text) = get(OTEL_SDK_DISABLED) {
-            self.otel.disabled =
-                Field::env("otel.disabled", OTEL_SDK_DISABLED, text).with(values::boolean)?;
-        }
+        self.provenance.record(spec.key, origin);
         Ok(())
     }
-}
 
-/// The `[[ttl]]` rules of the file, in order.
-fn ttl_policy(rules: Vec<RawTtlRule>, origin: &str) -> Result<TtlPolicy, ConfigError> {
-    let rules = rules
-        .into_iter()
-        .enumerate()
-        .map(|(i, rule)| {
-            let ttl = values::duration(&rule.duration).map_err(|expected| {
-                invalid(
-                    &format!("ttl[{i}].duration"),
-                    origin.to_owned(),
-                    &rule.duration,
-                    expected,
-                )
-            })?;
-            Ok(TtlRule {
-                path: rule.path,
-                query: rule.query.filter(|q| !q.is_empty()),
-                ttl,
-            })
-        })
-        .collect::<Result<_, ConfigError>>()?;
-    Ok(TtlPolicy::new(rules))
-}
-
-/// A value's text, with what is needed to name it when it is refused.
-struct Field<'a> {
-    key: &'a str,
-    text: &'a str,
-    origin: String,
-}
-
-impl<'a> Field<'a> {
-    /// A layered key, named after the layer that set it.
-    fn layered(key: &'a str, text: &'a str, origins: &Origins) -> Self {
-        Self {
-            key,
-            text,
-            origin: origins.get(key),
+    /// What start-up logs about this configuration: the mode, the repo or
+    /// org, where each setting not at its default came from, and whether
+    /// GitHub will be called without a token.
+    #[must_use]
+    pub fn startup_report(&self) -> StartupReport<'_> {
+        StartupReport {
+            mode: match &self.org {
+                Some(org) => Mode::Org(org),
+                None => Mode::SingleRepo(&self.repo),
+            },
+            provenance: &self.provenance,
+            github_token_unset: self.github_token.is_none(),
         }
     }
-
-    /// An environment-only setting, named after its variable.
-    fn env(key: &'a str, name: &str, text: &'a str) -> Self {
-        Self {
-            key,
-            text,
-            origin: name.to_owned(),
-        }
-    }
-
-    /// Parses the text, or names key, origin and value.
-    fn with<T>(self, parse: impl FnOnce(&str) -> Result<T, Expected>) -> Result<T, ConfigError> {
-        parse(self.text).map_err(|expected| invalid(self.key, self.origin, self.text, expected))
-    }
 }
 
-/// The error for a refused value.
-fn invalid(key: &str, origin: String, text: &str, expected: Expected) -> ConfigError {
+/// The error for a refused value: the offending part when the refusal
+/// names one, else the whole text.
+fn invalid(key: &str, origin: &Origin, text: &str, refusal: Refusal) -> ConfigError {
+    let Refusal { expected, part, at } = refusal;
     ConfigError::Invalid {
-        key: key.to_owned(),
-        origin,
-        value: values::shown(text),
+        key: format!("{key}{}", at.unwrap_or_default()),
+        origin: origin.to_string(),
+        value: values::shown(part.as_deref().unwrap_or(text)),
         expected: expected.to_owned(),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::fs;
-
-    use secrecy::ExposeSecret;
-
-    use super::*;
-
-    /// Loads with `args` (program name implied), `env`, and `file` as the
-    /// default `./chimney.toml` when given, in a fresh directory.
-    fn load(
-        args: &[&str],
-        env: &[(&str, &str)],
-        file: Option<&str>,
-    ) -> Result<Settings, ConfigError> {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let default_path = dir.path().join("chimney.toml");
-        if let Some(text) = file {
-            fs::write(&default_path, text).expect("write config file");
-        }
-        let args = std::iter::once("chimney").chain(args.iter().copied());
-        let env = env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        Settings::load_with(args, &env, &default_path)
-    }
-
-    fn error(args: &[&str], env: &[(&str, &str)], file: Option<&str>) -> String {
-        let message = load(args, env, file)
-            .expect_err("configuration should be refused")
-            .to_string();
-        assert!(!message.contains('\n'), "not one line: {message}");
-        message
-    }
-
-    #[test]
-    fn nothing_configured_gives_the_contract_defaults() {
-        let s = load(&[], &[], None).unwrap();
-        assert_eq!(s.addr, "0.0.0.0:8080".parse().unwrap());
-        assert_eq!(s.docs, PathBuf::from("./docs"));
-        assert_eq!(s.repo.to_string(), "atvirokodosprendimai/wgmesh");
-        assert_eq!(s.org, None);
-        assert!(s.repos_exclude.is_empty());
-        assert_eq!(s.redis.unwrap().as_str(), "redis://127.0.0.1:6379");
-        assert_eq!(s.github_api_url.as_str(), "https://api.github.com/");
-        assert!(
-            s.github_token.is_none() && s.deploy_token.is_none() && s.invalidate_token.is_none()
-        );
-        assert!(!s.invalidate_all_allowed);
-        assert_eq!(s.memory_capacity_bytes, 64 * 1024 * 1024);
-        assert_eq!(s.upstream_concurrency, 32);
-        assert_eq!(s.cors_origins, ["*"]);
-        assert_eq!(s.summary_workflow, "goose-build.yml");
-        assert_eq!(s.ttl, TtlPolicy::default());
-        assert_eq!(s.otel, OtelSettings::default());
-        assert_eq!(s.upstream_timeout, Duration::from_secs(10));
-        assert_eq!(s.redis_timeout, Duration::from_millis(200));
-    }
-
-    #[test]
-    fn the_file_overrides_defaults_the_environment_overrides_the_file_and_flags_override_both() {
-        let file = Some("addr = \"127.0.0.1:1001\"\nrepo = \"file/repo\"\ndocs = \"/srv/file\"\n");
-        let env = [
-            ("CHIMNEY_ADDR", "127.0.0.1:1002"),
-            ("CHIMNEY_REPO", "env/repo"),
-        ];
-        let flags = ["--addr", "127.0.0.1:1003", "--repo", "flag/repo"];
-
-        let s = load(&[], &[], file).unwrap();
-        assert_eq!(s.addr.port(), 1001);
-        assert_eq!(s.repo.to_string(), "file/repo");
-
-        let s = load(&[], &env, file).unwrap();
-        assert_eq!(s.addr.port(), 1002);
-        assert_eq!(s.repo.to_string(), "env/repo");
-        assert_eq!(s.docs, PathBuf::from("/srv/file"));
-
-        let s = load(&flags, &env, file).unwrap();
-        assert_eq!(s.addr.port(), 1003);
-        assert_eq!(s.repo.to_string(), "flag/repo");
-        assert_eq!(s.docs, PathBuf::from("/srv/file"));
-    }
-
-    #[test]
-    fn every_flag_sets_its_setting() {
-        let s = load(
-            &[
-                "--docs=/srv/docs",
-                "--org",
-                "atvirokodosprendimai",
-                "--redis",
-                "rediss://cache:6380/1",
-                "--github-api-url",
-                "http://127.0.0.1:9999/api",
-            ],
-            &[],
-            None,
-        )
-        .unwrap();
-        assert_eq!(s.docs, PathBuf::from("/srv/docs"));
-        assert_eq!(s.org.as_deref(), Some("atvirokodosprendimai"));
-        assert_eq!(s.redis.unwrap().as_str(), "rediss://cache:6380/1");
-        assert_eq!(s.github_api_url.as_str(), "http://127.0.0.1:9999/api");
-    }
-
-    #[test]
-    fn an_explicit_config_file_replaces_the_default_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let explicit = dir.path().join("other.toml");
-        fs::write(&explicit, "repo = \"explicit/repo\"\n").unwrap();
-        let s = load(
-            &["--config", explicit.to_str().unwrap()],
-            &[],
-            Some("repo = \"default/repo\"\n"),
-        )
-        .unwrap();
-        assert_eq!(s.repo.to_string(), "explicit/repo");
-    }
-
-    #[test]
-    fn a_missing_explicit_config_file_is_an_error() {
-        let message = error(&["--config", "/nonexistent/chimney.toml"], &[], None);
-        assert_eq!(
-            message,
-            "config file /nonexistent/chimney.toml (--config) does not exist"
-        );
-    }
-
-    #[test]
-    fn empty_redis_means_in_memory_only_from_env_or_flag() {
-        let file = Some("redis = \"redis://file:6379\"\n");
-        assert_eq!(
-            load(&[], &[("CHIMNEY_REDIS", "")], file).unwrap().redis,
-            None
-        );
-        assert_eq!(load(&["--redis", ""], &[], file).unwrap().redis, None);
-        assert_eq!(load(&[], &[], Some("redis = \"\"\n")).unwrap().redis, None);
-        let s = load(
-            &["--redis", "redis://flag:6379"],
-            &[("CHIMNEY_REDIS", "")],
-            file,
-        )
-        .unwrap();
-        assert_eq!(s.redis.unwrap().as_str(), "redis://flag:6379");
-    }
-
-    #[test]
-    fn github_token_is_trimmed_and_blank_means_unauthenticated() {
-        let s = load(&[], &[("GITHUB_TOKEN", "  ghp_abc\n")], None).unwrap();
-        assert_eq!(s.github_token.unwrap().expose_secret(), "ghp_abc");
-        assert!(
-            load(&[], &[("GITHUB_TOKEN", " \n")], None)
-                .unwrap()
-                .github_token
-                .is_none()
-        );
-        assert!(
-            load(&[], &[("GITHUB_TOKEN", "")], None)
-                .unwrap()
-                .github_token
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn admin_tokens_come_from_the_environment_and_blank_means_none() {
-        let s = load(
-            &[],
-            &[
-                ("DEPLOY_TOKEN", "deploy-1"),
-                ("INVALIDATE_TOKEN", "inval-1\n"),
-            ],
-            None,
-        )
-        .unwrap();
-        assert_eq!(s.deploy_token.unwrap().expose_secret(), "deploy-1");
-        assert_eq!(s.invalidate_token.unwrap().expose_secret(), "inval-1");
-        let s = load(
-            &[],
-            &[("DEPLOY_TOKEN", ""), ("INVALIDATE_TOKEN", "  ")],
-            None,
-        )
-        .unwrap();
-        assert!(s.deploy_token.is_none() && s.invalidate_token.is_none());
-    }
-
-    #[test]
-    fn invalidate_all_allowed_accepts_true_false_one_and_zero() {
-        let allowed = |v| {
-            load(&[], &[("INVALIDATE_ALL_ALLOWED", v)], None)
-                .unwrap()
-                .invalidate_all_allowed
-        };
-        assert!(allowed("true"));
-        assert!(allowed("1"));
-        assert!(!allowed("false"));
-        assert!(!allowed("0"));
-        assert!(!allowed(""));
-    }
-
-    #[test]
-    fn otel_settings_come_from_the_standard_variables() {
-        let s = load(
-            &[],
-            &[
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
-                ("OTEL_SERVICE_NAME", "chimney-blue"),
-                (
-                    "OTEL_RESOURCE_ATTRIBUTES",
-                    "deployment.environment=prod,slot=blue",
-                ),
-                ("OTEL_SDK_DISABLED", "true"),
-            ],
-            None,
-        )
-        .unwrap();
-        assert_eq!(s.otel.endpoint.as_str(), "http://collector:4318/");
-        assert_eq!(s.otel.service_name, "chimney-blue");
-        assert_eq!(
-            s.otel.resource_attributes,
-            [
-                ("deployment.environment".to_owned(), "prod".to_owned()),
-                ("slot".to_owned(), "blue".to_owned())
-            ]
-        );
-        assert!(s.otel.disabled);
-        let blank = load(
-            &[],
-            &[
-                ("OTEL_SERVICE_NAME", ""),
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
-            ],
-            None,
-        )
-        .unwrap();
-        assert_eq!(blank.otel, OtelSettings::default());
-    }
-
-    #[test]
-    fn unrelated_environment_variables_are_ignored() {
-        let s = load(
-            &[],
-            &[
-                ("CHIMNEY_TEST_DRAGONFLY_URL", "redis://127.0.0.1:7777"),
-                ("CHIMNEY_SOMETHING_ELSE", "whatever"),
-                ("PATH", "/usr/bin"),
-            ],
-            None,
-        )
-        .unwrap();
-        assert_eq!(s.redis.unwrap().as_str(), "redis://127.0.0.1:6379");
-    }
-
-    #[test]
-    fn a_token_key_in_the_file_is_refused_naming_the_key() {
-        let message = error(&[], &[], Some("deploy_token = \"x\"\n"));
-        assert!(message.contains("config file"), "{message}");
-        assert!(message.contains("`deploy_token`"), "{message}");
-        assert!(message.contains("DEPLOY_TOKEN"), "{message}");
-    }
-
-    #[test]
-    fn an_unknown_key_in_the_file_is_refused_naming_the_key() {
-        let message = error(&[], &[], Some("repo = \"a/b\"\ncolour = \"blue\"\n"));
-        assert!(message.contains("unknown key `colour`"), "{message}");
-        let message = error(
-            &[],
-            &[],
-            Some("[[ttl]]\npath = \"/x\"\nduration = \"1s\"\nttl = \"2s\"\n"),
-        );
-        assert!(message.contains("unknown key `ttl`"), "{message}");
-        let message = error(&[], &[], Some("invalidate_all_allowed = true\n"));
-        assert!(
-            message.contains("unknown key `invalidate_all_allowed`"),
-            "{message}"
-        );
-    }
-
-    #[test]
-    fn a_malformed_file_is_one_line_naming_the_file() {
-        let message = error(&[], &[], Some("repo = \n"));
-        assert!(message.starts_with("config file "), "{message}");
-        assert!(message.contains("line 1"), "{message}");
-    }
-
-    #[test]
-    fn a_repo_without_exactly_one_slash_is_refused_with_one_clear_line() {
-        assert_eq!(
-            error(&[], &[("CHIMNEY_REPO", "wgmesh")], None),
-            "invalid value for repo (CHIMNEY_REPO): \"wgmesh\" (expected owner/name with exactly one '/' and only letters, digits, '-', '_' or '.')"
-        );
-        assert!(
-            error(&["--repo", "a/b/c"], &[], None)
-                .starts_with("invalid value for repo (--repo): \"a/b/c\"")
-        );
-        let from_file = error(&[], &[], Some("repo = \"wgmesh\"\n"));
-        assert!(
-            from_file.starts_with("invalid value for repo (config file "),
-            "{from_file}"
-        );
-    }
-
-    #[test]
-    fn each_invalid_value_is_refused_naming_its_key_and_value() {
-        let cases = [
-            ("CHIMNEY_ADDR", "localhost", "addr"),
-            ("CHIMNEY_ADDR", "0.0.0.0:99999", "addr"),
-            ("CHIMNEY_DOCS", "", "docs"),
-            ("GITHUB_ORG", "evil/../org", "org"),
-            ("CHIMNEY_GITHUB_API_URL", "not a url", "github_api_url"),
-            (
-                "CHIMNEY_GITHUB_API_URL",
-                "ftp://api.github.com",
-                "github_api_url",
-            ),
-            ("CHIMNEY_REDIS", "http://127.0.0.1:6379", "redis"),
-            ("CHIMNEY_REDIS", "127.0.0.1:6379", "redis"),
-            (
-                "CHIMNEY_MEMORY_CAPACITY_BYTES",
-                "0",
-                "memory_capacity_bytes",
-            ),
-            (
-                "CHIMNEY_MEMORY_CAPACITY_BYTES",
-                "64MiB",
-                "memory_capacity_bytes",
-            ),
-            ("CHIMNEY_UPSTREAM_CONCURRENCY", "0", "upstream_concurrency"),
-            ("CHIMNEY_UPSTREAM_CONCURRENCY", "-1", "upstream_concurrency"),
-            (
-                "CHIMNEY_CORS_ORIGINS",
-                "https://table.beerpub.dev/",
-                "cors_origins",
-            ),
-            ("CHIMNEY_SUMMARY_WORKFLOW", "a/b.yml", "summary_workflow"),
-            (
-                "INVALIDATE_ALL_ALLOWED",
-                "yes please",
-                "invalidate_all_allowed",
-            ),
-            ("OTEL_SDK_DISABLED", "perhaps", "otel.disabled"),
-            (
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                "collector:4318",
-                "otel.endpoint",
-            ),
-            (
-                "OTEL_RESOURCE_ATTRIBUTES",
-                "a=1,broken",
-                "otel.resource_attributes",
-            ),
-            ("OTEL_RESOURCE_ATTRIBUTES", "=1", "otel.resource_attributes"),
-        ];
-        for (name, value, key) in cases {
-            let message = error(&[], &[(name, value)], None);
-            let offending = value.rsplit(',').next().unwrap_or(value);
-            assert!(
-                message.starts_with(&format!(
-                    "invalid value for {key} ({name}): {offending:?} (expected"
-                )),
-                "{name}={value}: {message}"
-            );
-        }
-    }
-
-    #[test]
-    fn zero_values_in_the_file_are_refused_naming_the_file() {
-        let message = error(&[], &[], Some("memory_capacity_bytes = 0\n"));
-        assert!(
-            message.starts_with("invalid value for memory_capacity_bytes (config file "),
-            "{message}"
-        );
-        let message = error(&[], &[], Some("upstream_concurrency = 0\n"));
-        assert!(
-            message.starts_with("invalid value for upstream_concurrency (config file "),
-            "{message}"
-        );
-    }
-
-    #[test]
-    fn a_bad_ttl_duration_is_refused_naming_the_rule() {
-        let file = "[[ttl]]\npath = \"/pulls\"\nduration = \"5m\"\n\n[[ttl]]\npath = \"/issues\"\nduration = \"soon\"\n";
-        let message = error(&[], &[], Some(file));
-        assert!(
-            message.starts_with("invalid value for ttl[1].duration (config file "),
-            "{message}"
-        );
-        assert!(message.contains("\"soon\""), "{message}");
-    }
-
-    #[test]
-    fn ttl_rules_are_kept_in_file_order() {
-        let file = r#"
-            [[ttl]]
-            path = "/pulls"
-            query = "state=closed"
-            duration = "10m"
-
-            [[ttl]]
-            path = "/pulls"
-            duration = "45s"
-
-            [[ttl]]
-            path = "/releases"
-            duration = "1h"
-        "#;
-        let s = load(&[], &[], Some(file)).unwrap();
-        let rule = |path: &str, query: Option<&str>, secs| TtlRule {
-            path: path.to_owned(),
-            query: query.map(str::to_owned),
-            ttl: Duration::from_secs(secs),
-        };
-        assert_eq!(
-            s.ttl.rules(),
-            [
-                rule("/pulls", Some("state=closed"), 600),
-                rule("/pulls", None, 45),
-                rule("/releases", None, 3600),
-            ]
-        );
-    }
-
-    #[test]
-    fn an_empty_ttl_list_keeps_the_default_policy() {
-        assert_eq!(
-            load(&[], &[], Some("ttl = []\n")).unwrap().ttl,
-            TtlPolicy::default()
-        );
-    }
-
-    #[test]
-    fn lists_come_from_the_file_or_a_comma_list_in_the_environment() {
-        let file = Some(
-            "repos_exclude = [\"a\", \"owner/b\"]\ncors_origins = [\"https://table.beerpub.dev\"]\n",
-        );
-        let s = load(&[], &[], file).unwrap();
-        assert_eq!(s.repos_exclude, ["a", "owner/b"]);
-        assert_eq!(s.cors_origins, ["https://table.beerpub.dev"]);
-
-        let env = [
-            ("GITHUB_REPOS_EXCLUDE", " c, d ,"),
-            (
-                "CHIMNEY_CORS_ORIGINS",
-                "https://a.dev,http://localhost:3000",
-            ),
-        ];
-        let s = load(&[], &env, file).unwrap();
-        assert_eq!(s.repos_exclude, ["c", "d"]);
-        assert_eq!(s.cors_origins, ["https://a.dev", "http://localhost:3000"]);
-    }
-
-    #[test]
-    fn a_list_key_given_a_string_in_the_file_is_refused() {
-        let message = error(&[], &[], Some("cors_origins = \"*\"\n"));
-        assert!(message.starts_with("config file "), "{message}");
-        assert!(message.contains("cors_origins"), "{message}");
-    }
-
-    #[test]
-    fn numbers_may_be_written_as_toml_integers_or_strings() {
-        let s = load(
-            &[],
-            &[],
-            Some("memory_capacity_bytes = 1024\nupstream_concurrency = \"4\"\n"),
-        )
-        .unwrap();
-        assert_eq!(s.memory_capacity_bytes, 1024);
-        assert_eq!(s.upstream_concurrency, 4);
-    }
-
-    #[test]
-    fn empty_org_means_single_repo_mode() {
-        assert_eq!(load(&[], &[("GITHUB_ORG", "")], None).unwrap().org, None);
-        assert_eq!(
-            load(&["--org", "acme"], &[("GITHUB_ORG", "other")], None)
-                .unwrap()
-                .org
-                .as_deref(),
-            Some("acme")
-        );
-    }
-
-    #[test]
-    fn a_token_value_never_appears_in_an_error() {
-        const SECRET: &str = "tok-9f8e7d6c";
-        let tokens = [
-            ("GITHUB_TOKEN", SECRET),
-            ("DEPLOY_TOKEN", SECRET),
-            ("INVALIDATE_TOKEN", SECRET),
-        ];
-        let broken_env = [
-            ("CHIMNEY_REPO", "wgmesh"),
-            ("CHIMNEY_ADDR", "nowhere"),
-            ("CHIMNEY_REDIS", "http://x"),
-            ("INVALIDATE_ALL_ALLOWED", "maybe"),
-            ("OTEL_RESOURCE_ATTRIBUTES", "broken"),
-        ];
-        for broken in broken_env {
-            let mut env = tokens.to_vec();
-            env.push(broken);
-            assert!(!error(&[], &env, None).contains(SECRET));
-        }
-        for file in [
-            format!("github_token = \"{SECRET}\"\n"),
-            format!("invalidate_token = \"{SECRET}\"\n"),
-            format!("[secrets]\ntoken = \"{SECRET}\"\n"),
-            format!("github_token = \"{SECRET}\n"),
-        ] {
-            let message = error(&[], &tokens, Some(&file));
-            assert!(!message.contains(SECRET), "{message}");
-        }
-        let message = error(
-            &[],
-            &[("CHIMNEY_REDIS", &format!("http://:{SECRET}@cache:6379"))],
-            None,
-        );
-        assert!(!message.contains(SECRET), "{message}");
-        assert!(message.contains("http://***@cache:6379"), "{message}");
-    }
-
-    #[test]
-    fn command_line_mistakes_are_one_line() {
-        let message = error(&["--adr", "x"], &[], None);
-        assert!(
-            message.starts_with("invalid command line: unexpected argument '--adr'"),
-            "{message}"
-        );
-    }
-
-    #[test]
-    fn help_is_reported_as_a_request_not_a_failure() {
-        match load(&["--help"], &[], None) {
-            Err(ConfigError::Args(e)) => assert!(!e.use_stderr()),
-            other => panic!("expected a help request, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn the_example_config_file_loads_and_matches_the_defaults() {
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("chimney.example.toml");
-        let s = load(&["--config", example.to_str().unwrap()], &[], None).unwrap();
-        let d = Settings::default();
-        assert_eq!(s.addr, d.addr);
-        assert_eq!(s.docs, d.docs);
-        assert_eq!(s.repo, d.repo);
-        assert_eq!(s.org, d.org);
-        assert_eq!(s.repos_exclude, d.repos_exclude);
-        assert_eq!(s.redis, d.redis);
-        assert_eq!(s.github_api_url, d.github_api_url);
-        assert_eq!(s.memory_capacity_bytes, d.memory_capacity_bytes);
-        assert_eq!(s.upstream_concurrency, d.upstream_concurrency);
-        assert_eq!(s.cors_origins, d.cors_origins);
-        assert_eq!(s.summary_workflow, d.summary_workflow);
-        assert_eq!(s.ttl, d.ttl);
-    }
-
-    #[test]
-    fn the_commented_ttl_example_is_valid_and_is_the_default_policy() {
-        let example = include_str!("../../../chimney.example.toml");
-        let ttl_section = &example[example.find("# [[ttl]]").unwrap()..];
-        let uncommented: String = ttl_section
-            .lines()
-            .map(|line| line.trim_start_matches('#').trim_start())
-            .collect::<Vec<_>>()
-            .join("\n");
-        let s = load(&[], &[], Some(&uncommented)).unwrap();
-        assert_eq!(s.ttl, TtlPolicy::default());
-    }
-}
+mod declaration_tests;
+#[cfg(test)]
+mod tests;

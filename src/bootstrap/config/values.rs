@@ -2,19 +2,53 @@
 //!
 //! Each parser takes the text as given (from any layer) and returns the
 //! typed value or what it expected, in words fit for the one-line start-up
-//! error; `mod.rs` adds the key, the origin and the value.
+//! error; the loader adds the key, the origin and the value.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use percent_encoding::percent_decode_str;
-use secrecy::SecretString;
 use url::Url;
 
-use crate::domain::RepoName;
+use crate::domain::{RepoName, TtlPolicy, TtlRule};
+
+use super::sources::RawTtlRule;
 
 /// What a parser expected, for the error message.
 pub(super) type Expected = &'static str;
+
+/// Why a setting's value was refused. When only part of the value is at
+/// fault (one item of a list, one rule's duration), that part is named, so
+/// the message points at it rather than at the whole value.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Refusal {
+    pub(super) expected: Expected,
+    /// The offending part of the value, when not the whole of it.
+    pub(super) part: Option<String>,
+    /// Where in the setting the part sits, appended to its key: `[1].duration`.
+    pub(super) at: Option<String>,
+}
+
+impl Refusal {
+    /// One part of the value is at fault.
+    pub(super) fn part(part: &str, expected: Expected) -> Self {
+        Self {
+            expected,
+            part: Some(part.to_owned()),
+            at: None,
+        }
+    }
+}
+
+impl From<Expected> for Refusal {
+    fn from(expected: Expected) -> Self {
+        Self {
+            expected,
+            part: None,
+            at: None,
+        }
+    }
+}
 
 /// `IP:PORT`; also Go's `:PORT` (all interfaces), which the original
 /// chimney's deployments may still set.
@@ -149,12 +183,37 @@ pub(super) fn boolean(text: &str) -> Result<bool, Expected> {
     }
 }
 
+/// The `[[ttl]]` rules of the file, in order; an empty list keeps the
+/// default policy.
+pub(super) fn ttl_rules(rules: Vec<RawTtlRule>) -> Result<Option<TtlPolicy>, Refusal> {
+    if rules.is_empty() {
+        return Ok(None);
+    }
+    let rules = rules
+        .into_iter()
+        .enumerate()
+        .map(|(i, rule)| {
+            let ttl = duration(&rule.duration).map_err(|expected| Refusal {
+                expected,
+                part: Some(rule.duration.clone()),
+                at: Some(format!("[{i}].duration")),
+            })?;
+            Ok(TtlRule {
+                path: rule.path,
+                query: rule.query.filter(|q| !q.is_empty()),
+                ttl,
+            })
+        })
+        .collect::<Result<_, Refusal>>()?;
+    Ok(Some(TtlPolicy::new(rules)))
+}
+
 /// `k=v,k2=v2` as the OpenTelemetry spec defines it (W3C baggage style,
-/// values percent-encoded). On error, returns the offending item.
-pub(super) fn resource_attributes(text: &str) -> Result<Vec<(String, String)>, (String, Expected)> {
+/// values percent-encoded). On error, names the offending item.
+pub(super) fn resource_attributes(text: &str) -> Result<Vec<(String, String)>, Refusal> {
     super::sources::split_list(text)
         .map(|item| {
-            let bad = |expected| (item.to_owned(), expected);
+            let bad = |expected| Refusal::part(item, expected);
             let (key, value) = item
                 .split_once('=')
                 .ok_or_else(|| bad("expected comma-separated key=value pairs"))?;
@@ -170,13 +229,6 @@ pub(super) fn resource_attributes(text: &str) -> Result<Vec<(String, String)>, (
             Ok((key.to_owned(), value.into_owned()))
         })
         .collect()
-}
-
-/// A token from the environment: trimmed (a secret file's trailing
-/// newline is never part of it), and blank means none.
-pub(super) fn secret(text: Option<&String>) -> Option<SecretString> {
-    let text = text?.trim();
-    (!text.is_empty()).then(|| SecretString::from(text.to_owned()))
 }
 
 /// A value as it may appear in an error: URL credentials
@@ -234,8 +286,8 @@ mod tests {
         );
         assert_eq!(resource_attributes(""), Ok(vec![]));
         assert_eq!(
-            resource_attributes("a=1,oops").map_err(|(item, _)| item),
-            Err("oops".to_owned())
+            resource_attributes("a=1,oops").map_err(|refusal| refusal.part),
+            Err(Some("oops".to_owned()))
         );
     }
 
