@@ -551,3 +551,22 @@ async fn healthz_reports_the_same_as_before() {
     }
     assert_eq!(count(&health, "mem_cache_entries"), 1);
 }
+
+#[tokio::test]
+async fn stats_carry_the_original_chimneys_field_names() {
+    let app = spawn_app().await;
+    app.get_github("/").await;
+
+    let stats = app.get("/api/cache/stats").await;
+    assert_eq!(stats.status, 200);
+    let stats = stats.json();
+    assert_eq!(stats["mem_entries"], stats["memory"]["entries"], "{stats}");
+    assert!(stats["mem_entries"].as_u64() >= Some(1), "{stats}");
+    match app.backend {
+        Backend::Memory => assert!(stats["dragonfly_keys"].is_null(), "{stats}"),
+        Backend::Redis(_) => assert!(
+            stats["dragonfly_keys"].is_null() || stats["dragonfly_keys"].is_u64(),
+            "{stats}"
+        ),
+    }
+}

@@ -231,3 +231,87 @@ async fn redis_restarted_is_used_again_without_restarting_chimney() {
         "the fetch after the restart was not written to Redis"
     );
 }
+
+/// Calls of `command` the server has answered, from `INFO commandstats`.
+async fn command_calls(url: &Url, command: &str) -> u64 {
+    let client = redis::Client::open(url.as_str()).expect("Redis client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis connection");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO commandstats");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|calls| calls.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn healthz_reports_dragonfly_memory_and_keys_without_scanning_per_call() {
+    let Some(server) = RedisServer::from_env() else {
+        return;
+    };
+    let app = spawn_connected(server.url()).await;
+    // The probe's first refresh follows the first successful ping.
+    let deadline = Instant::now() + STATE_CHANGE;
+    let mut health = app.healthz().await;
+    while health.get("dragonfly_memory").is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        health = app.healthz().await;
+    }
+    let memory = health["dragonfly_memory"].as_str().unwrap_or_default();
+    assert!(!memory.is_empty(), "no dragonfly_memory in {health}");
+    assert!(health["dragonfly_keys"].is_u64(), "{health}");
+    assert!(health.get("dragonfly_error").is_none(), "{health}");
+
+    let scans_before = command_calls(&server.url(), "scan").await;
+    for _ in 0..40 {
+        assert_eq!(app.healthz().await["status"], "ok");
+    }
+    let scans = command_calls(&server.url(), "scan").await - scans_before;
+    // At most the background refresh's walk may fall in the window.
+    assert!(scans <= 2, "40 health checks ran {scans} SCANs");
+}
+
+#[tokio::test]
+async fn healthz_names_the_last_dragonfly_error_without_the_password() {
+    let Some(mut server) = RedisServer::from_env() else {
+        return;
+    };
+    let password = "pw/with?odd#chars";
+    {
+        let client = redis::Client::open(server.url().as_str()).expect("Redis client");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis connection");
+        let () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("requirepass")
+            .arg(password)
+            .query_async(&mut conn)
+            .await
+            .expect("CONFIG SET requirepass");
+    }
+    let mut url = server.url();
+    url.set_password(Some(password))
+        .expect("a password in the URL");
+    let app = spawn_connected(url).await;
+
+    server.kill();
+    app.wait_for_dragonfly("unavailable", STATE_CHANGE).await;
+
+    let health = app.healthz().await;
+    let error = health["dragonfly_error"].as_str().unwrap_or_default();
+    assert!(!error.is_empty(), "no dragonfly_error in {health}");
+    let encoded = url::form_urlencoded::byte_serialize(password.as_bytes()).collect::<String>();
+    for secret in [password, "pw/with", "odd#chars", encoded.as_str()] {
+        assert!(!health.to_string().contains(secret), "{health}");
+    }
+}
