@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use deadpool_redis::redis;
 
-use super::server::{RedisProcess, TIMEOUT, cache_at, closed_port_url, raw, shared_url};
+use super::server::{TIMEOUT, cache_at, closed_port_url, private_server, raw, shared_url};
 use crate::adapters::dragonfly::DragonflyCache;
 use crate::domain::{
     CacheKey, CachedResponse, HeaderList, InvalidationScope, PIPELINE_SUMMARY_KEY,
@@ -207,7 +207,7 @@ async fn invalidation_returns_exactly_the_removed_keys() {
 
 #[tokio::test]
 async fn invalidation_walks_more_keys_than_one_scan_batch() {
-    let Some(server) = RedisProcess::start() else {
+    let Some(server) = private_server() else {
         return;
     };
     let (_, cache) = cache_at(&server.url());
@@ -231,7 +231,7 @@ async fn invalidation_walks_more_keys_than_one_scan_batch() {
 
 #[tokio::test]
 async fn full_invalidation_spares_keys_outside_the_cache_namespace() {
-    let Some(server) = RedisProcess::start() else {
+    let Some(server) = private_server() else {
         return;
     };
     let (pool, cache) = cache_at(&server.url());
@@ -265,7 +265,7 @@ async fn full_invalidation_spares_keys_outside_the_cache_namespace() {
 
 #[tokio::test]
 async fn usage_counts_only_cache_entries_and_reports_no_bytes() {
-    let Some(server) = RedisProcess::start() else {
+    let Some(server) = private_server() else {
         return;
     };
     let (pool, cache) = cache_at(&server.url());
@@ -283,7 +283,7 @@ async fn usage_counts_only_cache_entries_and_reports_no_bytes() {
 
 #[tokio::test]
 async fn list_keys_pages_through_every_key_with_its_ttl() {
-    let Some(server) = RedisProcess::start() else {
+    let Some(server) = private_server() else {
         return;
     };
     let (pool, cache) = cache_at(&server.url());
@@ -327,7 +327,7 @@ async fn list_keys_pages_through_every_key_with_its_ttl() {
 
 #[tokio::test]
 async fn the_cache_recovers_when_the_server_comes_back() {
-    let Some(mut server) = RedisProcess::start() else {
+    let Some(mut server) = private_server() else {
         return;
     };
     let (_, cache) = cache_at(&server.url());
@@ -339,7 +339,7 @@ async fn the_cache_recovers_when_the_server_comes_back() {
     server.kill();
     assert_unavailable(cache.get(&key("/before")).await.expect_err("down"));
 
-    server.restart();
+    server.start_again();
     // The pool drops the broken connection on its next checkout; bounded
     // retries cover a connection that breaks only on first use.
     let deadline = Instant::now() + Duration::from_secs(5);

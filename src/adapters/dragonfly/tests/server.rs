@@ -1,10 +1,10 @@
 //! Test support: the shared server from the environment, and private
 //! `redis-server` processes for tests that must own one.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpListener;
+use std::time::Duration;
 
+use chimney_testkit::redis::RedisServer;
 use deadpool_redis::Pool;
 use deadpool_redis::redis;
 use url::Url;
@@ -50,83 +50,12 @@ pub fn closed_port_url() -> Url {
     Url::parse(&format!("redis://127.0.0.1:{port}")).expect("URL")
 }
 
-/// A `redis-server` owned by one test, killed when dropped.
-pub struct RedisProcess {
-    child: Child,
-    port: u16,
-}
-
-impl RedisProcess {
-    /// Starts a server on a free loopback port, or `None` (after printing
-    /// why) when integration tests are not enabled.
-    pub fn start() -> Option<Self> {
-        shared_url()?;
-        // Another process may take the port between our probe and the
-        // server's bind; a few attempts make that race harmless.
-        for _ in 0..5 {
-            let port = {
-                let probe = TcpListener::bind("127.0.0.1:0").expect("bind");
-                probe.local_addr().expect("addr").port()
-            };
-            if let Some(process) = Self::start_on(port) {
-                return Some(process);
-            }
-        }
-        panic!("could not start a private redis-server");
-    }
-
-    fn start_on(port: u16) -> Option<Self> {
-        let binary = std::env::var("CHIMNEY_TEST_REDIS_SERVER")
-            .unwrap_or_else(|_| "redis-server".to_owned());
-        let child = Command::new(&binary)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot run {binary} ({err}); install redis-server or set CHIMNEY_TEST_REDIS_SERVER"));
-        let mut process = Self { child, port };
-        process.wait_until_ready().then_some(process)
-    }
-
-    /// True once the port accepts connections; false if the server exited
-    /// (port taken) or did not come up within five seconds.
-    fn wait_until_ready(&mut self) -> bool {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return false;
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        false
-    }
-
-    /// The server's URL.
-    pub fn url(&self) -> Url {
-        Url::parse(&format!("redis://127.0.0.1:{}", self.port)).expect("URL")
-    }
-
-    /// Kills the server, as an outage would.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Starts the server again on the same port (empty: nothing is saved).
-    pub fn restart(&mut self) {
-        self.kill();
-        let again = Self::start_on(self.port).expect("redis-server restarts on the same port");
-        *self = again;
-    }
-}
-
-impl Drop for RedisProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// A private `redis-server` (the suite's shared spawner, from the test
+/// doubles crate) on a free loopback port, or `None` (after printing why)
+/// when integration tests are not enabled.
+pub fn private_server() -> Option<RedisServer> {
+    shared_url()?;
+    let binary =
+        std::env::var("CHIMNEY_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
+    Some(RedisServer::start(&binary))
 }

@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use url::Url;
 
-use super::server::{RedisProcess, TIMEOUT, cache_at, closed_port_url, raw, shared_url};
+use super::server::{TIMEOUT, cache_at, closed_port_url, private_server, raw, shared_url};
 use crate::adapters::dragonfly::{
     INVALIDATION_CHANNEL, InvalidationNotice, publish_invalidation, run_invalidation_listener,
 };
@@ -152,7 +152,7 @@ async fn every_listener_receives_a_published_invalidation() {
 
 #[tokio::test]
 async fn the_subscription_survives_a_server_restart() {
-    let Some(mut server) = RedisProcess::start() else {
+    let Some(mut server) = private_server() else {
         return;
     };
     let url = server.url();
@@ -170,7 +170,7 @@ async fn the_subscription_survives_a_server_restart() {
     )
     .await;
 
-    server.restart();
+    server.start_again();
 
     // Backoff after the drop is 100 ms, 200 ms, 400 ms, …: the listener is
     // back well within this deadline once the server is.
@@ -188,7 +188,7 @@ async fn the_subscription_survives_a_server_restart() {
 
 #[tokio::test]
 async fn messages_that_are_not_notices_are_skipped() {
-    let Some(server) = RedisProcess::start() else {
+    let Some(server) = private_server() else {
         return;
     };
     let url = server.url();
@@ -265,7 +265,7 @@ async fn the_bus_publishes_notices_carrying_its_origin() {
     use crate::adapters::dragonfly::DragonflyInvalidationBus;
     use crate::ports::InvalidationBus;
 
-    let Some(server) = RedisProcess::start() else {
+    let Some(server) = private_server() else {
         return;
     };
     let url = server.url();
@@ -293,7 +293,7 @@ async fn the_bus_publishes_notices_carrying_its_origin() {
 
 #[tokio::test]
 async fn a_listener_ignores_notices_for_another_database() {
-    let Some(server) = RedisProcess::start() else {
+    let Some(server) = private_server() else {
         return;
     };
     let mut on_db_1 = server.url();
