@@ -71,6 +71,8 @@ pub struct ClosedPull {
     pub author: Option<String>,
     /// When it was merged (RFC 3339); `None` for a PR closed unmerged.
     pub merged_at: Option<String>,
+    /// The merge commit, when GitHub names one.
+    pub merge_commit_sha: Option<String>,
 }
 
 /// A pull request known to be merged.
@@ -86,6 +88,8 @@ pub struct MergedPull {
     pub author: Option<String>,
     /// When it was merged (RFC 3339).
     pub merged_at: String,
+    /// The merge commit, when GitHub names one.
+    pub sha: Option<String>,
 }
 
 /// What the summary needs to know of a completed workflow run; the run
@@ -221,6 +225,7 @@ pub fn last_merged(pulls: &[ClosedPull]) -> Option<MergedPull> {
             html_url: pull.html_url.clone(),
             author: pull.author.clone(),
             merged_at: merged_at.to_owned(),
+            sha: pull.merge_commit_sha.clone(),
         })
     })
 }
@@ -267,6 +272,7 @@ mod tests {
             html_url: format!("https://github.com/o/r/pull/{number}"),
             author: Some("octocat".to_owned()),
             merged_at: merged_at.map(str::to_owned),
+            merge_commit_sha: merged_at.map(|_| format!("{number:040x}")),
         }
     }
 
@@ -293,6 +299,7 @@ mod tests {
         assert_eq!(merged.number, 7);
         assert_eq!(merged.merged_at, "2024-05-01T10:00:00Z");
         assert_eq!(merged.author.as_deref(), Some("octocat"));
+        assert_eq!(merged.sha, Some(format!("{:040x}", 7)));
         assert_eq!(last_merged(&[closed(1, None)]), None);
     }
 

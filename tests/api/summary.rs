@@ -210,6 +210,14 @@ async fn summary_counts_match_the_fixture_data() {
     assert_eq!(runs.len(), 10);
     assert_eq!(runs[0]["id"], 31_010);
     assert_eq!(runs[1]["conclusion"], "failure");
+    // The original chimney's field names, for its readers (CONTRACT 7 v2).
+    assert_eq!(merged["sha"], "e5bd3914e2e596debea16f433f57875b5b90bcd6");
+    assert_eq!(runs[0]["workflow_name"], "goose build");
+    assert_eq!(runs[0]["run_at"], "2024-05-03T09:00:00Z");
+    assert_eq!(
+        runs[0]["url"],
+        format!("https://github.com/{}/actions/runs/31010", app.repo)
+    );
     assert_eq!(summary["goose_success_rate_pct"], 70.0);
     assert_eq!(summary["missing"], json!([]));
     let fetched_at = summary["fetched_at"].as_str().expect("fetched_at");

@@ -1,7 +1,8 @@
 //! The documented shape of `GET /api/pipeline/summary`: poem-openapi
 //! objects mirroring `service::summary::PipelineSummary`, which the services
-//! may not derive for. A test below fails when the two serialise
-//! differently, so the document and the stored summary cannot drift apart.
+//! may not derive for, plus the fields the original chimney's readers use
+//! (derived here, never stored). A test below fails when a stored field is
+//! served differently, so the document and the stored summary cannot drift.
 
 use poem_openapi::Object;
 
@@ -47,6 +48,9 @@ pub struct LastMergedPr {
     pub user: Option<String>,
     /// When it was merged (RFC 3339).
     pub merged_at: String,
+    /// The merge commit (GitHub's `merge_commit_sha`), as the original
+    /// chimney reported it.
+    pub sha: Option<String>,
 }
 
 /// A completed workflow run.
@@ -72,6 +76,15 @@ pub struct RecentRun {
     pub created_at: Option<String>,
     /// When it last changed (RFC 3339).
     pub updated_at: Option<String>,
+    /// The workflow's name (the same as `name`), as the original chimney
+    /// reported it.
+    pub workflow_name: Option<String>,
+    /// When the run started (its `created_at`), as the original chimney
+    /// reported it.
+    pub run_at: Option<String>,
+    /// The run's page (the same as `html_url`), as the original chimney
+    /// reported it.
+    pub url: Option<String>,
 }
 
 impl From<&summary::PipelineSummary> for PipelineSummary {
@@ -100,6 +113,7 @@ impl From<&summary::LastMergedPr> for LastMergedPr {
             html_url: pull.html_url.clone(),
             user: pull.user.clone(),
             merged_at: pull.merged_at.clone(),
+            sha: pull.sha.clone(),
         }
     }
 }
@@ -117,6 +131,9 @@ impl From<&WorkflowRun> for RecentRun {
             html_url: run.html_url.clone(),
             created_at: run.created_at.clone(),
             updated_at: run.updated_at.clone(),
+            workflow_name: run.name.clone(),
+            run_at: run.created_at.clone(),
+            url: run.html_url.clone(),
         }
     }
 }
@@ -143,6 +160,7 @@ mod tests {
                 html_url: "https://github.com/o/r/pull/7".to_owned(),
                 user: some("octocat"),
                 merged_at: "2024-05-01T10:00:00Z".to_owned(),
+                sha: some("0123456789abcdef0123456789abcdef01234567"),
             }),
             recent_workflow_runs: Some(vec![WorkflowRun {
                 id: 1,
@@ -160,8 +178,17 @@ mod tests {
             fetched_at: "2024-05-01T10:06:00Z".to_owned(),
             missing: vec!["open_prs".to_owned()],
         };
-        let served = PipelineSummary::from(&stored).to_json();
+        let mut served = PipelineSummary::from(&stored)
+            .to_json()
+            .expect("the served document is JSON");
+        let run = &mut served["recent_workflow_runs"][0];
+        assert_eq!(run["workflow_name"], "goose-build");
+        assert_eq!(run["run_at"], "2024-05-01T10:00:00Z");
+        assert_eq!(run["url"], "https://github.com/o/r/actions/runs/1");
+        for derived in ["workflow_name", "run_at", "url"] {
+            run.as_object_mut().expect("a run object").remove(derived);
+        }
         let expected = serde_json::to_value(&stored).expect("the stored summary serialises");
-        assert_eq!(served, Some(expected));
+        assert_eq!(served, expected);
     }
 }

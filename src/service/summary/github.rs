@@ -32,6 +32,8 @@ pub(super) struct PullJson {
     user: Option<UserJson>,
     #[serde(default)]
     merged_at: Option<String>,
+    #[serde(default)]
+    merge_commit_sha: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -47,6 +49,7 @@ impl PullJson {
             html_url: self.html_url.unwrap_or_default(),
             author: self.user.map(|u| u.login),
             merged_at: self.merged_at,
+            merge_commit_sha: self.merge_commit_sha,
         }
     }
 }

@@ -67,6 +67,9 @@ pub struct LastMergedPr {
     pub user: Option<String>,
     /// When it was merged (RFC 3339).
     pub merged_at: String,
+    /// The merge commit; absent from summaries stored before it was kept.
+    #[serde(default)]
+    pub sha: Option<String>,
 }
 
 /// A summary and how this request got it.
@@ -351,6 +354,7 @@ impl From<MergedPull> for LastMergedPr {
             html_url: pull.html_url,
             user: pull.author,
             merged_at: pull.merged_at,
+            sha: pull.sha,
         }
     }
 }
