@@ -77,16 +77,13 @@ impl AdminGuard {
             .catch_error(method_not_allowed)
     }
 
-    /// A public read (`GET`) with the same origins allowed, so a dashboard
-    /// on another origin can poll it.
+    /// A public read (`GET`) on an admin path: any origin may read it
+    /// (`http::public_cors`), and other methods answer 405.
     pub fn public_read<E: Endpoint + 'static>(
         &self,
         ep: E,
     ) -> impl Endpoint<Output = Response> + 'static {
-        ep.with(self.cors(&[Method::GET, Method::HEAD, Method::OPTIONS]))
-            .catch_error(cors_refused)
-            .catch_error(method_not_allowed)
-            .map_to_response()
+        ep.catch_error(method_not_allowed).map_to_response()
     }
 
     fn cors(&self, methods: &[Method]) -> Cors {

@@ -15,6 +15,7 @@ mod org;
 pub mod problem;
 mod problem_pages;
 mod proxy;
+mod public_cors;
 mod raw_docs;
 pub mod routes;
 mod summary;
@@ -148,6 +149,7 @@ pub fn routes(parts: ApiParts, docs: &Path) -> impl Endpoint + 'static {
         .catch_error(|_: NotFoundError| async {
             Problem::not_found("no resource at this path").into_response()
         })
+        .with(public_cors::PublicCors)
         .with(Observe::new(parts.telemetry, parts.request_export))
         .map_to_response()
 }

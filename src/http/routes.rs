@@ -49,6 +49,10 @@ pub const STATIC_FILE_TEMPLATE: &str = "/{file}";
 #[cfg(feature = "test-panic-route")]
 pub const TEST_PANIC: &str = "/api/test/panic";
 
+/// The token-guarded endpoints, whose CORS is limited to the configured
+/// origins; every other read is public.
+pub const ADMIN: &[&str] = &[DEPLOY_EVENTS, CACHE_INVALIDATE, CACHE_WARM];
+
 /// Paths served as they are: each is its own label.
 pub const FIXED: &[&str] = &[
     HEALTHZ,

@@ -16,6 +16,7 @@ mod org;
 mod otlp_pipeline;
 mod problems;
 mod proxy;
+mod public_cors;
 mod request_log;
 mod shared_tier;
 mod summary;
