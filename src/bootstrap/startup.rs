@@ -265,10 +265,10 @@ fn wire(
 fn build_telemetry(tiered: &TieredCache) -> Arc<OtlpTelemetry> {
     let memory = Arc::clone(tiered.memory());
     let meter = opentelemetry::global::meter(crate::bootstrap::telemetry::INSTRUMENTATION_SCOPE);
-    Arc::new(OtlpTelemetry::new(
-        &meter,
-        Arc::new(move || memory.len() as u64),
-    ))
+    Arc::new(
+        OtlpTelemetry::new(&meter, Arc::new(move || memory.len() as u64))
+            .with_build_info(version::CHIMNEY_VERSION, version::chimney_commit()),
+    )
 }
 
 /// A name for this process on the invalidation channel, so it can skip its

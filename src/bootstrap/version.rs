@@ -14,3 +14,15 @@ pub const WGMESH_VERSION: &str = match option_env!("WGMESH_VERSION") {
     Some(v) => v,
     None => "dev",
 };
+
+/// The commit chimney was built from: `CHIMNEY_COMMIT` at build time, else
+/// the build metadata of [`CHIMNEY_VERSION`] (`0.1.0+<sha>`, as the image
+/// build sets it), else `unknown`.
+pub fn chimney_commit() -> &'static str {
+    match option_env!("CHIMNEY_COMMIT") {
+        Some(commit) if !commit.is_empty() => commit,
+        _ => CHIMNEY_VERSION
+            .split_once('+')
+            .map_or("unknown", |(_, commit)| commit),
+    }
+}

@@ -105,3 +105,24 @@ async fn a_file_missing_from_the_docs_dir_is_not_found() {
 
     assert_eq!(response.status, 404);
 }
+
+#[tokio::test]
+async fn the_metrics_name_the_build_the_version_endpoint_reports() {
+    let app = spawn_app().await;
+    let version = app.get("/api/version").await.json();
+    let metrics = app.get("/api/metrics").await;
+    assert_eq!(metrics.status, 200);
+
+    let text = metrics.text();
+    let line = text
+        .lines()
+        .find(|line| line.starts_with("chimney_build_info{"))
+        .unwrap_or_else(|| panic!("no chimney_build_info in:\n{text}"));
+    let expected_version = format!(
+        "version=\"{}\"",
+        version["chimney_version"].as_str().expect("a version")
+    );
+    assert!(line.contains(&expected_version), "{line}");
+    assert!(line.contains("commit=\""), "{line}");
+    assert!(line.trim_end().ends_with(" 1"), "{line}");
+}

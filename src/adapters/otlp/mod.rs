@@ -46,6 +46,14 @@ impl OtlpTelemetry {
             prometheus: PrometheusMetrics::new(cache_entries),
         }
     }
+
+    /// Labels `/api/metrics` with the build: `chimney_build_info{version,
+    /// commit} 1`.
+    #[must_use]
+    pub fn with_build_info(mut self, version: &str, commit: &str) -> Self {
+        self.prometheus.register_build_info(version, commit);
+        self
+    }
 }
 
 impl Telemetry for OtlpTelemetry {

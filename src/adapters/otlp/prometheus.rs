@@ -12,6 +12,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use super::Observe;
@@ -125,6 +126,17 @@ impl Collector for Observed {
 }
 
 impl PrometheusMetrics {
+    /// Adds `chimney_build_info{version,commit} 1`, the usual way to put a
+    /// build's identity next to its metrics.
+    pub(super) fn register_build_info(&mut self, version: &str, commit: &str) {
+        let info = Info::new(vec![
+            ("version".to_owned(), version.to_owned()),
+            ("commit".to_owned(), commit.to_owned()),
+        ]);
+        self.registry
+            .register("chimney_build", "The build of this chimney", info);
+    }
+
     pub(super) fn new(cache_entries: Observe) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
