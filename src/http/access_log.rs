@@ -18,6 +18,7 @@ pub fn write(record: &RequestRecord) {
         target: ACCESS_LOG_TARGET,
         method = &*record.method,
         route = record.route,
+        path = record.target.as_str(),
         status = record.status,
         latency_ms = record.latency.as_secs_f64() * 1000.0,
         cache_hit = record.cache_hit,

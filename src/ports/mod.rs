@@ -12,7 +12,7 @@ pub use cache_store::{
     CacheError, CacheHit, CacheStore, CacheTier, InvalidationBus, KeyPage, LocalTier, TierUsage,
 };
 pub use deploy_log::{DeployLog, DeployLogError};
-pub use request_export::{RemoteParent, RequestExport, RequestRecord};
+pub use request_export::{MAX_LOGGED_TARGET_BYTES, RemoteParent, RequestExport, RequestRecord};
 pub use telemetry::{
     CompletedRequest, MetricsScrape, NoTelemetry, Scrape, TeeTelemetry, Telemetry, TelemetryError,
     UpstreamOutcome,

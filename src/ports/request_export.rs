@@ -21,6 +21,9 @@ pub struct RemoteParent {
     pub trace_state: Option<String>,
 }
 
+/// Longest path and query the request log keeps (CONTRACT 8 v2).
+pub const MAX_LOGGED_TARGET_BYTES: usize = 2 * 1024;
+
 /// What is known about a request once it has been answered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestRecord {
@@ -39,6 +42,9 @@ pub struct RequestRecord {
     pub route: &'static str,
     /// The raw path (a span attribute, never a metric label).
     pub url_path: String,
+    /// The path and query as received, cut at [`MAX_LOGGED_TARGET_BYTES`]
+    /// (the request log's `path`, as the original chimney logged it).
+    pub target: String,
     /// Response status.
     pub status: u16,
     /// When the request arrived.

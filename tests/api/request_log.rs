@@ -91,7 +91,7 @@ async fn every_request_writes_one_json_line_with_its_ids_and_no_secret() {
         .to_owned();
     let hit_bytes = hit.bytes().await.expect("body").len();
     let missing = client
-        .get(format!("{base}/api/nothing"))
+        .get(format!("{base}/api/nothing?x=1&y=%20z"))
         .send()
         .await
         .expect("404");
@@ -151,4 +151,8 @@ async fn every_request_writes_one_json_line_with_its_ids_and_no_secret() {
     assert_eq!(miss_line["cache_tier"], "none");
     assert_ne!(miss_line["trace_id"], TRACE_ID);
     assert_eq!(miss_line["trace_id"].as_str().map(str::len), Some(32));
+    // The path and query as received (CONTRACT 8 v2).
+    assert_eq!(hit_line["path"], README);
+    let missing_line = requests.last().expect("the 404's line");
+    assert_eq!(missing_line["path"], "/api/nothing?x=1&y=%20z");
 }

@@ -31,7 +31,8 @@ use poem::{Body, Endpoint, Middleware, Request, Response};
 use super::access_log;
 use super::routes::route_template;
 use crate::ports::{
-    CacheTier, CompletedRequest, RemoteParent, RequestExport, RequestRecord, Telemetry,
+    CacheTier, CompletedRequest, MAX_LOGGED_TARGET_BYTES, RemoteParent, RequestExport,
+    RequestRecord, Telemetry,
 };
 pub use panic::MAX_PANIC_STACK_BYTES;
 use panic::{CaughtPanic, InHandler, PanicHandler, install_panic_hook, panic_response};
@@ -107,6 +108,7 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         let route = route_template(req.uri().path());
         let method = method_name(req.method());
         let url_path = req.uri().path().to_owned();
+        let target = logged_target(req.original_uri());
         let remote = remote_parent(req.headers());
         let ids = TraceIds::new(remote.as_ref());
 
@@ -156,6 +158,7 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
             method,
             route,
             url_path,
+            target,
             status: status.as_u16(),
             start,
             latency,
@@ -230,3 +233,27 @@ fn body_len(response: &mut Response) -> u64 {
 }
 
 type BoxBody = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error>;
+
+/// The path and query as received, cut on a character boundary at
+/// [`MAX_LOGGED_TARGET_BYTES`] so a hostile URL cannot bloat the log.
+fn logged_target(uri: &poem::http::Uri) -> String {
+    let full = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let mut end = full.len().min(MAX_LOGGED_TARGET_BYTES);
+    while !full.is_char_boundary(end) {
+        end -= 1;
+    }
+    full[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_logged_target_keeps_the_query_and_stops_at_two_kib() {
+        let uri: poem::http::Uri = "/api/github/pulls?state=open&page=2".parse().unwrap();
+        assert_eq!(logged_target(&uri), "/api/github/pulls?state=open&page=2");
+        let long: poem::http::Uri = format!("/api/github/{}", "a".repeat(5000)).parse().unwrap();
+        assert_eq!(logged_target(&long).len(), MAX_LOGGED_TARGET_BYTES);
+    }
+}

@@ -124,6 +124,7 @@ impl Message for AccessRecord<'_> {
         let fields = [
             Field("method", Scalar::Str(&r.method)),
             Field("route", Scalar::Str(r.route)),
+            Field("path", Scalar::Str(&r.target)),
             Field("status", Scalar::Int(i64::from(r.status))),
             Field(
                 "latency_ms",

@@ -40,6 +40,7 @@ fn record(n: u64) -> RequestRecord {
         method: Cow::Borrowed("GET"),
         route: "/api/github/{path}",
         url_path: "/api/github/contents/README.md".to_owned(),
+        target: "/api/github/contents/README.md?ref=main".to_owned(),
         status: 502,
         start: SystemTime::now(),
         latency: Duration::from_micros(1234),
@@ -125,6 +126,10 @@ fn a_request_record_is_the_log_record_opentelemetry_proto_makes_of_the_same_reco
     sdk.add_attributes([
         ("method", AnyValue::from("GET")),
         ("route", AnyValue::from(r.route)),
+        (
+            "path",
+            AnyValue::from("/api/github/contents/README.md?ref=main"),
+        ),
         ("status", AnyValue::Int(502)),
         ("latency_ms", AnyValue::Double(1.234)),
         ("cache_hit", AnyValue::Boolean(false)),
