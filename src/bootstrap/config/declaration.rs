@@ -187,6 +187,19 @@ pub(super) const SPECS: &[SettingSpec] = &[
         },
     },
     SettingSpec {
+        key: "shutdown_grace",
+        help: "Time between SIGTERM and closing the listener, while /readyz answers 503 and requests are still served",
+        default: DefaultText::Value("0s"),
+        reach: Reach::Layered {
+            env: "CHIMNEY_SHUTDOWN_GRACE",
+            flag: None,
+            apply: Layered::Text(|s, text| {
+                s.shutdown_grace = values::duration(text)?;
+                Ok(())
+            }),
+        },
+    },
+    SettingSpec {
         key: "ttl",
         help: "Cache TTL rules, [[ttl]] tables of path, optional query and duration; first match wins",
         default: DefaultText::Described("the rules in chimney.example.toml"),

@@ -72,6 +72,10 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     /// Workflow file behind the pipeline summary (`CHIMNEY_SUMMARY_WORKFLOW`).
     pub summary_workflow: String,
+    /// How long chimney keeps serving after SIGTERM, answering `/readyz`
+    /// with 503 so a load balancer moves traffic away, before it closes the
+    /// listener (`CHIMNEY_SHUTDOWN_GRACE`).
+    pub shutdown_grace: Duration,
     /// Ordered TTL rules (`[[ttl]]` in the file).
     pub ttl: TtlPolicy,
     /// OpenTelemetry export settings (the standard `OTEL_*` variables).
@@ -117,6 +121,7 @@ impl Default for Settings {
             upstream_concurrency: 32,
             cors_origins: vec!["*".to_owned()],
             summary_workflow: "goose-build.yml".to_owned(),
+            shutdown_grace: Duration::ZERO,
             ttl: TtlPolicy::default(),
             otel: OtelSettings::default(),
             upstream_timeout: Duration::from_secs(10),
