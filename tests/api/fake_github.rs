@@ -87,6 +87,12 @@ pub enum RateLimit {
         /// The `Retry-After` value in seconds.
         retry_after_secs: u64,
     },
+    /// `403` with `Retry-After` and requests left: GitHub's secondary
+    /// limit as it usually answers it.
+    SecondaryForbidden {
+        /// The `Retry-After` value in seconds.
+        retry_after_secs: u64,
+    },
 }
 
 /// A misbehaviour injected into answers for a path.
@@ -97,6 +103,7 @@ enum Fault {
     RateLimit(RateLimit),
     Oversized { bytes: usize, streamed: bool },
     BrokenBody,
+    HugeContentLength,
 }
 
 /// One representation of a resource: what the fake answers with.
@@ -465,6 +472,13 @@ impl FakeGithub {
         );
     }
 
+    /// Answers `path_or_all` with a 200 announcing a 10 GiB body
+    /// (`Content-Length`), then sends a few bytes and stalls: only a client
+    /// that trusts the announced length would reserve memory for it.
+    pub fn huge_content_length(&self, path_or_all: &str) {
+        self.add_fault(path_or_all, Fault::HugeContentLength);
+    }
+
     /// Starts a 200 answer for `path_or_all`, then breaks the connection off
     /// in the middle of the body.
     pub fn break_connection(&self, path_or_all: &str) {
@@ -741,6 +755,23 @@ impl Inner {
                         r#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again.","documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#secondary-rate-limits"}"#,
                     )
             }
+            Fault::RateLimit(RateLimit::SecondaryForbidden { retry_after_secs }) => {
+                Response::builder()
+                    .status(StatusCode::FORBIDDEN)
+                    .header("Content-Type", "application/json; charset=utf-8")
+                    .header("Retry-After", retry_after_secs.to_string())
+                    .header("X-RateLimit-Limit", "5000")
+                    .header("X-RateLimit-Remaining", "4000")
+                    .header("X-RateLimit-Reset", self.rate_limit_reset.to_string())
+                    .body(
+                        r#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again.","documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#secondary-rate-limits"}"#,
+                    )
+            }
+            Fault::HugeContentLength => Response::builder()
+                .status(StatusCode::OK)
+                .header("Content-Type", "application/json; charset=utf-8")
+                .header("Content-Length", (10u64 << 30).to_string())
+                .body(Body::from_bytes_stream(stalled_body())),
             Fault::BrokenBody => Response::builder()
                 .status(StatusCode::OK)
                 .header("Content-Type", "application/json; charset=utf-8")
@@ -834,6 +865,19 @@ fn broken_body() -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> +
                 ))
             }
             _ => None,
+        }
+    })
+}
+
+/// A few bytes, then nothing for an hour.
+fn stalled_body() -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    futures::stream::unfold(0u8, |step| async move {
+        match step {
+            0 => Some((Ok(Bytes::from_static(b"[")), 1)),
+            _ => {
+                tokio::time::sleep(HANG_FOR).await;
+                None
+            }
         }
     })
 }

@@ -204,3 +204,20 @@ fn every_documented_path_is_its_own_route_template() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_problem_schema_lists_every_problem_type() {
+    let served = served_document().await;
+    let description =
+        served["components"]["schemas"]["Problem"]["properties"]["type"]["description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+
+    for slug in chimney::http::problem::PROBLEM_TYPES {
+        assert!(
+            description.contains(&format!("`{slug}`")),
+            "the Problem type description does not list {slug}: {description}"
+        );
+    }
+}

@@ -15,10 +15,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::domain::{RepoName, TtlPolicy, TtlRule};
+use crate::domain::{
+    DEFAULT_NEGATIVE_TTL, DEFAULT_RATE_LIMIT_RESERVE_PCT, PathPolicy, RepoName, TtlPolicy, TtlRule,
+};
 
 use sources::{Origins, RawSettings, RawTtlRule};
 use values::Expected;
@@ -62,6 +64,17 @@ pub struct Settings {
     pub summary_workflow: String,
     /// Ordered TTL rules (`[[ttl]]` in the file).
     pub ttl: TtlPolicy,
+    /// Path patterns the proxy serves (`CHIMNEY_PROXY_PATHS`, file
+    /// `proxy_paths`); giving any replaces the default list.
+    pub proxy_paths: PathPolicy,
+    /// How long 404/410 answers are cached (`CHIMNEY_NEGATIVE_TTL`).
+    pub negative_ttl: Duration,
+    /// Percent of GitHub's rate limit kept for revalidating cached keys
+    /// (`CHIMNEY_RATE_LIMIT_RESERVE`).
+    pub rate_limit_reserve: u8,
+    /// Allows sending `GITHUB_TOKEN` over plain `http://` to a host other
+    /// than loopback (`CHIMNEY_ALLOW_INSECURE_GITHUB_URL`).
+    pub allow_insecure_github_url: bool,
     /// OpenTelemetry export settings (the standard `OTEL_*` variables).
     pub otel: OtelSettings,
     /// Deadline for one GitHub request, body included. Not user-facing:
@@ -104,6 +117,10 @@ impl Default for Settings {
             cors_origins: vec!["*".to_owned()],
             summary_workflow: "goose-build.yml".to_owned(),
             ttl: TtlPolicy::default(),
+            proxy_paths: PathPolicy::default(),
+            negative_ttl: DEFAULT_NEGATIVE_TTL,
+            rate_limit_reserve: DEFAULT_RATE_LIMIT_RESERVE_PCT,
+            allow_insecure_github_url: false,
             otel: OtelSettings::default(),
             upstream_timeout: Duration::from_secs(10),
             redis_timeout: Duration::from_millis(200),
@@ -169,6 +186,14 @@ pub enum ConfigError {
     NotUnicode {
         /// The variable.
         name: &'static str,
+    },
+    /// A secret that cannot be used as given; its value is not shown.
+    #[error("invalid value for {name} (not shown): {expected}")]
+    Secret {
+        /// The variable.
+        name: &'static str,
+        /// What would have been accepted.
+        expected: &'static str,
     },
 }
 
@@ -254,7 +279,25 @@ impl Settings {
         let mut settings = Self::default();
         settings.apply_layered(raw, &origins)?;
         settings.apply_env_only(env)?;
+        if settings.sends_token_in_clear() {
+            return Err(invalid(
+                "github_api_url",
+                origins.get("github_api_url"),
+                settings.github_api_url.as_str(),
+                "expected an https:// URL, or http:// to a loopback address, while GITHUB_TOKEN is set; CHIMNEY_ALLOW_INSECURE_GITHUB_URL=true allows it",
+            ));
+        }
         Ok(settings)
+    }
+
+    /// Whether `GITHUB_TOKEN` would travel in clear to a host other than
+    /// this machine without the explicit allow: a plain `http://` API URL
+    /// is for local fakes and tests, not for a real token.
+    pub fn sends_token_in_clear(&self) -> bool {
+        self.github_token.is_some()
+            && !self.allow_insecure_github_url
+            && self.github_api_url.scheme() == "http"
+            && !values::is_loopback(&self.github_api_url)
     }
 
     /// Overwrites the defaults with every layered key that was set.
@@ -309,6 +352,31 @@ impl Settings {
         if let Some(rules) = raw.ttl.filter(|rules| !rules.is_empty()) {
             self.ttl = ttl_policy(rules, &origins.get("ttl"))?;
         }
+        // The security settings of CONTRACT 3 and 4 (v2).
+        if let Some(items) = raw.proxy_paths.filter(|items| !items.is_empty()) {
+            self.proxy_paths = PathPolicy::parse(items.iter().map(|item| item.trim())).map_err(
+                |(item, error)| {
+                    invalid(
+                        "proxy_paths",
+                        origins.get("proxy_paths"),
+                        &item,
+                        values::pattern_expected(&error),
+                    )
+                },
+            )?;
+        }
+        if let Some(text) = &raw.negative_ttl {
+            self.negative_ttl =
+                Field::layered("negative_ttl", text, origins).with(values::duration)?;
+        }
+        if let Some(text) = &raw.rate_limit_reserve {
+            self.rate_limit_reserve =
+                Field::layered("rate_limit_reserve", text, origins).with(values::percent)?;
+        }
+        if let Some(text) = &raw.allow_insecure_github_url {
+            self.allow_insecure_github_url =
+                Field::layered("allow_insecure_github_url", text, origins).with(values::boolean)?;
+        }
         Ok(())
     }
 
@@ -323,6 +391,16 @@ impl Settings {
         let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
 
         self.github_token = values::secret(env.get(GITHUB_TOKEN));
+        if self
+            .github_token
+            .as_ref()
+            .is_some_and(|token| !values::header_safe(token.expose_secret()))
+        {
+            return Err(ConfigError::Secret {
+                name: GITHUB_TOKEN,
+                expected: "expected a token of visible ASCII characters, as GitHub issues them; it is sent in an HTTP header",
+            });
+        }
         self.deploy_token = values::secret(env.get(DEPLOY_TOKEN));
         self.invalidate_token = values::secret(env.get(INVALIDATE_TOKEN));
         if let Some(text) = get(INVALIDATE_ALL_ALLOWED) {
@@ -977,6 +1055,10 @@ mod tests {
         assert_eq!(s.cors_origins, d.cors_origins);
         assert_eq!(s.summary_workflow, d.summary_workflow);
         assert_eq!(s.ttl, d.ttl);
+        assert_eq!(s.proxy_paths, d.proxy_paths);
+        assert_eq!(s.negative_ttl, d.negative_ttl);
+        assert_eq!(s.rate_limit_reserve, d.rate_limit_reserve);
+        assert_eq!(s.allow_insecure_github_url, d.allow_insecure_github_url);
     }
 
     #[test]
@@ -990,5 +1072,158 @@ mod tests {
             .join("\n");
         let s = load(&[], &[], Some(&uncommented)).unwrap();
         assert_eq!(s.ttl, TtlPolicy::default());
+    }
+
+    // The security settings (CONTRACT 1, v2).
+
+    #[test]
+    fn security_settings_default_to_the_contract() {
+        let s = load(&[], &[], None).unwrap();
+        assert_eq!(s.proxy_paths, PathPolicy::default());
+        assert_eq!(s.negative_ttl, Duration::from_secs(30));
+        assert_eq!(s.rate_limit_reserve, 5);
+        assert!(!s.allow_insecure_github_url);
+    }
+
+    #[test]
+    fn security_settings_come_from_the_environment_or_the_file() {
+        let env = [
+            ("CHIMNEY_PROXY_PATHS", "/pulls, /contents/**"),
+            ("CHIMNEY_NEGATIVE_TTL", "2m"),
+            ("CHIMNEY_RATE_LIMIT_RESERVE", "10"),
+            ("CHIMNEY_ALLOW_INSECURE_GITHUB_URL", "true"),
+        ];
+        let s = load(&[], &env, None).unwrap();
+        assert_eq!(
+            s.proxy_paths,
+            PathPolicy::parse(["/pulls", "/contents/**"]).unwrap()
+        );
+        assert_eq!(s.negative_ttl, Duration::from_secs(120));
+        assert_eq!(s.rate_limit_reserve, 10);
+        assert!(s.allow_insecure_github_url);
+
+        let file = "proxy_paths = [\"/\", \"/hooks\"]\nnegative_ttl = \"0s\"\nrate_limit_reserve = 0\nallow_insecure_github_url = true\n";
+        let s = load(&[], &[], Some(file)).unwrap();
+        assert_eq!(s.proxy_paths, PathPolicy::parse(["/", "/hooks"]).unwrap());
+        assert_eq!(s.negative_ttl, Duration::ZERO);
+        assert_eq!(s.rate_limit_reserve, 0);
+        assert!(s.allow_insecure_github_url);
+    }
+
+    #[test]
+    fn an_empty_proxy_path_list_keeps_the_default() {
+        let s = load(
+            &[],
+            &[("CHIMNEY_PROXY_PATHS", "")],
+            Some("proxy_paths = []\n"),
+        )
+        .unwrap();
+        assert_eq!(s.proxy_paths, PathPolicy::default());
+    }
+
+    #[test]
+    fn invalid_security_settings_are_refused_naming_key_and_value() {
+        for (name, value, key, offending) in [
+            (
+                "CHIMNEY_PROXY_PATHS",
+                "/pulls,hooks",
+                "proxy_paths",
+                "hooks",
+            ),
+            ("CHIMNEY_PROXY_PATHS", "/**/x", "proxy_paths", "/**/x"),
+            ("CHIMNEY_NEGATIVE_TTL", "soon", "negative_ttl", "soon"),
+            (
+                "CHIMNEY_RATE_LIMIT_RESERVE",
+                "101",
+                "rate_limit_reserve",
+                "101",
+            ),
+            (
+                "CHIMNEY_ALLOW_INSECURE_GITHUB_URL",
+                "maybe",
+                "allow_insecure_github_url",
+                "maybe",
+            ),
+        ] {
+            let message = error(&[], &[(name, value)], None);
+            assert!(
+                message.starts_with(&format!(
+                    "invalid value for {key} ({name}): {offending:?} (expected"
+                )),
+                "{name}={value}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_github_token_that_is_not_a_header_value_stops_start_up_unshown() {
+        const SECRET: &str = "ghp_s3cr3t";
+        for token in [
+            format!("{SECRET}\u{1}x"),
+            format!("{SECRET} x"),
+            format!("{SECRET}\u{e4}"),
+        ] {
+            let message = error(&[], &[("GITHUB_TOKEN", &token)], None);
+            assert!(message.contains("GITHUB_TOKEN"), "{message}");
+            assert!(!message.contains(SECRET), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_token_over_plain_http_to_another_host_needs_the_explicit_allow() {
+        let env = [
+            ("GITHUB_TOKEN", "ghp_s3cr3t"),
+            ("CHIMNEY_GITHUB_API_URL", "http://github.internal:8080"),
+        ];
+        let message = error(&[], &env, None);
+        assert!(
+            message.starts_with("invalid value for github_api_url (CHIMNEY_GITHUB_API_URL)"),
+            "{message}"
+        );
+        assert!(
+            message.contains("CHIMNEY_ALLOW_INSECURE_GITHUB_URL"),
+            "{message}"
+        );
+        assert!(!message.contains("ghp_s3cr3t"), "{message}");
+
+        let mut allowed = env.to_vec();
+        allowed.push(("CHIMNEY_ALLOW_INSECURE_GITHUB_URL", "true"));
+        assert!(load(&[], &allowed, None).is_ok());
+        for fine in [
+            [
+                ("GITHUB_TOKEN", "ghp_x"),
+                ("CHIMNEY_GITHUB_API_URL", "http://127.0.0.1:9"),
+            ],
+            [
+                ("GITHUB_TOKEN", "ghp_x"),
+                ("CHIMNEY_GITHUB_API_URL", "http://localhost:9"),
+            ],
+            [
+                ("GITHUB_TOKEN", "ghp_x"),
+                ("CHIMNEY_GITHUB_API_URL", "https://ghe.example"),
+            ],
+            [
+                ("GITHUB_TOKEN", ""),
+                ("CHIMNEY_GITHUB_API_URL", "http://ghe.example"),
+            ],
+        ] {
+            assert!(load(&[], &fine, None).is_ok(), "{fine:?}");
+        }
+    }
+
+    #[test]
+    fn a_redis_password_with_reserved_characters_is_never_shown() {
+        for url in [
+            "redis://:s3cr/3t@cache:6379/0",
+            "redis://:s3cr?3t@cache:6379",
+            "redis://:s3cr#3t@cache:6379",
+            "redis://user:s3cr/3t@cache:6379",
+        ] {
+            let message = error(&[], &[("CHIMNEY_REDIS", url)], None);
+            assert!(!message.contains("s3cr"), "{message}");
+            assert!(message.contains("***@cache"), "{message}");
+            let message = error(&["--redis", url], &[], None);
+            assert!(!message.contains("s3cr"), "{message}");
+        }
     }
 }

@@ -111,6 +111,18 @@ const ENV_KEYS: &[(&str, &str, Shape)] = &[
         "summary_workflow",
         Shape::Scalar,
     ),
+    ("CHIMNEY_PROXY_PATHS", "proxy_paths", Shape::List),
+    ("CHIMNEY_NEGATIVE_TTL", "negative_ttl", Shape::Scalar),
+    (
+        "CHIMNEY_RATE_LIMIT_RESERVE",
+        "rate_limit_reserve",
+        Shape::Scalar,
+    ),
+    (
+        "CHIMNEY_ALLOW_INSECURE_GITHUB_URL",
+        "allow_insecure_github_url",
+        Shape::Scalar,
+    ),
 ];
 
 // Environment variables read directly, never from the file: the secrets,
@@ -327,6 +339,10 @@ pub(super) struct RawSettings {
     pub(super) cors_origins: Option<Vec<String>>,
     pub(super) summary_workflow: Option<String>,
     pub(super) ttl: Option<Vec<RawTtlRule>>,
+    pub(super) proxy_paths: Option<Vec<String>>,
+    pub(super) negative_ttl: Option<String>,
+    pub(super) rate_limit_reserve: Option<String>,
+    pub(super) allow_insecure_github_url: Option<String>,
 }
 
 /// One `[[ttl]]` table of the file.
