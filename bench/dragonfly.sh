@@ -24,7 +24,8 @@ DELAY_MS=${DELAY_MS:-50}
 SKIP_BUILD=${SKIP_BUILD:-0}
 
 HOT_PATH='/api/github/pulls?state=open'
-HOT_KEY='chimney:/pulls?state=open'
+# Entries are namespaced by the served repository (--repo bench/repo below).
+HOT_KEY='chimney:bench/repo:/pulls?state=open'
 TARGET_RATIO=0.90
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

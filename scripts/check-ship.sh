@@ -209,8 +209,10 @@ smoke_ok=1
 
 keys=$(redis-cli -p "$redis_port" --scan --pattern 'chimney:*' | sort | tr '\n' ' ')
 echo "Dragonfly stand-in keys: $keys"
-if ! redis-cli -p "$redis_port" exists 'chimney:/pulls' | grep -qx 1; then
-  echo "FAIL: the proxied response was not stored in Dragonfly (chimney:/pulls)"
+# Entries live under the deployment's namespace, the served repository
+# (compose's default; the slot sets no GITHUB_ORG).
+if ! redis-cli -p "$redis_port" exists 'chimney:atvirokodosprendimai/wgmesh:/pulls' | grep -qx 1; then
+  echo "FAIL: the proxied response was not stored in Dragonfly (chimney:atvirokodosprendimai/wgmesh:/pulls)"
   smoke_ok=0
 fi
 

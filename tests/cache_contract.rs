@@ -6,8 +6,9 @@
 //! `CHIMNEY_TEST_DRAGONFLY_URL` names a server (Debian's `redis-server`
 //! stands in for Dragonfly); otherwise its tests print that they skip.
 //!
-//! The Dragonfly tests share one server and its fixed `chimney:` namespace,
-//! so each contract function uses keys and prefixes no other one touches.
+//! The Dragonfly tests share one server and one cache namespace of their
+//! own (`chimney:cache-contract/suite:`), so each contract function uses
+//! keys and prefixes no other one touches.
 //! The one that must see the whole namespace (full invalidation) takes an
 //! exclusive lock; the rest share it.
 //!
@@ -278,7 +279,16 @@ mod dragonfly {
     use std::time::Duration;
 
     use chimney::adapters::dragonfly::{DragonflyCache, build_pool};
+    use chimney::domain::{CacheNamespace, RepoName};
     use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+    /// The namespace this suite caches in on the shared server.
+    pub(super) fn namespace() -> CacheNamespace {
+        CacheNamespace::of_deployment(
+            None,
+            &RepoName::parse("cache-contract/suite").expect("valid"),
+        )
+    }
 
     /// Serialises the tests that need the whole shared namespace against
     /// the rest of this binary.
@@ -305,7 +315,7 @@ mod dragonfly {
         } else {
             Guard::Shared(NAMESPACE.read().await)
         };
-        Some((DragonflyCache::new(pool, timeout), guard))
+        Some((DragonflyCache::new(pool, timeout, &namespace()), guard))
     }
 
     /// One test per contract function; `exclusive` ones run alone.
@@ -337,7 +347,7 @@ mod tiered {
     use std::time::Duration;
 
     use chimney::adapters::dragonfly::{
-        DragonflyCache, DragonflyInvalidationBus, build_pool, database_of,
+        DragonflyCache, DragonflyInvalidationBus, build_pool, database_of, invalidation_channel,
     };
     use chimney::adapters::memory::MemoryCache;
     use chimney::service::tiered::{RemoteTier, TieredCache};
@@ -381,10 +391,15 @@ mod tiered {
             let pool = build_pool(&url, timeout).expect("pool builds");
             let database = database_of(&url).expect("a database number");
             let remote = RemoteTier {
-                store: Arc::new(DragonflyCache::new(pool.clone(), timeout)),
+                store: Arc::new(DragonflyCache::new(
+                    pool.clone(),
+                    timeout,
+                    &super::super::dragonfly::namespace(),
+                )),
                 bus: Arc::new(DragonflyInvalidationBus::new(
                     pool,
                     timeout,
+                    invalidation_channel(&super::super::dragonfly::namespace()),
                     "cache-contract",
                     database,
                 )),

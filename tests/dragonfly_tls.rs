@@ -23,9 +23,11 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use chimney::adapters::dragonfly::{
     DragonflyCache, InvalidationNotice, TlsTrust, build_pool_with_trust, database_of,
-    publish_invalidation, run_invalidation_listener_with_trust,
+    invalidation_channel, publish_invalidation, run_invalidation_listener_with_trust,
 };
-use chimney::domain::{CacheKey, CachedResponse, HeaderList, InvalidationScope};
+use chimney::domain::{
+    CacheKey, CacheNamespace, CachedResponse, HeaderList, InvalidationScope, RepoName,
+};
 use chimney::ports::{CacheError, CacheStore, CacheTier};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use tempfile::TempDir;
@@ -216,9 +218,14 @@ fn entry(body: &'static str) -> Arc<CachedResponse> {
     })
 }
 
+/// The namespace the TLS tests cache and announce in.
+fn namespace() -> CacheNamespace {
+    CacheNamespace::of_deployment(None, &RepoName::parse("tls-test/cache").expect("valid"))
+}
+
 fn cache(url: &Url, trust: &TlsTrust) -> DragonflyCache {
     let pool = build_pool_with_trust(url, TIMEOUT, trust).expect("pool builds");
-    DragonflyCache::new(pool, TIMEOUT)
+    DragonflyCache::new(pool, TIMEOUT, &namespace())
 }
 
 /// The error's whole chain, one cause per line.
@@ -351,9 +358,11 @@ async fn invalidations_are_announced_and_heard_over_tls() {
     let trust = TlsTrust::system_and(server.certs.ca());
     let (heard_tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let channel = invalidation_channel(&namespace());
     let listener = tokio::spawn(run_invalidation_listener_with_trust(
         url.clone(),
         trust.clone(),
+        channel.clone(),
         move |notice: InvalidationNotice| {
             let _ = heard_tx.send(notice);
         },
@@ -370,7 +379,7 @@ async fn invalidations_are_announced_and_heard_over_tls() {
     // publish until the server has delivered it to one subscriber.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match publish_invalidation(&pool, TIMEOUT, &notice).await {
+        match publish_invalidation(&pool, TIMEOUT, &channel, &notice).await {
             Ok(receivers) if receivers > 0 => break,
             outcome => assert!(
                 Instant::now() < deadline,

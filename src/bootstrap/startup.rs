@@ -17,7 +17,7 @@ use url::Url;
 use crate::adapters::dragonfly::DragonflyDeployLog;
 use crate::adapters::dragonfly::{
     DragonflyCache, DragonflyInvalidationBus, InvalidationNotice, build_pool, database_of,
-    run_invalidation_listener,
+    invalidation_channel, run_invalidation_listener,
 };
 use crate::adapters::github::{GithubHttp, GithubHttpConfig};
 use crate::adapters::memory::MemoryCache;
@@ -25,7 +25,7 @@ use crate::adapters::memory::MemoryDeployLog;
 use crate::adapters::otlp::OtlpTelemetry;
 use crate::bootstrap::config::Settings;
 use crate::bootstrap::version;
-use crate::domain::RepoExclusions;
+use crate::domain::{CacheNamespace, MAX_BODY_BYTES, RepoExclusions};
 use crate::http::{self, ApiParts, HealthApi, OrgApi, ProxyEndpoint, SummaryApi};
 use crate::http::{AdminAccess, AdminTokens, CacheApi, DeployApi};
 use crate::ports::DeployLog;
@@ -36,14 +36,16 @@ use crate::service::health::HealthService;
 use crate::service::org::{
     DiscoveryTask, OrgDirectory, OrgDiscovery, OrgDiscoveryConfig, OrgService, REFRESH_EVERY,
 };
-use crate::service::proxy::{ProxyLimits, ProxyService, ProxyTarget};
+use crate::service::proxy::{
+    GatedUpstream, ProxyLimits, ProxyPolicy, ProxyService, ProxyTarget, UpstreamGate,
+};
 use crate::service::stats::CacheCounters;
 use crate::service::summary::SummaryService;
 use crate::service::tiered::{RemoteTier, TieredCache};
 
 /// Largest GitHub body chimney accepts; larger ones are neither cached nor
 /// truncated.
-pub const MAX_UPSTREAM_BODY_BYTES: usize = 10 * 1024 * 1024;
+pub const MAX_UPSTREAM_BODY_BYTES: usize = MAX_BODY_BYTES;
 
 /// How long in-flight requests may take to finish after a stop signal.
 const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(5);
@@ -61,6 +63,8 @@ pub struct Application {
 struct Background {
     cache: TieredCache,
     redis: Option<Url>,
+    /// The deployment's invalidation channel.
+    channel: String,
     instance_id: String,
     discovery: Option<OrgDiscovery>,
 }
@@ -119,10 +123,11 @@ impl Application {
         let Background {
             cache,
             redis,
+            channel,
             instance_id,
             discovery,
         } = self.background;
-        let _cache_tasks = CacheTasks::spawn(redis, &cache, instance_id);
+        let _cache_tasks = CacheTasks::spawn(redis, channel, &cache, instance_id);
         let _discovery = DiscoveryTask::spawn(discovery);
         let acceptor =
             TcpAcceptor::from_tokio(self.listener).context("failed to adopt the listener")?;
@@ -139,8 +144,15 @@ fn wire(
     settings: &Settings,
     request_export: Option<Arc<dyn RequestExport>>,
 ) -> anyhow::Result<(BoxEndpoint<'static>, Background)> {
+    anyhow::ensure!(
+        !settings.sends_token_in_clear(),
+        "refusing to send GITHUB_TOKEN over plain http to {} (use https, or set CHIMNEY_ALLOW_INSECURE_GITHUB_URL=true)",
+        settings.github_api_url.host_str().unwrap_or("?")
+    );
     let counters = Arc::new(CacheCounters::default());
     let instance_id = instance_id();
+    // Everything this deployment keeps in Dragonfly is scoped by it.
+    let namespace = CacheNamespace::of_deployment(settings.org.as_deref(), &settings.repo);
     // One lazily connecting pool serves the cache tier and the deploy log.
     let pool = settings
         .redis
@@ -148,7 +160,7 @@ fn wire(
         .map(|url| build_pool(url, settings.redis_timeout))
         .transpose()
         .context("failed to set up the Dragonfly pool")?;
-    let tiered = build_cache(settings, pool.clone(), &instance_id)?;
+    let tiered = build_cache(settings, pool.clone(), &namespace, &instance_id)?;
     let instruments = build_telemetry(&tiered);
     // Every event goes to the OpenTelemetry instruments and to the counters
     // that /healthz and /api/cache/stats read.
@@ -167,6 +179,9 @@ fn wire(
         })
         .context("failed to build the GitHub client")?,
     );
+    // One gate per token: the proxy feeds and consults it, and every other
+    // caller goes through `GatedUpstream`.
+    let gate = Arc::new(UpstreamGate::new(settings.rate_limit_reserve));
     let proxy = ProxyService::new(
         Arc::clone(&cache),
         Arc::clone(&upstream),
@@ -175,8 +190,14 @@ fn wire(
         &ProxyLimits {
             upstream_concurrency: settings.upstream_concurrency,
         },
+        ProxyPolicy {
+            paths: settings.proxy_paths.clone(),
+            negative_ttl: settings.negative_ttl,
+            gate: Arc::clone(&gate),
+        },
     )
     .with_telemetry(telemetry.clone());
+    let gated: Arc<dyn UpstreamGithub> = Arc::new(GatedUpstream::new(upstream, gate));
     let default_target = ProxyTarget {
         repo: settings.repo.clone(),
         local_prefix: http::PROXY_PREFIX.to_owned(),
@@ -185,7 +206,7 @@ fn wire(
     let org_directory = OrgDirectory::new();
     let discovery = settings.org.as_ref().map(|org| {
         OrgDiscovery::new(
-            Arc::clone(&upstream),
+            Arc::clone(&gated),
             OrgDiscoveryConfig {
                 org: org.clone(),
                 exclusions: RepoExclusions::new(&settings.repos_exclude),
@@ -209,7 +230,7 @@ fn wire(
         proxy.clone(),
         default_target.clone(),
     );
-    let deploys = DeployService::new(build_deploy_log(pool, settings.redis_timeout))
+    let deploys = DeployService::new(build_deploy_log(pool, &namespace, settings.redis_timeout))
         .with_telemetry(telemetry.clone());
     let cache_admin = CacheAdminService::new(
         tiered.clone(),
@@ -253,6 +274,7 @@ fn wire(
     let background = Background {
         cache: tiered,
         redis: settings.redis.clone(),
+        channel: invalidation_channel(&namespace),
         instance_id,
         discovery,
     };
@@ -288,15 +310,23 @@ fn instance_id() -> String {
 fn build_cache(
     settings: &Settings,
     pool: Option<Pool>,
+    namespace: &CacheNamespace,
     instance_id: &str,
 ) -> anyhow::Result<TieredCache> {
     let memory = Arc::new(MemoryCache::new(settings.memory_capacity_bytes));
     let (Some(pool), Some(url)) = (pool, &settings.redis) else {
         return Ok(TieredCache::memory_only(memory));
     };
-    let store = DragonflyCache::new(pool.clone(), settings.redis_timeout);
+    let store = DragonflyCache::new(pool.clone(), settings.redis_timeout, namespace)
+        .with_negative_ttl(settings.negative_ttl);
     let database = database_of(url).context("failed to read the Dragonfly database number")?;
-    let bus = DragonflyInvalidationBus::new(pool, settings.redis_timeout, instance_id, database);
+    let bus = DragonflyInvalidationBus::new(
+        pool,
+        settings.redis_timeout,
+        invalidation_channel(namespace),
+        instance_id,
+        database,
+    );
     Ok(TieredCache::with_remote(
         memory,
         RemoteTier {
@@ -314,7 +344,12 @@ struct CacheTasks {
 }
 
 impl CacheTasks {
-    fn spawn(redis: Option<Url>, tiered: &TieredCache, instance_id: String) -> Self {
+    fn spawn(
+        redis: Option<Url>,
+        channel: String,
+        tiered: &TieredCache,
+        instance_id: String,
+    ) -> Self {
         let Some(url) = redis else {
             return Self {
                 probe: None,
@@ -335,7 +370,7 @@ impl CacheTasks {
                 );
             }
         };
-        tokio::spawn(run_invalidation_listener(url, on_notice, stopped));
+        tokio::spawn(run_invalidation_listener(url, channel, on_notice, stopped));
         Self {
             probe: Some(probe),
             stop_listener: Some(stop_listener),
@@ -357,11 +392,15 @@ impl Drop for CacheTasks {
 /// The deploy history: the shared Dragonfly list when Dragonfly is
 /// configured (with this process's ring as mirror and fallback, see
 /// `service::deploys`), else the ring alone. Nothing connects here.
-fn build_deploy_log(pool: Option<Pool>, timeout: Duration) -> Arc<dyn DeployLog> {
+fn build_deploy_log(
+    pool: Option<Pool>,
+    namespace: &CacheNamespace,
+    timeout: Duration,
+) -> Arc<dyn DeployLog> {
     let local: Arc<dyn DeployLog> = Arc::new(MemoryDeployLog::new());
     match pool {
         Some(pool) => {
-            let shared = Arc::new(DragonflyDeployLog::new(pool, timeout));
+            let shared = Arc::new(DragonflyDeployLog::new(pool, namespace, timeout));
             Arc::new(ResilientDeployLog::shared(shared, local))
         }
         None => Arc::new(ResilientDeployLog::local_only(local)),

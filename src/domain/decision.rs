@@ -25,10 +25,13 @@ pub enum Decision {
 }
 
 /// Decides how to answer a request given the cached entry (if any).
+/// Negative entries (404/410) are fresh for `negative_ttl` and then good
+/// for nothing: no stale fallback, no revalidation.
 pub fn decide(
     entry: Option<&CachedResponse>,
     if_none_match: Option<&IfNoneMatch>,
     ttl: Duration,
+    negative_ttl: Duration,
     now: SystemTime,
 ) -> Decision {
     let Some(entry) = entry else {
@@ -37,7 +40,7 @@ pub fn decide(
             stale_usable: false,
         };
     };
-    match Freshness::at(entry.age(now), ttl) {
+    match entry.freshness(now, ttl, negative_ttl) {
         Freshness::Fresh => {
             let client_has_it = match (if_none_match, entry.etag()) {
                 (Some(inm), Some(etag)) => inm.matches(etag),
@@ -50,7 +53,10 @@ pub fn decide(
             }
         }
         freshness => Decision::Fetch {
-            etag: entry.etag().map(str::to_owned),
+            etag: entry
+                .etag()
+                .filter(|_| !entry.is_negative())
+                .map(str::to_owned),
             stale_usable: freshness == Freshness::Stale,
         },
     }
@@ -61,6 +67,12 @@ pub fn decide(
 pub enum AfterFetch {
     /// Store the new representation in both tiers and serve it.
     Store,
+    /// GitHub says the resource is missing (404/410): store that for the
+    /// negative TTL and pass it on.
+    StoreNegative,
+    /// GitHub redirects: pass it on only if it stays in the served
+    /// repository, else refuse it.
+    Redirect,
     /// GitHub confirmed the cached entry: refresh its fetch time, serve it.
     Refresh,
     /// Serve GitHub's answer as it is, caching nothing.
@@ -77,11 +89,13 @@ pub enum AfterFetch {
 }
 
 /// Resolves an upstream outcome. `verdict` is `None` when no usable answer
-/// arrived at all (connection error, timeout, oversized body).
+/// arrived at all (connection error, timeout, oversized body);
+/// `negative_caching` is false when the negative TTL is zero.
 pub fn after_fetch(
     verdict: Option<UpstreamVerdict>,
     had_entry: bool,
     stale_usable: bool,
+    negative_caching: bool,
 ) -> AfterFetch {
     let failed = |rate_limit: Option<u64>| match (stale_usable, rate_limit) {
         (true, _) => AfterFetch::ServeStale,
@@ -90,11 +104,13 @@ pub fn after_fetch(
     };
     match verdict {
         Some(UpstreamVerdict::Fresh) => AfterFetch::Store,
+        Some(UpstreamVerdict::Missing) if negative_caching => AfterFetch::StoreNegative,
+        Some(UpstreamVerdict::Redirect) => AfterFetch::Redirect,
         // A 304 is only meaningful against the entry whose ETag was sent.
         Some(UpstreamVerdict::NotModified) if had_entry => AfterFetch::Refresh,
-        Some(UpstreamVerdict::NotModified | UpstreamVerdict::PassThrough) => {
-            AfterFetch::PassThrough
-        }
+        Some(
+            UpstreamVerdict::NotModified | UpstreamVerdict::PassThrough | UpstreamVerdict::Missing,
+        ) => AfterFetch::PassThrough,
         Some(UpstreamVerdict::RateLimited { retry_after_secs }) => failed(Some(retry_after_secs)),
         Some(UpstreamVerdict::ServerError) | None => failed(None),
     }
@@ -107,6 +123,20 @@ mod tests {
     use bytes::Bytes;
 
     const TTL: Duration = Duration::from_secs(30);
+    const NEG: Duration = Duration::from_secs(30);
+
+    fn decide(
+        entry: Option<&CachedResponse>,
+        inm: Option<&IfNoneMatch>,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> Decision {
+        super::decide(entry, inm, ttl, NEG, now)
+    }
+
+    fn after_fetch(v: Option<UpstreamVerdict>, had: bool, stale: bool) -> AfterFetch {
+        super::after_fetch(v, had, stale, true)
+    }
 
     fn entry_at(fetched_secs: u64, etag: Option<&str>) -> CachedResponse {
         let headers: HeaderList = etag.map(|e| ("etag", e)).into_iter().collect();
@@ -189,6 +219,52 @@ mod tests {
                 etag: None,
                 stale_usable: true
             }
+        );
+    }
+
+    #[test]
+    fn a_negative_entry_is_fresh_for_the_negative_ttl_then_fetched_unconditionally() {
+        let headers: HeaderList = [("etag", "\"n\"")].into_iter().collect();
+        let missing = CachedResponse::new(404, headers, Bytes::from_static(b"{}"), at(0));
+        assert_eq!(
+            decide(Some(&missing), None, Duration::ZERO, at(29)),
+            Decision::ServeFresh
+        );
+        assert_eq!(
+            decide(Some(&missing), None, Duration::from_secs(3600), at(30)),
+            Decision::Fetch {
+                etag: None,
+                stale_usable: false
+            }
+        );
+    }
+
+    #[test]
+    fn an_entry_from_the_future_is_revalidated_as_stale() {
+        let e = entry_at(100, Some("\"a\""));
+        assert_eq!(
+            decide(Some(&e), None, TTL, at(50)),
+            Decision::Fetch {
+                etag: Some("\"a\"".into()),
+                stale_usable: true
+            }
+        );
+    }
+
+    #[test]
+    fn missing_and_redirects_resolve_as_v2_says() {
+        use UpstreamVerdict as V;
+        assert_eq!(
+            after_fetch(Some(V::Missing), false, false),
+            AfterFetch::StoreNegative
+        );
+        assert_eq!(
+            super::after_fetch(Some(V::Missing), true, true, false),
+            AfterFetch::PassThrough
+        );
+        assert_eq!(
+            after_fetch(Some(V::Redirect), true, true),
+            AfterFetch::Redirect
         );
     }
 

@@ -4,7 +4,11 @@
 //! and `/repositories/{id}/…` for the same repository
 //! (<https://docs.github.com/en/rest/using-the-rest-api/using-pagination-in-the-rest-api>).
 //! Links into the repository being served become relative `/api/github/…`
-//! URLs with their query kept; every other link is left as it was.
+//! URLs with their query kept; every other link is left as it was. A
+//! `/repositories/{id}` link counts as the served repository only when
+//! `id` is known to be its id: GitHub's answer alone does not prove it.
+//! The same rule decides which redirects may be passed on
+//! ([`local_location`]).
 
 use super::request::RepoName;
 
@@ -15,12 +19,9 @@ pub struct LinkTarget<'a> {
     pub api_base: &'a str,
     /// The repository being served.
     pub repo: &'a RepoName,
-    /// Its numeric id, when known.
+    /// Its numeric id, when known; `/repositories/{id}` links are only
+    /// rewritten for this id.
     pub repo_id: Option<u64>,
-    /// The GitHub path of the request being answered (e.g. `/issues`): a
-    /// `/repositories/{id}` link to this same path is a page of this
-    /// resource even when the id is not known.
-    pub request_path: &'a str,
     /// Where chimney serves the repository, e.g. `/api/github`.
     pub local_prefix: &'a str,
 }
@@ -45,6 +46,14 @@ pub fn rewrite_link_header(value: &str, target: &LinkTarget<'_>) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// The relative `/api/github/…` URL for a redirect's `Location`, when it
+/// points at the served repository on the API origin; `None` for anything
+/// else (another repository, another host such as a signed download URL,
+/// a relative or malformed value), which must not reach clients.
+pub fn local_location(value: &str, target: &LinkTarget<'_>) -> Option<String> {
+    local_url(value.trim(), target)
 }
 
 fn local_url(url: &str, target: &LinkTarget<'_>) -> Option<String> {
@@ -83,8 +92,7 @@ fn repo_tail<'p>(path: &'p str, target: &LinkTarget<'_>) -> Option<&'p str> {
     let id_len = rest.find('/').unwrap_or(rest.len());
     let id: u64 = rest[..id_len].parse().ok()?;
     let tail = &rest[id_len..];
-    let same_repo = target.repo_id == Some(id) || (!tail.is_empty() && tail == target.request_path);
-    same_repo.then_some(tail)
+    (target.repo_id == Some(id)).then_some(tail)
 }
 
 fn strip_prefix_ignore_case<'s>(s: &'s str, prefix: &str) -> Option<&'s str> {
@@ -101,24 +109,61 @@ mod tests {
         RepoName::parse("octokit-fixture-org/hello-world").unwrap()
     }
 
-    fn target<'a>(repo: &'a RepoName, request_path: &'a str) -> LinkTarget<'a> {
+    fn target<'a>(repo: &'a RepoName, _request_path: &str) -> LinkTarget<'a> {
         LinkTarget {
             api_base: "https://api.github.com",
             repo,
             repo_id: None,
-            request_path,
             local_prefix: "/api/github",
         }
     }
 
     #[test]
-    fn repositories_id_page_links_for_the_same_path_become_local() {
+    fn repositories_id_page_links_become_local_only_for_the_served_repos_id() {
         let repo = repo();
         let header = r#"<https://api.github.com/repositories/515435940/issues?per_page=3&page=2>; rel="next", <https://api.github.com/repositories/515435940/issues?per_page=3&page=5>; rel="last""#;
+        let mut t = target(&repo, "/issues");
         assert_eq!(
-            rewrite_link_header(header, &target(&repo, "/issues")),
+            rewrite_link_header(header, &t),
+            header,
+            "an unknown id is not the served repository, even for the same path"
+        );
+        t.repo_id = Some(515_435_940);
+        assert_eq!(
+            rewrite_link_header(header, &t),
             r#"</api/github/issues?per_page=3&page=2>; rel="next", </api/github/issues?per_page=3&page=5>; rel="last""#
         );
+        t.repo_id = Some(1);
+        assert_eq!(rewrite_link_header(header, &t), header);
+    }
+
+    #[test]
+    fn redirects_are_local_only_into_the_served_repository() {
+        let repo = repo();
+        let mut t = target(&repo, "/issues/1");
+        t.repo_id = Some(7);
+        assert_eq!(
+            local_location(
+                "https://api.github.com/repos/octokit-fixture-org/hello-world/issues/2",
+                &t
+            ),
+            Some("/api/github/issues/2".to_owned())
+        );
+        assert_eq!(
+            local_location("https://api.github.com/repositories/7/issues/2?x=1", &t),
+            Some("/api/github/issues/2?x=1".to_owned())
+        );
+        for elsewhere in [
+            "https://api.github.com/repositories/8/issues/2",
+            "https://api.github.com/repos/other/repo/issues/2",
+            "https://codeload.github.com/octokit-fixture-org/hello-world/legacy.tar.gz/refs/heads/main",
+            "https://objects.githubusercontent.com/x?X-Amz-Signature=s",
+            "/repos/octokit-fixture-org/hello-world/issues/2",
+            "https://api.github.com.evil.example/repos/octokit-fixture-org/hello-world",
+            "",
+        ] {
+            assert_eq!(local_location(elsewhere, &t), None, "{elsewhere}");
+        }
     }
 
     #[test]
@@ -168,7 +213,6 @@ mod tests {
             api_base: "http://127.0.0.1:9999/api/v3/",
             repo: &repo,
             repo_id: None,
-            request_path: "/issues",
             local_prefix: "/api/github/octokit-fixture-org/hello-world",
         };
         let header = "<http://127.0.0.1:9999/api/v3/repos/octokit-fixture-org/hello-world/issues?page=3>; rel=\"last\"";

@@ -3,6 +3,7 @@
 //!
 //! Hostile input is rejected here, at the edge, before anything is fetched.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use percent_encoding::percent_decode_str;
@@ -30,11 +31,16 @@ const FORWARDED_QUERY_KEYS: [&str; 14] = [
 /// double encoding (`%252e`) without looping on adversarial input.
 const DECODE_ROUNDS: usize = 3;
 
+/// The longest GitHub path accepted, in bytes, as sent and once canonical;
+/// a longer one is answered `414` (CONTRACT 3, canonical form).
+pub const MAX_PATH_BYTES: usize = 2048;
+
 /// Why a requested GitHub path was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
-    /// `..` in any encoding: a traversal attempt.
-    #[error("path must not contain '..'")]
+    /// A `..` or `.` segment in any encoding: a traversal attempt (a URL
+    /// library would resolve it before GitHub saw it).
+    #[error("path must not contain a '..' or '.' segment")]
     DotDot,
     /// An empty segment (`//`), which would change the upstream URL's shape.
     #[error("path must not contain '//'")]
@@ -45,29 +51,45 @@ pub enum PathError {
     /// A control character, CR or LF: header or log injection.
     #[error("path must not contain control characters")]
     ControlCharacter,
-    /// Percent-encoding that does not decode to UTF-8.
+    /// Percent-encoding that is malformed or does not decode to UTF-8.
     #[error("path is not valid percent-encoded UTF-8")]
     BadEncoding,
+    /// Longer than [`MAX_PATH_BYTES`].
+    #[error("path is longer than {MAX_PATH_BYTES} bytes")]
+    TooLong,
 }
 
 /// A validated path below `/repos/{owner}/{repo}`, e.g. `/pulls`.
 ///
-/// It keeps the client's percent-encoding, always starts with `/`, and is
-/// free of traversal, empty segments, schemes and control characters.
+/// It is kept in canonical form (RFC 3986 §6.2.2): percent-encoded
+/// unreserved characters are decoded, every other escape has upper-case hex
+/// digits, and characters a URI may not hold raw are encoded. So `/pulls`,
+/// `/%70ulls` and `/p%75lls` are one path, one cache key and one upstream
+/// request. It always starts with `/`, and is free of traversal, empty
+/// segments, schemes and control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GithubPath(String);
 
 impl GithubPath {
-    /// Validates the still-encoded path that followed `/api/github`.
+    /// Validates and canonicalises the still-encoded path that followed
+    /// `/api/github`.
     ///
     /// An empty input means the repository itself and becomes `/`.
     pub fn parse(raw: &str) -> Result<Self, PathError> {
+        if raw.len() > MAX_PATH_BYTES {
+            return Err(PathError::TooLong);
+        }
         let path = if raw.is_empty() { "/" } else { raw };
         let path = if path.starts_with('/') {
-            path.to_owned()
+            canonical(path)?
         } else {
-            format!("/{path}")
+            canonical(&format!("/{path}"))?
         };
+        if path.len() > MAX_PATH_BYTES {
+            return Err(PathError::TooLong);
+        }
+        // Checked at every depth of encoding, so `%252e%252e` is seen for
+        // the `..` it becomes if anything downstream decodes twice.
         let mut layer = path.clone();
         for _ in 0..DECODE_ROUNDS {
             check_decoded_layer(&layer)?;
@@ -84,9 +106,32 @@ impl GithubPath {
         Ok(Self(path))
     }
 
+    /// The repository itself: `/`.
+    pub fn root() -> Self {
+        Self("/".to_owned())
+    }
+
     /// The path as forwarded, with its leading `/`.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether this is the repository itself (`/`).
+    pub fn is_root(&self) -> bool {
+        self.0 == "/"
+    }
+
+    /// The segments a path policy matches against: an encoded slash
+    /// (`%2F`) separates segments too, since GitHub may decode it before
+    /// routing. The root has none.
+    pub fn policy_segments(&self) -> Vec<&str> {
+        let body = &self.0[1..];
+        if body.is_empty() {
+            return Vec::new();
+        }
+        body.split('/')
+            .flat_map(|segment| segment.split("%2F"))
+            .collect()
     }
 
     /// The upstream path for this resource of `repo`: `/repos/{repo}{path}`,
@@ -113,12 +158,93 @@ impl GithubPath {
     }
 }
 
+/// The canonical form of a still-encoded path (see [`GithubPath`]).
+///
+/// # Errors
+/// [`PathError::BadEncoding`] for a `%` not followed by two hex digits.
+pub(super) fn canonical(raw: &str) -> Result<String, PathError> {
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        if byte == b'%' {
+            let value = bytes
+                .get(i + 1..i + 3)
+                .and_then(|hex| Some(hex_value(hex[0])? << 4 | hex_value(hex[1])?))
+                .ok_or(PathError::BadEncoding)?;
+            if is_unreserved(value) {
+                out.push(char::from(value));
+            } else {
+                push_escaped(&mut out, value);
+            }
+            i += 3;
+        } else {
+            if is_unreserved(byte) || is_kept_raw(byte) {
+                out.push(char::from(byte));
+            } else {
+                push_escaped(&mut out, byte);
+            }
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// RFC 3986 §2.3: the characters whose encoding never changes a URI.
+fn is_unreserved(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Reserved characters a path may hold raw (`/`, sub-delims, `:`, `@`).
+/// Raw and encoded reserved characters are not equivalent (RFC 3986 §2.2),
+/// so these are kept as sent.
+fn is_kept_raw(byte: u8) -> bool {
+    matches!(
+        byte,
+        b'/' | b'!'
+            | b'$'
+            | b'&'
+            | b'\''
+            | b'('
+            | b')'
+            | b'*'
+            | b'+'
+            | b','
+            | b';'
+            | b'='
+            | b':'
+            | b'@'
+    )
+}
+
+fn push_escaped(out: &mut String, byte: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('%');
+    out.push(char::from(HEX[usize::from(byte >> 4)]));
+    out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    char::from(digit)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
 fn check_decoded_layer(layer: &str) -> Result<(), PathError> {
     if layer.chars().any(char::is_control) {
         return Err(PathError::ControlCharacter);
     }
-    if layer.contains("..") {
-        return Err(PathError::DotDot);
+    // Segment by segment: dots inside a segment (`main...feature`) are not
+    // traversal, a segment that is only dots is. The first item is the
+    // empty string before the leading `/`; a trailing `/` is allowed.
+    let segments: Vec<&str> = layer.split('/').skip(1).collect();
+    for (i, segment) in segments.iter().enumerate() {
+        match *segment {
+            "." | ".." => return Err(PathError::DotDot),
+            "" if i + 1 < segments.len() => return Err(PathError::EmptySegment),
+            _ => {}
+        }
     }
     if layer.contains("//") {
         return Err(PathError::EmptySegment);
@@ -147,21 +273,21 @@ impl fmt::Display for GithubPath {
     }
 }
 
-/// The forwarded query: allowed keys only, pairs sorted by key then value,
-/// form-encoded. Empty when nothing is forwarded.
+/// The forwarded query: allowed keys only, each with its last value (as
+/// GitHub reads a repeated key), sorted by key, form-encoded. Empty when
+/// nothing is forwarded.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct NormalisedQuery(String);
 
 impl NormalisedQuery {
     /// Normalises a raw query string (without the `?`).
     pub fn parse(raw: &str) -> Self {
-        let mut pairs: Vec<(String, String)> = form_urlencoded::parse(raw.as_bytes())
+        let last: BTreeMap<String, String> = form_urlencoded::parse(raw.as_bytes())
             .filter(|(k, _)| FORWARDED_QUERY_KEYS.contains(&k.as_ref()))
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        pairs.sort();
         let encoded = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(pairs)
+            .extend_pairs(last)
             .finish();
         Self(encoded)
     }
@@ -319,10 +445,98 @@ mod tests {
             "/%2E%2e/x",
             "/.%2e/x",
             "/%252e%252e/x",
-            "/a..b",
+            "/a/.",
+            "/./x",
+            "/%2e/x",
+            "/a/..%2fusers",
+            "/a%2f..%2fusers",
         ] {
             assert_eq!(GithubPath::parse(p), Err(PathError::DotDot), "{p}");
         }
+    }
+
+    #[test]
+    fn dots_inside_a_segment_are_not_traversal() {
+        for p in [
+            "/compare/main...feature",
+            "/a..b",
+            "/releases/v1.0..",
+            "/x/.hidden",
+        ] {
+            assert_eq!(GithubPath::parse(p).unwrap().as_str(), p);
+        }
+    }
+
+    #[test]
+    fn encoded_unreserved_characters_are_decoded_to_one_canonical_path() {
+        for p in [
+            "/pulls",
+            "/%70ulls",
+            "/p%75lls",
+            "/%70%75%6C%6C%73",
+            "/%70%75%6c%6c%73",
+        ] {
+            assert_eq!(GithubPath::parse(p).unwrap().as_str(), "/pulls", "{p}");
+        }
+        assert_eq!(
+            GithubPath::parse("/compare/main%2e%2e%2efeature")
+                .unwrap()
+                .as_str(),
+            "/compare/main...feature"
+        );
+    }
+
+    #[test]
+    fn reserved_escapes_stay_encoded_with_upper_case_hex() {
+        assert_eq!(
+            GithubPath::parse("/branches/a%2fb").unwrap().as_str(),
+            "/branches/a%2Fb"
+        );
+        assert_eq!(
+            GithubPath::parse("/contents/a%20b.md").unwrap().as_str(),
+            "/contents/a%20b.md"
+        );
+        assert_eq!(
+            GithubPath::parse("/contents/a b").unwrap().as_str(),
+            "/contents/a%20b"
+        );
+        assert_eq!(
+            GithubPath::parse("/commits/1:b").unwrap().as_str(),
+            "/commits/1:b"
+        );
+        assert_eq!(
+            GithubPath::parse("/commits/1%3ab").unwrap().as_str(),
+            "/commits/1%3Ab"
+        );
+    }
+
+    #[test]
+    fn malformed_escapes_are_bad_encoding() {
+        for p in ["/a%", "/a%2", "/a%zz", "/a%ff"] {
+            assert_eq!(GithubPath::parse(p), Err(PathError::BadEncoding), "{p}");
+        }
+    }
+
+    #[test]
+    fn paths_longer_than_the_limit_are_too_long() {
+        let at_limit = format!("/{}", "a".repeat(MAX_PATH_BYTES - 1));
+        assert!(GithubPath::parse(&at_limit).is_ok());
+        let over = format!("/{}", "a".repeat(MAX_PATH_BYTES));
+        assert_eq!(GithubPath::parse(&over), Err(PathError::TooLong));
+        // Short as sent, too long once raw characters are encoded.
+        let grows = format!("/{}", " ".repeat(MAX_PATH_BYTES / 2));
+        assert_eq!(GithubPath::parse(&grows), Err(PathError::TooLong));
+    }
+
+    #[test]
+    fn policy_segments_split_on_encoded_slashes() {
+        let path = GithubPath::parse("/branches/a%2Fprotection").unwrap();
+        assert_eq!(path.policy_segments(), ["branches", "a", "protection"]);
+        assert!(GithubPath::root().policy_segments().is_empty());
+        assert_eq!(
+            GithubPath::parse("/git/refs/").unwrap().policy_segments(),
+            ["git", "refs", ""]
+        );
     }
 
     #[test]
@@ -363,6 +577,7 @@ mod tests {
     #[test]
     fn invalid_utf8_encoding_is_rejected() {
         assert_eq!(GithubPath::parse("/a%ff"), Err(PathError::BadEncoding));
+        assert_eq!(GithubPath::parse("/a%c3"), Err(PathError::BadEncoding));
     }
 
     #[test]
@@ -393,11 +608,15 @@ mod tests {
     }
 
     #[test]
-    fn query_keeps_allowed_keys_sorted_by_key_then_value() {
+    fn query_keeps_allowed_keys_sorted_by_key_with_their_last_value() {
         let q = NormalisedQuery::parse(
             "state=open&utm=x&per_page=100&labels=b&labels=a&access_token=s",
         );
-        assert_eq!(q.as_str(), "labels=a&labels=b&per_page=100&state=open");
+        assert_eq!(q.as_str(), "labels=a&per_page=100&state=open");
+        assert_eq!(
+            NormalisedQuery::parse("page=2&page=3&state=open&page=1"),
+            NormalisedQuery::parse("state=open&page=1")
+        );
         assert!(NormalisedQuery::parse("foo=bar").is_empty());
         assert!(NormalisedQuery::parse("").is_empty());
     }

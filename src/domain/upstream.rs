@@ -10,6 +10,12 @@ use super::headers::HeaderList;
 /// Wait suggested to clients when GitHub gives no usable hint.
 const DEFAULT_RETRY_AFTER_SECS: u64 = 60;
 
+/// The longest wait chimney takes from GitHub's headers: GitHub's rate
+/// limit windows are an hour at most, and a value that says otherwise (or
+/// overflows the time arithmetic) must neither crash the fetch nor shut
+/// the rate-limit gate for longer.
+pub const MAX_RETRY_AFTER_SECS: u64 = 3600;
+
 /// The meaning of an upstream answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamVerdict {
@@ -17,7 +23,12 @@ pub enum UpstreamVerdict {
     Fresh,
     /// 304: the cached representation is still current.
     NotModified,
-    /// Any other 3xx or 4xx: GitHub's answer for the client, never cached.
+    /// 404 or 410: the resource is missing; cached for the negative TTL.
+    Missing,
+    /// A redirect (3xx other than 304): passed on only within the served
+    /// repository.
+    Redirect,
+    /// Any other 4xx: GitHub's answer for the client, never cached.
     PassThrough,
     /// 429, or 403 with no requests left: try again after this many seconds.
     RateLimited {
@@ -39,7 +50,9 @@ pub fn classify_upstream(status: u16, headers: &HeaderList, now: SystemTime) -> 
         403 if is_rate_limited_403(headers) => UpstreamVerdict::RateLimited {
             retry_after_secs: retry_after_secs(headers, now),
         },
-        300..=499 => UpstreamVerdict::PassThrough,
+        404 | 410 => UpstreamVerdict::Missing,
+        300..=399 => UpstreamVerdict::Redirect,
+        400..=499 => UpstreamVerdict::PassThrough,
         _ => UpstreamVerdict::ServerError,
     }
 }
@@ -54,7 +67,8 @@ fn is_rate_limited_403(headers: &HeaderList) -> bool {
 }
 
 /// Seconds a client should wait: GitHub's `Retry-After` (seconds or an HTTP
-/// date), else the time until `X-RateLimit-Reset`, else a minute. Never 0.
+/// date), else the time until `X-RateLimit-Reset`, else a minute. Never 0,
+/// never more than [`MAX_RETRY_AFTER_SECS`], whatever the headers say.
 pub fn retry_after_secs(headers: &HeaderList, now: SystemTime) -> u64 {
     let from_retry_after = headers.get("retry-after").and_then(|v| {
         let v = v.trim();
@@ -68,12 +82,18 @@ pub fn retry_after_secs(headers: &HeaderList, now: SystemTime) -> u64 {
         headers
             .get("x-ratelimit-reset")
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|epoch| secs_until(SystemTime::UNIX_EPOCH + Duration::from_secs(epoch), now))
+            .map(|epoch| reset_time(epoch).map_or(MAX_RETRY_AFTER_SECS, |at| secs_until(at, now)))
     };
     from_retry_after
         .or_else(from_reset)
         .unwrap_or(DEFAULT_RETRY_AFTER_SECS)
-        .max(1)
+        .clamp(1, MAX_RETRY_AFTER_SECS)
+}
+
+/// `X-RateLimit-Reset` (Unix seconds) as a time; `None` when it does not
+/// fit a `SystemTime` (adding it would panic).
+pub fn reset_time(epoch_secs: u64) -> Option<SystemTime> {
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(epoch_secs))
 }
 
 fn secs_until(at: SystemTime, now: SystemTime) -> u64 {
@@ -106,10 +126,22 @@ mod tests {
         );
         assert_eq!(
             classify_upstream(301, &none, now()),
-            UpstreamVerdict::PassThrough
+            UpstreamVerdict::Redirect
+        );
+        assert_eq!(
+            classify_upstream(302, &none, now()),
+            UpstreamVerdict::Redirect
         );
         assert_eq!(
             classify_upstream(404, &none, now()),
+            UpstreamVerdict::Missing
+        );
+        assert_eq!(
+            classify_upstream(410, &none, now()),
+            UpstreamVerdict::Missing
+        );
+        assert_eq!(
+            classify_upstream(422, &none, now()),
             UpstreamVerdict::PassThrough
         );
         assert_eq!(
@@ -165,6 +197,35 @@ mod tests {
         );
         let date = httpdate::fmt_http_date(now() + Duration::from_secs(45));
         assert_eq!(retry_after_secs(&h(&[("retry-after", &date)]), now()), 45);
+    }
+
+    #[test]
+    fn a_403_with_retry_after_is_a_secondary_rate_limit() {
+        let headers = h(&[("Retry-After", "7"), ("X-RateLimit-Remaining", "4000")]);
+        assert_eq!(
+            classify_upstream(403, &headers, now()),
+            UpstreamVerdict::RateLimited {
+                retry_after_secs: 7
+            }
+        );
+    }
+
+    #[test]
+    fn a_reset_that_overflows_the_clock_is_capped_not_a_panic() {
+        for reset in [u64::MAX.to_string(), (u64::MAX / 2).to_string()] {
+            let headers = h(&[
+                ("X-RateLimit-Remaining", "0"),
+                ("X-RateLimit-Reset", &reset),
+            ]);
+            assert_eq!(
+                classify_upstream(403, &headers, now()),
+                UpstreamVerdict::RateLimited {
+                    retry_after_secs: MAX_RETRY_AFTER_SECS
+                }
+            );
+        }
+        let far = h(&[("Retry-After", "99999999")]);
+        assert_eq!(retry_after_secs(&far, now()), MAX_RETRY_AFTER_SECS);
     }
 
     #[test]

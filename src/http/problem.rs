@@ -43,11 +43,20 @@ pub enum ProblemType {
     UpstreamRateLimited,
     /// 503: the endpoint's token is not configured.
     EndpointDisabled,
+    /// 403: the GitHub path matches no `proxy_paths` pattern.
+    PathNotProxied,
+    /// 414: the GitHub path is over 2,048 bytes.
+    UriTooLong,
+    /// 502: GitHub redirected outside the repository served.
+    UpstreamRedirect,
+    /// 503: little of GitHub's rate limit is left, and it is kept for
+    /// resources already cached.
+    RateLimitReserve,
 }
 
 impl ProblemType {
     /// Every type, in the order the index page lists them.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 15] = [
         Self::BadRequest,
         Self::Unauthorized,
         Self::CorsRefused,
@@ -59,6 +68,10 @@ impl ProblemType {
         Self::UpstreamFailure,
         Self::UpstreamRateLimited,
         Self::EndpointDisabled,
+        Self::PathNotProxied,
+        Self::UriTooLong,
+        Self::UpstreamRedirect,
+        Self::RateLimitReserve,
     ];
 
     /// The last segment of the type URI.
@@ -75,6 +88,10 @@ impl ProblemType {
             Self::UpstreamFailure => "upstream-failure",
             Self::UpstreamRateLimited => "upstream-rate-limited",
             Self::EndpointDisabled => "endpoint-disabled",
+            Self::PathNotProxied => "path-not-proxied",
+            Self::UriTooLong => "uri-too-long",
+            Self::UpstreamRedirect => "upstream-redirect",
+            Self::RateLimitReserve => "rate-limit-reserve",
         }
     }
 
@@ -83,13 +100,16 @@ impl ProblemType {
         match self {
             Self::BadRequest => "Bad Request",
             Self::Unauthorized => "Unauthorized",
-            Self::CorsRefused | Self::InvalidateAllDisabled => "Forbidden",
+            Self::CorsRefused | Self::InvalidateAllDisabled | Self::PathNotProxied => "Forbidden",
+            Self::UriTooLong => "URI Too Long",
             Self::NotFound => "Not Found",
             Self::MethodNotAllowed => "Method Not Allowed",
             Self::PayloadTooLarge => "Payload Too Large",
             Self::Internal => "Internal Server Error",
-            Self::UpstreamFailure => "Bad Gateway",
-            Self::UpstreamRateLimited | Self::EndpointDisabled => "Service Unavailable",
+            Self::UpstreamFailure | Self::UpstreamRedirect => "Bad Gateway",
+            Self::UpstreamRateLimited | Self::EndpointDisabled | Self::RateLimitReserve => {
+                "Service Unavailable"
+            }
         }
     }
 
@@ -127,6 +147,18 @@ impl ProblemType {
             Self::EndpointDisabled => {
                 "The endpoint's token is not configured on this instance, so the endpoint is switched off. The operator enables it by setting the token named in `detail`."
             }
+            Self::PathNotProxied => {
+                "chimney forwards only the GitHub paths its `proxy_paths` patterns list (pull requests, issues, commits, releases, workflow runs and the like), so the server's token never reaches hooks, keys, secrets, traffic or other private endpoints. The operator can extend the list with `CHIMNEY_PROXY_PATHS`."
+            }
+            Self::UriTooLong => {
+                "The GitHub path is longer than 2,048 bytes; no GitHub resource has such a path."
+            }
+            Self::UpstreamRedirect => {
+                "GitHub answered with a redirect that leads outside the repository chimney serves (another repository, another host, a signed download URL). chimney does not pass such redirects on."
+            }
+            Self::RateLimitReserve => {
+                "Little of GitHub's rate limit is left and chimney keeps it for revalidating what it has cached, so a resource it has not cached yet is refused for now. `Retry-After` says when the limit resets."
+            }
         }
     }
 
@@ -144,7 +176,13 @@ impl ProblemType {
 /// A problem details object.
 #[derive(Debug, Clone, PartialEq, Eq, Object, serde::Serialize, serde::Deserialize)]
 pub struct Problem {
-    /// A URI reference naming the problem type.
+    /// A URI reference naming the problem type:
+    /// `https://chimney.beerpub.dev/problems/` followed by one of
+    /// `bad-request`, `not-found`, `method-not-allowed`, `unauthorized`,
+    /// `cors-refused`, `endpoint-disabled`, `invalidate-all-disabled`,
+    /// `payload-too-large`, `path-not-proxied`, `uri-too-long`,
+    /// `upstream-failure`, `upstream-redirect`, `upstream-rate-limited`,
+    /// `rate-limit-reserve` or `internal`.
     #[oai(rename = "type")]
     #[serde(rename = "type")]
     pub kind: String,
@@ -204,6 +242,42 @@ impl Problem {
         )
     }
 
+    /// `403 Forbidden`: the proxy does not serve this GitHub path at all
+    /// (it matches no `proxy_paths` pattern).
+    pub fn path_not_proxied() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            ProblemType::PathNotProxied,
+            "this GitHub path is not proxied; see proxy_paths",
+        )
+    }
+
+    /// `414 URI Too Long`: the GitHub path exceeds the limit.
+    pub fn uri_too_long(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::URI_TOO_LONG, ProblemType::UriTooLong, detail)
+    }
+
+    /// `502 Bad Gateway`: GitHub redirected outside the repository served.
+    pub fn upstream_redirect(status: u16) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            ProblemType::UpstreamRedirect,
+            format!("GitHub answered {status} with a redirect outside the repository served"),
+        )
+    }
+
+    /// `503 Service Unavailable`: little of GitHub's rate limit is left and
+    /// it is kept for resources already cached.
+    pub fn rate_limit_reserve(retry_after_secs: u64) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProblemType::RateLimitReserve,
+            format!(
+                "GitHub's rate limit is nearly spent and kept for cached resources; retry in {retry_after_secs} s"
+            ),
+        )
+    }
+
     /// `500 Internal Server Error`, with no detail of the cause.
     pub fn internal() -> Self {
         Self::new(
@@ -226,5 +300,35 @@ impl Problem {
             .status(status)
             .header(CONTENT_TYPE, PROBLEM_JSON)
             .body(Body::from_vec(body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_named_problem_has_a_listed_type() {
+        for problem in [
+            Problem::bad_request("x"),
+            Problem::not_found("x"),
+            Problem::method_not_allowed("x"),
+            Problem::bad_gateway("x"),
+            Problem::rate_limited(1),
+            Problem::internal(),
+            Problem::path_not_proxied(),
+            Problem::uri_too_long("x"),
+            Problem::upstream_redirect(302),
+            Problem::rate_limit_reserve(1),
+        ] {
+            let slug = problem
+                .kind
+                .strip_prefix(PROBLEM_TYPE_BASE)
+                .expect("documented base");
+            assert!(
+                ProblemType::from_slug(slug).is_some(),
+                "{slug} is not listed"
+            );
+        }
     }
 }

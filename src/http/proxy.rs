@@ -1,6 +1,10 @@
 //! `GET|HEAD /api/github/{path}`: turns HTTP into a `ProxyRequest` and a
-//! `ProxyReply` back into HTTP. The caching decisions live in the domain and
-//! `ProxyService`, not here.
+//! `ProxyReply` back into HTTP. The caching decisions, the path policy and
+//! the rate-limit gate live in the domain and `ProxyService`, not here.
+//!
+//! Every answer, GitHub's or chimney's own, carries
+//! `X-Content-Type-Options: nosniff`: a body is only ever what its
+//! `Content-Type` says, never a document a browser guessed.
 
 use std::time::SystemTime;
 
@@ -11,12 +15,13 @@ use poem::{Body, Endpoint, Request, Response};
 use super::observe::CacheOutcome;
 use super::problem::Problem;
 use super::routes::PROXY_PREFIX;
-use crate::domain::{GithubPath, HeaderList, IfNoneMatch, NormalisedQuery, RepoName};
+use crate::domain::{GithubPath, HeaderList, IfNoneMatch, NormalisedQuery, PathError, RepoName};
 use crate::service::org::OrgDirectory;
-use crate::service::proxy::{ProxyReply, ProxyRequest, ProxyService, ProxyTarget, XCache};
+use crate::service::proxy::{ProxyReply, ProxyRequest, ProxyService, ProxyTarget, Refusal, XCache};
 
 static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 static X_CACHE_AGE: HeaderName = HeaderName::from_static("x-cache-age");
+static X_CONTENT_TYPE_OPTIONS: HeaderName = HeaderName::from_static("x-content-type-options");
 
 /// The proxy endpoint.
 pub struct ProxyEndpoint {
@@ -74,7 +79,10 @@ impl ProxyEndpoint {
         // The raw path, still percent-encoded, so encoded traversal is seen.
         let raw = req.original_uri().path();
         let below = raw.strip_prefix(PROXY_PREFIX).unwrap_or(raw);
-        let path = GithubPath::parse(below).map_err(|e| Problem::bad_request(e.to_string()))?;
+        let path = GithubPath::parse(below).map_err(|e| match e {
+            PathError::TooLong => Problem::uri_too_long(e.to_string()),
+            e => Problem::bad_request(e.to_string()),
+        })?;
         let query = NormalisedQuery::parse(req.original_uri().query().unwrap_or(""));
         let if_none_match = IfNoneMatch::parse(
             req.headers()
@@ -105,15 +113,15 @@ impl Endpoint for ProxyEndpoint {
             response
                 .headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return Ok(with_cors(response));
+            return Ok(with_common_headers(response));
         }
         let request = match self.parse(&req) {
             Ok(request) => request,
-            Err(problem) => return Ok(with_cors(problem.into_response())),
+            Err(problem) => return Ok(with_common_headers(problem.into_response())),
         };
         let reply = self.service.handle(&request).await;
         let outcome = cache_outcome(&request, &reply);
-        let mut response = with_cors(render(reply, SystemTime::now()));
+        let mut response = with_common_headers(render(reply, SystemTime::now()));
         response.extensions_mut().insert(outcome);
         Ok(response)
     }
@@ -123,6 +131,11 @@ impl Endpoint for ProxyEndpoint {
 fn cache_outcome(request: &ProxyRequest, reply: &ProxyReply) -> CacheOutcome {
     let tier = match reply {
         ProxyReply::Cached {
+            x_cache: XCache::Hit,
+            tier,
+            ..
+        }
+        | ProxyReply::PassThrough {
             x_cache: XCache::Hit,
             tier,
             ..
@@ -136,10 +149,14 @@ fn cache_outcome(request: &ProxyRequest, reply: &ProxyReply) -> CacheOutcome {
     }
 }
 
-fn with_cors(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+/// What every proxy answer carries: CORS for any origin, and `nosniff`.
+fn with_common_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(
+        X_CONTENT_TYPE_OPTIONS.clone(),
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }
 
@@ -177,12 +194,14 @@ fn render(reply: ProxyReply, now: SystemTime) -> Response {
             headers,
             body,
             x_cache,
+            age_secs,
+            ..
         } => {
             let mut response = Response::builder()
                 .status(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY))
                 .body(Body::from_bytes(body));
             append_headers(&mut response, &headers);
-            set_cache_headers(&mut response, x_cache, 0);
+            set_cache_headers(&mut response, x_cache, age_secs);
             response
         }
         ProxyReply::BadGateway { detail } => {
@@ -195,6 +214,20 @@ fn render(reply: ProxyReply, now: SystemTime) -> Response {
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            set_cache_headers(&mut response, XCache::Miss, 0);
+            response
+        }
+        ProxyReply::Refused(Refusal::PathNotProxied) => Problem::path_not_proxied().into_response(),
+        ProxyReply::Refused(Refusal::RateLimitReserve { retry_after_secs }) => {
+            let mut response = Problem::rate_limit_reserve(retry_after_secs).into_response();
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            set_cache_headers(&mut response, XCache::Miss, 0);
+            response
+        }
+        ProxyReply::Refused(Refusal::UpstreamRedirect { status }) => {
+            let mut response = Problem::upstream_redirect(status).into_response();
             set_cache_headers(&mut response, XCache::Miss, 0);
             response
         }

@@ -40,6 +40,13 @@ pub enum UpstreamError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// Not sent: GitHub's rate limit for the token is exhausted and has
+    /// not reset yet (the rate-limit gate held the request back).
+    #[error("not sent: GitHub's rate limit is exhausted for {retry_after_secs} s more")]
+    RateLimited {
+        /// Seconds until GitHub accepts requests again.
+        retry_after_secs: u64,
+    },
 }
 
 /// The GitHub REST API.
@@ -52,5 +59,7 @@ pub trait UpstreamGithub: Send + Sync + 'static {
     /// MUST return [`UpstreamError::Timeout`] when no complete answer arrives
     /// in time, [`UpstreamError::BodyTooLarge`] when the body exceeds the
     /// limit, and [`UpstreamError::Unreachable`] for transport failures.
+    /// [`UpstreamError::RateLimited`] is for a wrapper that holds requests
+    /// back without sending them.
     async fn get(&self, request: UpstreamRequest) -> Result<UpstreamResponse, UpstreamError>;
 }

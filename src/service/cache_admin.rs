@@ -202,6 +202,10 @@ impl CacheAdminService {
                     tracing::warn!(path = %label, retry_after_secs, "warming was rate limited");
                     None
                 }
+                ProxyReply::Refused(refusal) => {
+                    tracing::warn!(path = %label, %refusal, "warming was refused");
+                    None
+                }
             };
             (label, outcome)
         });

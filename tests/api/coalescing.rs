@@ -50,7 +50,7 @@ async fn fifty_concurrent_requests_for_a_cold_key_make_one_upstream_request() {
 #[tokio::test]
 async fn requests_to_github_never_exceed_the_upstream_concurrency() {
     let app = spawn_app_with(|s| s.upstream_concurrency = 2).await;
-    let rels: Vec<String> = (0..6).map(|i| format!("/capped/{i}")).collect();
+    let rels: Vec<String> = (0..6).map(|i| format!("/issues/{i}")).collect();
     for (i, rel) in rels.iter().enumerate() {
         app.github
             .set_json(&app.upstream(rel), &serde_json::json!({ "id": i }));
@@ -78,7 +78,7 @@ async fn requests_to_github_never_exceed_the_upstream_concurrency() {
 #[tokio::test]
 async fn concurrent_requests_for_different_keys_are_not_coalesced() {
     let app = spawn_app().await;
-    let rels = ["/one", "/two"];
+    let rels = ["/labels", "/tags"];
     for rel in rels {
         app.github
             .set_json(&app.upstream(rel), &serde_json::json!({ "rel": rel }));

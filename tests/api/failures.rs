@@ -150,6 +150,28 @@ async fn unreachable_github_without_an_entry_is_a_502_problem() {
     response.assert_problem(502);
 }
 
+/// The stale entry is served with `X-Cache: STALE` after one rate-limited
+/// upstream answer, and again, without asking GitHub, for as long as the
+/// rate-limit gate is closed (even after GitHub would answer again).
+async fn assert_stale_served_while_gated(app: &TestApp) {
+    let upstream = app.upstream(README);
+
+    let limited = app.get_github(README).await;
+    app.github.clear_faults();
+    let gated = app.get_github(README).await;
+
+    for response in [&limited, &gated] {
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert_eq!(response.x_cache(), "STALE");
+        assert_eq!(response.body, app.github.body(&upstream));
+    }
+    assert_eq!(
+        app.github.requests_for(&upstream),
+        2,
+        "the gate kept the second request from GitHub"
+    );
+}
+
 #[tokio::test]
 async fn rate_limited_403_with_a_stale_entry_serves_the_stale_body() {
     let app = app_with_stale_readme(|_| {}).await;
@@ -158,7 +180,7 @@ async fn rate_limited_403_with_a_stale_entry_serves_the_stale_body() {
         RateLimit::Forbidden { reset_in_secs: 120 },
     );
 
-    assert_stale_served_then_recovers(&app).await;
+    assert_stale_served_while_gated(&app).await;
 }
 
 #[tokio::test]
@@ -171,7 +193,7 @@ async fn rate_limited_429_with_a_stale_entry_serves_the_stale_body() {
         },
     );
 
-    assert_stale_served_then_recovers(&app).await;
+    assert_stale_served_while_gated(&app).await;
 }
 
 #[tokio::test]
@@ -198,8 +220,8 @@ async fn rate_limited_403_without_an_entry_is_a_503_with_retry_after_from_the_re
     }
     assert_eq!(
         app.github.requests_for(&upstream),
-        2,
-        "a rate-limited answer must not be cached"
+        1,
+        "the rate-limit gate kept the second request from GitHub"
     );
 }
 
@@ -217,17 +239,25 @@ async fn rate_limited_429_without_an_entry_is_a_503_with_githubs_retry_after() {
     let first = app.get_github(README).await;
     let second = app.get_github(README).await;
 
-    for response in [&first, &second] {
-        response.assert_problem(503);
-        assert_eq!(response.header("retry-after"), Some("42"));
-    }
-    assert_eq!(app.github.requests_for(&upstream), 2);
+    first.assert_problem(503);
+    assert_eq!(first.header("retry-after"), Some("42"));
+    second.assert_problem(503);
+    let retry_after: u64 = second.header("retry-after").unwrap().parse().unwrap();
+    assert!(
+        (40..=42).contains(&retry_after),
+        "Retry-After {retry_after}"
+    );
+    assert_eq!(
+        app.github.requests_for(&upstream),
+        1,
+        "the rate-limit gate kept the second request from GitHub"
+    );
 }
 
 #[tokio::test]
 async fn a_403_that_is_not_a_rate_limit_is_passed_through_and_not_cached() {
     let app = spawn_app().await;
-    let rel = "/forbidden";
+    let rel = "/milestones";
     let upstream = app.upstream(rel);
     let body = r#"{"message":"Resource not accessible by integration","documentation_url":"https://docs.github.com/rest"}"#;
     app.github.set_resource(
@@ -289,4 +319,27 @@ async fn connection_broken_mid_body_without_an_entry_is_a_502_and_nothing_is_cac
     app.github.break_connection(&app.upstream(README));
 
     assert_bad_gateway_then_recovers(&app).await;
+}
+
+#[tokio::test]
+async fn a_body_announcing_ten_gibibytes_is_refused_at_once_and_not_cached() {
+    let app = spawn_app().await;
+    let upstream = app.upstream(README);
+    app.github.huge_content_length(&upstream);
+
+    let started = Instant::now();
+    let response = app.get_github(README).await;
+
+    // Refused on the announced length: neither read (the fake would stall
+    // for an hour) nor reserved.
+    response.assert_problem(502);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    app.github.clear_faults();
+    let recovered = app.get_github(README).await;
+    assert_eq!(recovered.x_cache(), "MISS");
+    assert_eq!(app.github.requests_for(&upstream), 2);
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chimney::bootstrap::config::Settings;
 use chimney::bootstrap::startup::Application;
-use chimney::domain::{RepoName, TtlPolicy, TtlRule};
+use chimney::domain::{DEFAULT_PROXY_PATHS, PathPolicy, RepoName, TtlPolicy, TtlRule};
 use chimney_testkit::github::FakeGithub;
 use deadpool_redis::redis;
 use reqwest::Method;
@@ -44,6 +44,17 @@ pub const RENAME_REPOSITORY: &str =
     "octokit-fixture-org/tmp-scenario-rename-repository-20220719044033126-ukeod";
 /// The repository whose `/git/refs/` changes between #16 and #17.
 pub const GIT_REFS: &str = "octokit-fixture-org/tmp-scenario-git-refs-20220719043750036-9bssg";
+
+/// Recorded fixtures the suite serves that lie outside the default path
+/// policy; tests list them as an operator would with `CHIMNEY_PROXY_PATHS`.
+/// Tests of the policy itself set `proxy_paths` back to the default.
+pub const FIXTURE_PATHS: [&str; 3] = ["/contents/**", "/git/refs/**", "/branches/*/protection"];
+
+/// The default path policy plus [`FIXTURE_PATHS`].
+pub fn test_proxy_paths() -> PathPolicy {
+    PathPolicy::parse(DEFAULT_PROXY_PATHS.iter().chain(FIXTURE_PATHS.iter()))
+        .expect("valid patterns")
+}
 
 /// Names the Redis server the suite runs against; unset means memory only.
 pub const DRAGONFLY_URL_ENV: &str = "CHIMNEY_TEST_DRAGONFLY_URL";
@@ -273,6 +284,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         redis,
         github_api_url: github.base_url(),
         github_token: None,
+        proxy_paths: test_proxy_paths(),
         ..Settings::default()
     };
     settings.otel.disabled = true;
@@ -322,6 +334,12 @@ impl TestApp {
     /// query), e.g. `/contents/README.md` → `/api/github/contents/README.md`.
     pub fn github_path(&self, rel: &str) -> String {
         format!("/api/github{rel}")
+    }
+
+    /// The Redis key chimney keeps the entry with cache key `key` under
+    /// (single-repo mode): `chimney:{owner/name, lower-cased}:{key}`.
+    pub fn redis_key(&self, key: &str) -> String {
+        format!("chimney:{}:{key}", self.repo.as_str().to_ascii_lowercase())
     }
 
     /// The upstream path and query chimney should request for `rel`, as the
@@ -448,12 +466,14 @@ pub struct RawResponse {
     pub status: u16,
     /// Header pairs, names lower-cased.
     pub headers: Vec<(String, String)>,
+    /// Everything after the head, as (lossy) text.
+    pub body: String,
 }
 
 impl RawResponse {
     fn parse(raw: &[u8]) -> Self {
         let text = String::from_utf8_lossy(raw);
-        let head = text.split("\r\n\r\n").next().unwrap_or("");
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         let mut lines = head.split("\r\n");
         let status_line = lines.next().unwrap_or("");
         let status = status_line
@@ -465,7 +485,11 @@ impl RawResponse {
             .filter_map(|line| line.split_once(':'))
             .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
             .collect();
-        Self { status, headers }
+        Self {
+            status,
+            headers,
+            body: body.to_owned(),
+        }
     }
 
     /// The first value of `name`.

@@ -228,3 +228,20 @@ async fn the_documented_proxy_headers_are_on_a_real_answer() {
         assert!(hit.header(name).is_some(), "{name} documented but not sent");
     }
 }
+
+#[tokio::test]
+async fn the_problem_schema_lists_every_problem_type() {
+    let served = served_document().await;
+    let description =
+        served["components"]["schemas"]["Problem"]["properties"]["type"]["description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+
+    for slug in chimney::http::problem::ProblemType::ALL.map(|kind| kind.slug()) {
+        assert!(
+            description.contains(&format!("`{slug}`")),
+            "the Problem type description does not list {slug}: {description}"
+        );
+    }
+}

@@ -197,36 +197,49 @@ async fn links_of_a_discovered_repo_point_back_at_its_prefix() {
 }
 
 #[tokio::test]
-async fn an_undiscovered_owner_repo_path_goes_to_the_configured_repo() {
+async fn an_undiscovered_owner_repo_path_is_a_path_of_the_configured_repo_and_not_proxied() {
     let app = spawn_org_app(serve_org).await;
     wait_for_discovery(&app, 3).await;
 
     let response = app.get("/api/github/evil/repo/issues").await;
     let excluded = app.get("/api/github/acme-mesh/secrets/issues").await;
 
-    assert_eq!(response.status, 404, "the fake has nothing there");
-    assert_eq!(
-        app.github
-            .requests_for("/repos/acme-mesh/wgmesh/evil/repo/issues"),
-        1
-    );
-    assert_eq!(excluded.status, 404);
-    assert_eq!(
-        app.github
-            .requests_for("/repos/acme-mesh/wgmesh/acme-mesh/secrets/issues"),
-        1
-    );
+    // As paths of the configured repository, `/evil/repo/issues` and
+    // `/acme-mesh/secrets/issues` match no proxy_paths pattern.
+    for response in [&response, &excluded] {
+        response.assert_problem(403);
+        assert!(
+            response.json()["type"]
+                .as_str()
+                .unwrap()
+                .ends_with("/path-not-proxied")
+        );
+    }
     let asked: Vec<String> = app
         .github
         .requests()
         .into_iter()
         .map(|r| r.path_and_query)
+        .filter(|p| p.starts_with("/repos/"))
         .collect();
-    assert!(
-        !asked
-            .iter()
-            .any(|p| p.starts_with("/repos/evil/") || p.starts_with("/repos/acme-mesh/secrets")),
-        "{asked:?}"
+    assert!(asked.is_empty(), "{asked:?}");
+}
+
+#[tokio::test]
+async fn in_org_mode_the_path_policy_applies_below_the_discovered_repo() {
+    let app = spawn_org_app(serve_org).await;
+    wait_for_discovery(&app, 3).await;
+    app.github.set_json(
+        "/repos/acme-mesh/lighthouse/hooks",
+        &json!([{"config": {"secret": "s"}}]),
+    );
+
+    let refused = app.get("/api/github/acme-mesh/lighthouse/hooks").await;
+
+    refused.assert_problem(403);
+    assert_eq!(
+        app.github.requests_for("/repos/acme-mesh/lighthouse/hooks"),
+        0
     );
 }
 

@@ -52,6 +52,8 @@ async fn every_request_writes_one_json_line_with_its_ids_and_no_secret() {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("OTEL_SDK_DISABLED", "true")
         .env("GITHUB_TOKEN", TOKEN)
+        // The recorded README lies outside the default path policy.
+        .env("CHIMNEY_PROXY_PATHS", "/contents/**")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

@@ -217,7 +217,7 @@ async fn redis_restarted_is_used_again_without_restarting_chimney() {
     let app = spawn_connected(server.url()).await;
     let before = new_resource(&app, 1);
     get_promptly(&app, &before).await;
-    assert!(redis_has(&server.url(), &format!("chimney:{before}")).await);
+    assert!(redis_has(&server.url(), &app.redis_key(&before)).await);
 
     server.kill();
     app.wait_for_dragonfly("unavailable", STATE_CHANGE).await;
@@ -227,7 +227,7 @@ async fn redis_restarted_is_used_again_without_restarting_chimney() {
     let after = new_resource(&app, 2);
     assert_eq!(get_promptly(&app, &after).await.x_cache(), "MISS");
     assert!(
-        redis_has(&server.url(), &format!("chimney:{after}")).await,
+        redis_has(&server.url(), &app.redis_key(&after)).await,
         "the fetch after the restart was not written to Redis"
     );
 }

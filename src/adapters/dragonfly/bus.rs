@@ -1,5 +1,5 @@
 //! `DragonflyInvalidationBus`: the [`InvalidationBus`] port over the
-//! `chimney:invalidate` pub/sub channel. Publishing only; the listening
+//! deployment's `chimney:{namespace}:invalidate` pub/sub channel. Publishing only; the listening
 //! side is [`run_invalidation_listener`](super::run_invalidation_listener).
 
 use std::time::Duration;
@@ -18,6 +18,8 @@ use crate::ports::{CacheError, InvalidationBus};
 pub struct DragonflyInvalidationBus {
     pool: Pool,
     command_timeout: Duration,
+    /// The deployment's channel (see [`invalidation_channel`](super::invalidation_channel)).
+    channel: String,
     /// This instance's id, sent with every notice so the listener can tell
     /// its own announcements from other instances'.
     origin: String,
@@ -27,19 +29,21 @@ pub struct DragonflyInvalidationBus {
 }
 
 impl DragonflyInvalidationBus {
-    /// A bus publishing through `pool` as instance `origin` caching in
-    /// `database` (the one the pool's URL selects, see
+    /// A bus publishing on `channel` through `pool` as instance `origin`
+    /// caching in `database` (the one the pool's URL selects, see
     /// [`database_of`](super::database_of)), each publish bounded by
     /// `command_timeout`.
     pub fn new(
         pool: Pool,
         command_timeout: Duration,
+        channel: impl Into<String>,
         origin: impl Into<String>,
         database: i64,
     ) -> Self {
         Self {
             pool,
             command_timeout,
+            channel: channel.into(),
             origin: origin.into(),
             database,
         }
@@ -59,7 +63,7 @@ impl InvalidationBus for DragonflyInvalidationBus {
             origin: self.origin.clone(),
             database: Some(self.database),
         };
-        publish_invalidation(&self.pool, self.command_timeout, &notice).await?;
+        publish_invalidation(&self.pool, self.command_timeout, &self.channel, &notice).await?;
         Ok(())
     }
 }

@@ -2,12 +2,17 @@
 //! deadpool-redis pool. The byte format is `wire.rs`'s, the key names are
 //! `keys.rs`'s; this file only issues commands and maps their failures.
 //!
-//! Only commands Dragonfly implements are used: GET, SET with PX, DEL,
+//! Dragonfly is trusted no more than GitHub (CONTRACT 4, v2): whatever is
+//! read back is decoded within a size bound and checked by the rules every
+//! upstream answer passes (`CachedResponse::check`); a value that fails is
+//! a miss and is deleted.
+//!
+//! Only commands Dragonfly implements are used: GETRANGE, SET with PX, DEL,
 //! SCAN, PTTL and PING.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -16,9 +21,11 @@ use deadpool_redis::{Connection, Pool};
 
 use super::command;
 use super::error::Error;
-use super::keys::{KEY_PREFIX, cache_key_text, match_pattern, redis_key};
+use super::keys::NamespacedKeys;
 use super::wire;
-use crate::domain::{CacheKey, CachedResponse, InvalidationScope};
+use crate::domain::{
+    CacheKey, CacheNamespace, CachedResponse, DEFAULT_NEGATIVE_TTL, InvalidationScope,
+};
 use crate::ports::{CacheError, CacheHit, CacheStore, CacheTier, KeyPage, TierUsage};
 
 /// SCAN's COUNT hint when walking the whole namespace: large enough to keep
@@ -44,16 +51,30 @@ const MAX_RETAIN: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 pub struct DragonflyCache {
     pool: Pool,
     command_timeout: Duration,
+    keys: NamespacedKeys,
+    /// How old a stored 404/410 may be and still be served.
+    negative_ttl: Duration,
 }
 
 impl DragonflyCache {
-    /// A cache over `pool` (see [`build_pool`](super::build_pool)), each
-    /// command bounded by `command_timeout` (200 ms in production).
-    pub fn new(pool: Pool, command_timeout: Duration) -> Self {
+    /// A cache of `namespace`'s entries over `pool` (see
+    /// [`build_pool`](super::build_pool)), each command bounded by
+    /// `command_timeout` (200 ms in production).
+    pub fn new(pool: Pool, command_timeout: Duration, namespace: &CacheNamespace) -> Self {
         Self {
             pool,
             command_timeout,
+            keys: NamespacedKeys::new(namespace),
+            negative_ttl: DEFAULT_NEGATIVE_TTL,
         }
+    }
+
+    /// Accepts stored 404/410 entries up to `negative_ttl` old (the
+    /// deployment's setting; 30 s unless changed).
+    #[must_use]
+    pub fn with_negative_ttl(mut self, negative_ttl: Duration) -> Self {
+        self.negative_ttl = negative_ttl;
+        self
     }
 
     /// Checks that the server answers, e.g. for the background probe that
@@ -92,12 +113,12 @@ impl DragonflyCache {
         let count = count.clamp(1, MAX_LIST_PAGE);
         let mut conn = self.checkout("SCAN").await?;
         let (next, keys) = self
-            .scan_step(&mut conn, cursor, &match_pattern(""), count)
+            .scan_step(&mut conn, cursor, &self.keys.match_pattern(""), count)
             .await?;
         let keys: Vec<(Vec<u8>, String)> = keys
             .into_iter()
             .filter_map(|raw| {
-                let text = cache_key_text(&raw)?.to_owned();
+                let text = self.keys.cache_key_text(&raw)?.to_owned();
                 Some((raw, text))
             })
             .collect();
@@ -183,7 +204,7 @@ impl DragonflyCache {
         self.step("SCAN", cmd.query_async(conn)).await
     }
 
-    /// Deletes a value that could not be decoded, so the next read fetches
+    /// Deletes a value that could not be used, so the next read fetches
     /// afresh instead of tripping over it again. Best effort: failure only
     /// means the next reader deletes it, or it expires.
     ///
@@ -205,21 +226,33 @@ impl DragonflyCache {
 #[async_trait]
 impl CacheStore for DragonflyCache {
     async fn get(&self, key: &CacheKey) -> Result<Option<CacheHit>, CacheError> {
-        let redis_key = redis_key(key);
-        let value: Result<Option<Vec<u8>>, Error> = self
-            .single("GET", |mut conn| {
+        let redis_key = self.keys.redis_key(key);
+        // GETRANGE rather than GET: a value larger than any entry chimney
+        // writes is never transferred in full, one byte past the bound is
+        // enough to know it is not ours. A missing key reads as empty.
+        let value: Result<Vec<u8>, Error> = self
+            .single("GETRANGE", |mut conn| {
                 let redis_key = &redis_key;
                 async move {
-                    redis::cmd("GET")
+                    redis::cmd("GETRANGE")
                         .arg(redis_key)
+                        .arg(0)
+                        .arg(wire::MAX_ENCODED_LEN)
                         .query_async(&mut conn)
                         .await
                 }
             })
             .await;
         let value = match value {
-            Ok(Some(value)) => value,
-            Ok(None) => return Ok(None),
+            // Missing, or an empty value that is a miss anyway and is
+            // overwritten by the next fetch: no DEL for every miss.
+            Ok(value) if value.is_empty() => return Ok(None),
+            Ok(value) if value.len() > wire::MAX_ENCODED_LEN => {
+                tracing::warn!(redis.key = %redis_key, "cache value larger than any entry; treating as a miss");
+                self.discard(&redis_key).await;
+                return Ok(None);
+            }
+            Ok(value) => value,
             // Someone stored a list or hash under our name: not an entry.
             Err(Error::Command { source, .. }) if source.code() == Some("WRONGTYPE") => {
                 tracing::warn!(redis.key = %redis_key, "cache key holds a non-string value; treating as a miss");
@@ -228,19 +261,27 @@ impl CacheStore for DragonflyCache {
             }
             Err(err) => return Err(err.into()),
         };
-        match wire::decode_bytes(Bytes::from(value)) {
-            Ok(entry) => Ok(Some(CacheHit {
-                entry: Arc::new(entry),
-                tier: CacheTier::Dragonfly,
-            })),
+        let entry = match wire::decode_bytes(Bytes::from(value)) {
+            Ok(entry) => entry,
             Err(err) => {
                 // Likely written by an incompatible chimney version or by
                 // hand; a miss makes the caller refetch and overwrite it.
                 tracing::warn!(error = %err, redis.key = %redis_key, "undecodable cache entry; treating as a miss");
                 self.discard(&redis_key).await;
-                Ok(None)
+                return Ok(None);
             }
+        };
+        // Well-formed is not enough: it must be something chimney would
+        // have stored from GitHub (no cookie, no HTML, no 302 …).
+        if let Err(fault) = entry.check(SystemTime::now(), self.negative_ttl) {
+            tracing::warn!(%fault, redis.key = %redis_key, "cache entry fails the upstream checks; treating as a miss");
+            self.discard(&redis_key).await;
+            return Ok(None);
         }
+        Ok(Some(CacheHit {
+            entry: Arc::new(entry),
+            tier: CacheTier::Dragonfly,
+        }))
     }
 
     async fn put(
@@ -249,7 +290,7 @@ impl CacheStore for DragonflyCache {
         entry: Arc<CachedResponse>,
         retain_for: Duration,
     ) -> Result<(), CacheError> {
-        let redis_key = redis_key(key);
+        let redis_key = self.keys.redis_key(key);
         let value = wire::encode(&entry);
         // PX 0 is an error; a zero retention still stores (and at once
         // expires) the value, so it also replaces any older entry.
@@ -271,7 +312,7 @@ impl CacheStore for DragonflyCache {
     }
 
     async fn invalidate(&self, scope: &InvalidationScope) -> Result<Vec<CacheKey>, CacheError> {
-        let pattern = match_pattern(scope.literal_prefix());
+        let pattern = self.keys.match_pattern(scope.literal_prefix());
         let mut conn = self.checkout("SCAN").await?;
         let mut removed = Vec::new();
         let mut cursor = 0;
@@ -285,7 +326,9 @@ impl CacheStore for DragonflyCache {
             let doomed: Vec<(Vec<u8>, String)> = keys
                 .into_iter()
                 .filter_map(|raw| {
-                    let text = cache_key_text(&raw)
+                    let text = self
+                        .keys
+                        .cache_key_text(&raw)
                         .filter(|text| scope.matches_str(text))?
                         .to_owned();
                     Some((raw, text))
@@ -317,8 +360,9 @@ impl CacheStore for DragonflyCache {
         Ok(removed)
     }
 
-    /// Counts the entries under `chimney:` with SCAN (DBSIZE would also
-    /// count deploy history and anything else sharing the server).
+    /// Counts this namespace's entries with SCAN (DBSIZE would also count
+    /// deploy history, other namespaces and anything else sharing the
+    /// server).
     ///
     /// `bytes` is always 0: Dragonfly can only size keys one at a time
     /// (`MEMORY USAGE`, a round trip per key, outside the command set this
@@ -327,7 +371,7 @@ impl CacheStore for DragonflyCache {
     /// expensive or wrong. The server's own figure is reported apart, as
     /// `server_memory` (`used_memory_human`), for operators.
     async fn usage(&self) -> Result<TierUsage, CacheError> {
-        let pattern = match_pattern("");
+        let pattern = self.keys.match_pattern("");
         let mut conn = self.checkout("SCAN").await?;
         let mut entries = 0;
         let mut cursor = 0;
@@ -337,7 +381,7 @@ impl CacheStore for DragonflyCache {
                 .await?;
             entries += keys
                 .iter()
-                .filter(|raw| raw.starts_with(KEY_PREFIX.as_bytes()))
+                .filter(|raw| self.keys.cache_key_text(raw).is_some())
                 .count() as u64;
             if next == 0 {
                 break;

@@ -2,10 +2,11 @@
 //! blue/green slots) and kept across restarts, as a capped Redis list of
 //! JSON events, newest at the head.
 //!
-//! The list lives at [`DEPLOY_LOG_KEY`], outside the `chimney:` cache
-//! namespace: invalidation SCANs `chimney:*` (and a full invalidation
-//! deletes everything there), and `chimney-deploys:…` can never match that
-//! pattern because the character after `chimney` is `-`, not `:`.
+//! The list lives at `chimney-deploys:v1:{namespace}` (see `keys.rs`), one
+//! per deployment, outside the `chimney:` cache prefix: invalidation SCANs
+//! `chimney:{namespace}:*` (and a full invalidation deletes everything
+//! there), and `chimney-deploys:…` can never match that pattern because the
+//! character after `chimney` is `-`, not `:`.
 //!
 //! Commands used: LPUSH, LTRIM (in one MULTI/EXEC) and LRANGE, all of which
 //! Dragonfly implements.
@@ -20,12 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use super::command;
 use super::error::{Error, STORE};
-use crate::domain::{DEPLOY_HISTORY_LIMIT, DeployEvent, DeployEventDraft};
+use super::keys::deploy_log_key;
+use crate::domain::{CacheNamespace, DEPLOY_HISTORY_LIMIT, DeployEvent, DeployEventDraft};
 use crate::ports::{DeployLog, DeployLogError};
-
-/// The Redis key of the shared deploy history. The `v1` names the JSON
-/// format of [`StoredDeployEvent`]; a breaking change gets a new key.
-pub const DEPLOY_LOG_KEY: &str = "chimney-deploys:v1";
 
 /// Version tag written into every stored event.
 const FORMAT_VERSION: u8 = 1;
@@ -99,10 +97,11 @@ pub struct DragonflyDeployLog {
 }
 
 impl DragonflyDeployLog {
-    /// The history at [`DEPLOY_LOG_KEY`] over `pool` (see
-    /// [`build_pool`](super::build_pool)).
-    pub fn new(pool: Pool, command_timeout: Duration) -> Self {
-        Self::with_key(pool, DEPLOY_LOG_KEY, command_timeout)
+    /// `namespace`'s history over `pool` (see
+    /// [`build_pool`](super::build_pool)). The `v1` in its key names the
+    /// JSON format of a stored event; a breaking change gets a new key.
+    pub fn new(pool: Pool, namespace: &CacheNamespace, command_timeout: Duration) -> Self {
+        Self::with_key(pool, deploy_log_key(namespace), command_timeout)
     }
 
     /// The history at `key`, which must not start with `chimney:` (that
@@ -272,12 +271,16 @@ mod tests {
     }
 
     #[test]
-    fn the_history_key_is_outside_the_cache_namespace_and_its_scan_pattern() {
-        assert!(!DEPLOY_LOG_KEY.starts_with(super::super::keys::KEY_PREFIX));
-        // Invalidation's widest SCAN pattern is `chimney:*`; the key cannot
-        // match it because the byte after `chimney` differs.
-        assert_eq!(super::super::keys::match_pattern(""), "chimney:*");
-        assert_ne!(DEPLOY_LOG_KEY.as_bytes()[7], b':');
+    fn the_history_key_is_per_deployment_and_outside_the_cache_prefix() {
+        let repo = crate::domain::RepoName::parse("octo/hello").unwrap();
+        let ns = CacheNamespace::of_deployment(None, &repo);
+        let key = deploy_log_key(&ns);
+        assert!(!key.starts_with(super::super::keys::KEY_PREFIX));
+        // Even the widest pattern any build ever scanned, `chimney:*`,
+        // cannot match it: the byte after `chimney` differs.
+        assert_ne!(key.as_bytes()[7], b':');
+        let other = CacheNamespace::of_deployment(Some("octo"), &repo);
+        assert_ne!(deploy_log_key(&other), key);
     }
 
     #[test]
@@ -314,7 +317,9 @@ mod tests {
         };
         let url = url::Url::parse(&format!("redis://127.0.0.1:{port}")).expect("URL");
         let pool = build_pool(&url, Duration::from_millis(200)).expect("pool builds");
-        let log = DragonflyDeployLog::new(pool, Duration::from_millis(200));
+        let repo = crate::domain::RepoName::parse("octo/hello").expect("valid");
+        let namespace = CacheNamespace::of_deployment(None, &repo);
+        let log = DragonflyDeployLog::new(pool, &namespace, Duration::from_millis(200));
         let started = std::time::Instant::now();
         let DeployLogError::Unavailable { store, .. } = log
             .append(event("abc", "success"))

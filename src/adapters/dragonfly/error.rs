@@ -104,16 +104,17 @@ impl From<Error> for CacheError {
     }
 }
 
-/// The URL as it may appear in logs and errors: the password, if any, is
-/// masked so a configuration error never leaks the secret.
+/// The URL as it may appear in logs and errors: everything from the
+/// scheme to the last `@` is masked, so neither a parsed password nor one
+/// the parser mistook for a path or query (an unencoded `/`, `?` or `#` in
+/// it) is ever shown.
 pub(super) fn redacted(url: &url::Url) -> String {
-    let mut shown = url.clone();
-    if shown.password().is_some() {
-        // Only fails for URLs that cannot have credentials, which a URL
-        // with a password evidently can.
-        let _ = shown.set_password(Some("***"));
+    let text = url.as_str();
+    let start = text.find("://").map_or(0, |i| i + 3);
+    match text[start..].rfind('@') {
+        Some(at) => format!("{}***@{}", &text[..start], &text[start + at + 1..]),
+        None => text.to_owned(),
     }
-    shown.to_string()
 }
 
 #[cfg(test)]
@@ -155,6 +156,26 @@ mod tests {
         let url = url::Url::parse("redis://user:hunter2@cache:6379/0").expect("valid URL");
         let shown = redacted(&url);
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("cache:6379"), "{shown}");
+        assert_eq!(shown, "redis://***@cache:6379/0");
+    }
+
+    #[test]
+    fn passwords_with_reserved_characters_are_masked_too() {
+        // Unencoded, these end the authority early, so the URL parser sees
+        // a host of "" and a path or query holding the secret.
+        for text in [
+            "redis://:123/hunter2@cache:6379",
+            "redis://cache:6379/0?x=hunter2@cache",
+            "redis://:hun%2Fter2@cache:6379",
+        ] {
+            let Ok(url) = url::Url::parse(text) else {
+                continue;
+            };
+            let shown = redacted(&url);
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(!shown.contains("hun%2Fter2"), "{shown}");
+        }
+        let plain = url::Url::parse("redis://cache:6379/2").expect("valid URL");
+        assert_eq!(redacted(&plain), "redis://cache:6379/2");
     }
 }

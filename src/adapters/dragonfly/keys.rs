@@ -1,82 +1,147 @@
-//! How cache keys are named in Dragonfly and how a literal prefix becomes a
-//! SCAN MATCH pattern. Pure string work; no I/O here.
+//! How chimney's data is named in Dragonfly, and how a literal prefix
+//! becomes a SCAN MATCH pattern. Pure string work; no I/O here.
 //!
-//! Every cache entry lives at `chimney:{cache key}`. Anything else chimney
-//! stores in Dragonfly (deploy history, …) must live outside `chimney:`,
-//! because a full invalidation deletes every key under it.
+//! Everything is scoped by the deployment's [`CacheNamespace`] (CONTRACT 4,
+//! v2), so deployments for different repositories sharing one database
+//! never meet:
+//!
+//! * cache entries: `chimney:{namespace}:{cache key}`;
+//! * the invalidation channel: `chimney:{namespace}:invalidate`;
+//! * the deploy history: `chimney-deploys:v1:{namespace}`, outside
+//!   `chimney:`, because a full invalidation deletes every key under its
+//!   namespace's cache prefix.
+//!
+//! A namespace never contains `:`, and cache keys start with `/` or `_`,
+//! so one namespace's prefix never matches another's keys.
 
-use crate::domain::CacheKey;
+use crate::domain::{CacheKey, CacheNamespace};
 
-/// The namespace of cache entries.
+/// The root of every cache key and channel name.
 pub(super) const KEY_PREFIX: &str = "chimney:";
 
-/// The Redis key of a cache entry.
-pub(super) fn redis_key(key: &CacheKey) -> String {
-    format!("{KEY_PREFIX}{}", key.as_str())
+/// The root of deploy history keys; the `v1` names the stored JSON format.
+const DEPLOY_LOG_ROOT: &str = "chimney-deploys:v1:";
+
+/// The invalidation channel of `namespace`.
+pub fn invalidation_channel(namespace: &CacheNamespace) -> String {
+    format!("{KEY_PREFIX}{namespace}:invalidate")
 }
 
-/// The cache key text of a Redis key, or `None` when the key is not a
-/// cache entry (outside the namespace, or not UTF-8 and so not written by
-/// chimney).
-pub(super) fn cache_key_text(redis_key: &[u8]) -> Option<&str> {
-    std::str::from_utf8(redis_key)
-        .ok()?
-        .strip_prefix(KEY_PREFIX)
+/// The Redis key of `namespace`'s deploy history.
+pub fn deploy_log_key(namespace: &CacheNamespace) -> String {
+    format!("{DEPLOY_LOG_ROOT}{namespace}")
 }
 
-/// A SCAN MATCH pattern for every entry whose cache key starts with the
-/// literal `prefix`.
-///
-/// Glob metacharacters in the prefix are backslash-escaped, so a prefix of
-/// `"*"` matches keys starting with a star, not every key. Callers still
-/// filter what SCAN returns with the domain's matcher: MATCH only narrows
-/// the traffic, it is never what decides a deletion.
-pub(super) fn match_pattern(prefix: &str) -> String {
-    let mut pattern = String::with_capacity(KEY_PREFIX.len() + prefix.len() * 2 + 1);
-    pattern.push_str(KEY_PREFIX);
-    for c in prefix.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            pattern.push('\\');
+/// The cache keys of one namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct NamespacedKeys {
+    /// `chimney:{namespace}:`.
+    prefix: String,
+}
+
+impl NamespacedKeys {
+    pub(super) fn new(namespace: &CacheNamespace) -> Self {
+        Self {
+            prefix: format!("{KEY_PREFIX}{namespace}:"),
         }
-        pattern.push(c);
     }
-    pattern.push('*');
-    pattern
+
+    /// The Redis key of a cache entry.
+    pub(super) fn redis_key(&self, key: &CacheKey) -> String {
+        format!("{}{}", self.prefix, key.as_str())
+    }
+
+    /// The cache key text of a Redis key, or `None` when the key is not an
+    /// entry of this namespace (another namespace's, or not UTF-8 and so
+    /// not written by chimney).
+    pub(super) fn cache_key_text<'k>(&self, redis_key: &'k [u8]) -> Option<&'k str> {
+        std::str::from_utf8(redis_key)
+            .ok()?
+            .strip_prefix(self.prefix.as_str())
+    }
+
+    /// A SCAN MATCH pattern for every entry of this namespace whose cache
+    /// key starts with the literal `prefix`.
+    ///
+    /// Glob metacharacters are backslash-escaped, in the namespace too, so
+    /// a prefix of `"*"` matches keys starting with a star, not every key.
+    /// Callers still filter what SCAN returns with the domain's matcher:
+    /// MATCH only narrows the traffic, it is never what decides a deletion.
+    pub(super) fn match_pattern(&self, prefix: &str) -> String {
+        let mut pattern = String::with_capacity(self.prefix.len() * 2 + prefix.len() * 2 + 1);
+        for c in self.prefix.chars().chain(prefix.chars()) {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('*');
+        pattern
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::RepoName;
+
+    fn keys(repo: &str) -> NamespacedKeys {
+        NamespacedKeys::new(&namespace(repo))
+    }
+
+    fn namespace(repo: &str) -> CacheNamespace {
+        CacheNamespace::of_deployment(None, &RepoName::parse(repo).unwrap())
+    }
 
     #[test]
-    fn entries_live_under_the_chimney_namespace() {
+    fn entries_live_under_their_namespace() {
+        let keys = keys("Octo/Hello");
         let key = CacheKey::from_stored("/pulls?state=open".to_owned());
-        assert_eq!(redis_key(&key), "chimney:/pulls?state=open");
+        assert_eq!(keys.redis_key(&key), "chimney:octo/hello:/pulls?state=open");
         assert_eq!(
-            cache_key_text(b"chimney:/pulls?state=open"),
+            keys.cache_key_text(b"chimney:octo/hello:/pulls?state=open"),
             Some("/pulls?state=open")
         );
     }
 
     #[test]
     fn keys_outside_the_namespace_are_not_cache_keys() {
-        assert_eq!(cache_key_text(b"deploys:events"), None);
-        assert_eq!(cache_key_text(b"chimney"), None);
-        assert_eq!(cache_key_text(b"chimney:\xff"), None);
+        let keys = keys("octo/hello");
+        assert_eq!(keys.cache_key_text(b"chimney-deploys:v1:octo/hello"), None);
+        assert_eq!(keys.cache_key_text(b"chimney:/pulls"), None);
+        assert_eq!(keys.cache_key_text(b"chimney:octo/hello-2:/pulls"), None);
+        assert_eq!(keys.cache_key_text(b"chimney:octo/hello:\xff"), None);
+    }
+
+    #[test]
+    fn one_namespaces_pattern_never_matches_anothers_keys() {
+        // A namespace that is a prefix of another must not match it.
+        assert_eq!(keys("octo/hello").match_pattern(""), "chimney:octo/hello:*");
+        let org = CacheNamespace::of_deployment(Some("octo"), &RepoName::parse("a/b").unwrap());
+        assert_eq!(
+            NamespacedKeys::new(&org).match_pattern(""),
+            "chimney:octo:*"
+        );
     }
 
     #[test]
     fn glob_metacharacters_are_escaped() {
-        assert_eq!(match_pattern(""), "chimney:*");
-        assert_eq!(match_pattern("/pulls"), "chimney:/pulls*");
-        assert_eq!(match_pattern("*"), r"chimney:\**");
-        assert_eq!(match_pattern("/pull?"), r"chimney:/pull\?*");
-        assert_eq!(match_pattern("/[pi]"), r"chimney:/\[pi\]*");
-        assert_eq!(match_pattern(r"a\b"), r"chimney:a\\b*");
+        let keys = keys("o/r");
+        assert_eq!(keys.match_pattern("/pulls"), "chimney:o/r:/pulls*");
+        assert_eq!(keys.match_pattern("*"), r"chimney:o/r:\**");
+        assert_eq!(keys.match_pattern("/pull?"), r"chimney:o/r:/pull\?*");
+        assert_eq!(keys.match_pattern("/[pi]"), r"chimney:o/r:/\[pi\]*");
+        assert_eq!(keys.match_pattern(r"a\b"), r"chimney:o/r:a\\b*");
+        assert_eq!(keys.match_pattern("/ž"), "chimney:o/r:/ž*");
     }
 
     #[test]
-    fn non_ascii_prefixes_pass_through() {
-        assert_eq!(match_pattern("/ž"), "chimney:/ž*");
+    fn the_channel_and_deploy_history_are_namespaced_outside_the_cache_prefix() {
+        let ns = namespace("octo/hello");
+        assert_eq!(invalidation_channel(&ns), "chimney:octo/hello:invalidate");
+        let history = deploy_log_key(&ns);
+        assert_eq!(history, "chimney-deploys:v1:octo/hello");
+        assert!(!history.starts_with(KEY_PREFIX));
+        assert_eq!(keys("octo/hello").cache_key_text(history.as_bytes()), None);
     }
 }

@@ -13,7 +13,8 @@
 //! * `cache`: `DragonflyCache`, the `CacheStore` implementation.
 //! * `deploy_log`: `DragonflyDeployLog`, the deploy history both slots share.
 //! * `wire`: the versioned binary format of a stored entry.
-//! * `keys`: the `chimney:` key namespace and SCAN MATCH escaping.
+//! * `keys`: the per-deployment names (`chimney:{namespace}:…` entries, the
+//!   invalidation channel, the deploy history key) and SCAN MATCH escaping.
 //! * `notice`, `subscriber`, `bus`: the invalidation message, its pub/sub
 //!   plumbing and the `InvalidationBus` port on top; `backoff`: the
 //!   reconnect schedule.
@@ -37,11 +38,11 @@ mod tests;
 
 pub use bus::DragonflyInvalidationBus;
 pub use cache::DragonflyCache;
-pub use deploy_log::{DEPLOY_LOG_KEY, DragonflyDeployLog};
+pub use deploy_log::DragonflyDeployLog;
+pub use keys::{deploy_log_key, invalidation_channel};
 pub use notice::InvalidationNotice;
 pub use pool::{build_pool, build_pool_with_trust, database_of};
 pub use subscriber::{
-    INVALIDATION_CHANNEL, publish_invalidation, run_invalidation_listener,
-    run_invalidation_listener_with_trust,
+    publish_invalidation, run_invalidation_listener, run_invalidation_listener_with_trust,
 };
 pub use tls::{CA_BUNDLE_VAR, TlsTrust};

@@ -1,7 +1,9 @@
-//! Cross-instance invalidation over the `chimney:invalidate` pub/sub
-//! channel: publishing a notice, and the long-running listener that keeps
-//! a subscription alive across Dragonfly outages and restarts. The message
-//! format lives in `notice.rs`.
+//! Cross-instance invalidation over a deployment's
+//! `chimney:{namespace}:invalidate` pub/sub channel (see `keys.rs`):
+//! publishing a notice, and the long-running listener that keeps a
+//! subscription alive across Dragonfly outages and restarts. The message
+//! format lives in `notice.rs`. Deployments for other repositories listen
+//! on other channels and never hear each other.
 //!
 //! Pub/sub is fire-and-forget: a notice published while a listener is
 //! reconnecting is lost to it. The memory tier's freshness TTL bounds how
@@ -25,9 +27,6 @@ use super::notice::InvalidationNotice;
 use super::tls::{self, TlsTrust};
 use crate::ports::CacheError;
 
-/// The channel every instance sharing a Dragonfly listens on.
-pub const INVALIDATION_CHANNEL: &str = "chimney:invalidate";
-
 /// First reconnect delay; doubles after each failed attempt.
 const RECONNECT_INITIAL: Duration = Duration::from_millis(100);
 
@@ -47,8 +46,8 @@ const KEEPALIVE_EVERY: Duration = Duration::from_secs(15);
 /// Deadline for a keep-alive ping's answer.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Announces `notice` to every instance listening on
-/// [`INVALIDATION_CHANNEL`], including this one (the notice carries its
+/// Announces `notice` to every instance listening on `channel`, including
+/// this one (the notice carries its
 /// `origin` so listeners can skip their own, and its `database` so
 /// listeners caching in another database ignore it). Returns how many
 /// subscribers the server delivered it to.
@@ -59,12 +58,13 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 pub async fn publish_invalidation(
     pool: &Pool,
     command_timeout: Duration,
+    channel: &str,
     notice: &InvalidationNotice,
 ) -> Result<u64, CacheError> {
     let payload = notice.encode();
     let receivers = command::single(pool, command_timeout, "PUBLISH", |mut conn| async move {
         redis::cmd("PUBLISH")
-            .arg(INVALIDATION_CHANNEL)
+            .arg(channel)
             .arg(&payload)
             .query_async::<u64>(&mut conn)
             .await
@@ -73,7 +73,7 @@ pub async fn publish_invalidation(
     Ok(receivers)
 }
 
-/// Listens on [`INVALIDATION_CHANNEL`] at `url` and calls `on_message` for
+/// Listens on `channel` at `url` and calls `on_message` for
 /// every notice that applies to the database `url` selects (see
 /// [`InvalidationNotice::applies_to`]), until `shutdown` becomes `true` or
 /// its sender is dropped.
@@ -94,10 +94,12 @@ pub async fn publish_invalidation(
 /// retrying would never help then.
 pub async fn run_invalidation_listener(
     url: Url,
+    channel: String,
     on_message: impl Fn(InvalidationNotice) + Send + Sync + 'static,
     shutdown: watch::Receiver<bool>,
 ) {
-    run_invalidation_listener_with_trust(url, TlsTrust::from_env(), on_message, shutdown).await;
+    run_invalidation_listener_with_trust(url, TlsTrust::from_env(), channel, on_message, shutdown)
+        .await;
 }
 
 /// [`run_invalidation_listener`] with the certificates a `rediss://`
@@ -105,6 +107,7 @@ pub async fn run_invalidation_listener(
 pub async fn run_invalidation_listener_with_trust(
     url: Url,
     trust: TlsTrust,
+    channel: String,
     on_message: impl Fn(InvalidationNotice) + Send + Sync + 'static,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -123,16 +126,13 @@ pub async fn run_invalidation_listener_with_trust(
         let attempt = tokio::select! {
             biased;
             () = shutdown_requested(&mut shutdown) => return,
-            attempt = subscribe(&client) => attempt,
+            attempt = subscribe(&client, &channel) => attempt,
         };
         match attempt {
             Ok(pubsub) => {
                 backoff.reset();
-                tracing::info!(
-                    channel = INVALIDATION_CHANNEL,
-                    "invalidation listener subscribed"
-                );
-                match listen(pubsub, database, &on_message, &mut shutdown).await {
+                tracing::info!(%channel, "invalidation listener subscribed");
+                match listen(pubsub, &channel, database, &on_message, &mut shutdown).await {
                     Ended::Shutdown => return,
                     Ended::Dropped(reason) => {
                         tracing::warn!(%reason, "invalidation subscription lost; reconnecting");
@@ -160,10 +160,10 @@ enum Ended {
 
 /// Opens a dedicated pub/sub connection and subscribes, within
 /// [`SUBSCRIBE_TIMEOUT`].
-async fn subscribe(client: &Client) -> Result<redis::aio::PubSub, SubscribeError> {
+async fn subscribe(client: &Client, channel: &str) -> Result<redis::aio::PubSub, SubscribeError> {
     let work = async {
         let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(INVALIDATION_CHANNEL).await?;
+        pubsub.subscribe(channel).await?;
         Ok::<_, RedisError>(pubsub)
     };
     match tokio::time::timeout(SUBSCRIBE_TIMEOUT, work).await {
@@ -184,6 +184,7 @@ enum SubscribeError {
 /// Delivers notices from one subscription until it drops or shutdown.
 async fn listen(
     pubsub: redis::aio::PubSub,
+    channel: &str,
     database: i64,
     on_message: &(impl Fn(InvalidationNotice) + Send + Sync),
     shutdown: &mut watch::Receiver<bool>,
@@ -199,7 +200,7 @@ async fn listen(
             biased;
             () = shutdown_requested(shutdown) => return Ended::Shutdown,
             msg = stream.next() => match msg {
-                Some(msg) => deliver(&msg, database, on_message),
+                Some(msg) => deliver(&msg, channel, database, on_message),
                 None => return Ended::Dropped("connection closed"),
             },
             _ = keepalive.tick() => {
@@ -217,8 +218,8 @@ async fn listen(
     }
 }
 
-fn deliver(msg: &Msg, database: i64, on_message: &impl Fn(InvalidationNotice)) {
-    if msg.get_channel_name() != INVALIDATION_CHANNEL {
+fn deliver(msg: &Msg, channel: &str, database: i64, on_message: &impl Fn(InvalidationNotice)) {
+    if msg.get_channel_name() != channel {
         return;
     }
     match InvalidationNotice::decode(msg.get_payload_bytes()) {

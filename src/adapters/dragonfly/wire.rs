@@ -19,21 +19,52 @@
 //! The body is stored raw because GitHub bodies are JSON already and
 //! base64 or a JSON envelope would inflate them by a third or more.
 //! Nothing may follow the body; trailing bytes mean the value is not ours.
+//!
+//! # Versions read
+//!
+//! During a blue/green deploy two releases share one Dragonfly, so a build
+//! reads the version it writes and the one before it ([`READABLE`]): a
+//! release that changes the layout adds a new tag and keeps decoding the
+//! old one, and neither slot deletes the other's entries as garbage.
+//! Version 1 is both what this build writes and what the previous release
+//! wrote; `previous_release_entries_are_still_read` holds bytes as that
+//! release wrote them.
+//!
+//! Decoding only checks the framing (and bounds the header count, so a
+//! hostile value cannot make it allocate much); whether an entry is one
+//! chimney would serve is the domain's `CachedResponse::check`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use crate::domain::{CachedResponse, HeaderList};
+use crate::domain::{
+    CachedResponse, HeaderList, MAX_BODY_BYTES, MAX_ENTRY_HEADERS, MAX_HEADER_NAME_BYTES,
+    MAX_HEADER_VALUE_BYTES,
+};
 
 /// The version tag this build writes.
 const VERSION_1: u8 = 1;
+
+/// Every version tag this build reads: its own and the previous release's
+/// (the same, until the layout next changes).
+const READABLE: [u8; 1] = [VERSION_1];
 
 /// Fixed-size part after the version tag: status (2) and fetched_at (8).
 const FIXED_LEN: usize = 2 + 8;
 
 /// The longest LEB128 encoding of a `u64`.
 const MAX_VARINT_LEN: usize = 10;
+
+/// The longest encoding of an entry that passes the domain's checks: a
+/// stored value longer than this was not written by chimney, and readers
+/// need not fetch more of it than this plus one byte to know.
+pub const MAX_ENCODED_LEN: usize = 1
+    + FIXED_LEN
+    + MAX_VARINT_LEN
+    + MAX_ENTRY_HEADERS * (2 * MAX_VARINT_LEN + MAX_HEADER_NAME_BYTES + MAX_HEADER_VALUE_BYTES)
+    + MAX_VARINT_LEN
+    + MAX_BODY_BYTES;
 
 /// Why stored bytes could not be read back as a [`CachedResponse`].
 ///
@@ -63,6 +94,9 @@ pub enum WireError {
     /// Bytes follow the body, so the value is not a version 1 entry.
     #[error("stored entry has {0} trailing bytes")]
     TrailingBytes(usize),
+    /// More headers than any entry chimney stores.
+    #[error("stored entry claims {0} headers")]
+    TooManyHeaders(u64),
 }
 
 /// Encodes `entry` in the current format.
@@ -110,7 +144,7 @@ pub fn decode_bytes(bytes: Bytes) -> Result<CachedResponse, WireError> {
         pos: 0,
     };
     let version = reader.take(1, "version").map_err(|_| WireError::Empty)?[0];
-    if version != VERSION_1 {
+    if !READABLE.contains(&version) {
         return Err(WireError::UnknownVersion(version));
     }
     let status = u16::from_be_bytes(reader.array("status")?);
@@ -120,6 +154,9 @@ pub fn decode_bytes(bytes: Bytes) -> Result<CachedResponse, WireError> {
         .ok_or(WireError::BadFetchTime)?;
 
     let header_count = reader.varint("header count")?;
+    if header_count > MAX_ENTRY_HEADERS as u64 {
+        return Err(WireError::TooManyHeaders(header_count));
+    }
     let mut headers = HeaderList::new();
     for _ in 0..header_count {
         let name = reader.utf8("header name", "name")?;
@@ -328,7 +365,7 @@ mod tests {
     #[test]
     fn an_unknown_version_is_rejected() {
         let mut encoded = encode(&typical());
-        for version in [0, 2, b'{', 0xff] {
+        for version in [0, 2, 3, b'{', 0xff] {
             encoded[0] = version;
             assert_eq!(decode(&encoded), Err(WireError::UnknownVersion(version)));
         }
@@ -387,7 +424,55 @@ mod tests {
         let mut encoded = vec![VERSION_1, 0, 200];
         encoded.extend_from_slice(&0u64.to_be_bytes());
         put_varint(&mut encoded, u64::MAX);
-        assert!(matches!(decode(&encoded), Err(WireError::Truncated(_))));
+        assert_eq!(decode(&encoded), Err(WireError::TooManyHeaders(u64::MAX)));
+        let mut encoded = vec![VERSION_1, 0, 200];
+        encoded.extend_from_slice(&0u64.to_be_bytes());
+        put_varint(&mut encoded, MAX_ENTRY_HEADERS as u64 + 1);
+        encoded.extend_from_slice(&[1, b'a', 0].repeat(MAX_ENTRY_HEADERS + 1));
+        encoded.push(0);
+        assert!(matches!(
+            decode(&encoded),
+            Err(WireError::TooManyHeaders(_))
+        ));
+    }
+
+    #[test]
+    fn previous_release_entries_are_still_read() {
+        // Written byte for byte as the previous release (version 1) laid
+        // them out, not with this build's encoder, so a layout change that
+        // forgets the old version fails here.
+        let mut written = vec![1, 0x00, 0xc8];
+        written.extend_from_slice(&1_717_171_717_171u64.to_be_bytes());
+        written.push(2);
+        for (name, value) in [("content-type", "application/json"), ("etag", "\"v1\"")] {
+            written.push(name.len() as u8);
+            written.extend_from_slice(name.as_bytes());
+            written.push(value.len() as u8);
+            written.extend_from_slice(value.as_bytes());
+        }
+        written.push(2);
+        written.extend_from_slice(b"[]");
+        let entry = decode(&written).expect("the previous release's entry decodes");
+        assert_eq!(entry.status, 200);
+        assert_eq!(entry.etag(), Some("\"v1\""));
+        assert_eq!(&entry.body[..], b"[]");
+        assert_eq!(
+            entry.fetched_at,
+            UNIX_EPOCH + Duration::from_millis(1_717_171_717_171)
+        );
+        assert_eq!(
+            encode(&entry),
+            written,
+            "this build still writes it the same way"
+        );
+    }
+
+    #[test]
+    fn the_encoded_bound_covers_every_entry_the_domain_accepts() {
+        let value = "v".repeat(MAX_HEADER_VALUE_BYTES);
+        let headers: Vec<(&str, &str)> = vec![("link", value.as_str()); MAX_ENTRY_HEADERS];
+        let largest = entry(&headers, vec![b'x'; MAX_BODY_BYTES]);
+        assert!(encode(&largest).len() <= MAX_ENCODED_LEN);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, IF_NONE_MATCH};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -20,6 +20,11 @@ use crate::ports::{UpstreamError, UpstreamGithub, UpstreamRequest, UpstreamRespo
 const GITHUB_ACCEPT: &str = "application/vnd.github+json";
 /// The REST API version chimney is written against.
 const GITHUB_API_VERSION: &str = "2022-11-28";
+
+/// The first allocation for a body of unknown or untrusted length. A
+/// `Content-Length` only ever shrinks it: GitHub (or anything posing as
+/// it) announcing gigabytes must not make chimney reserve them.
+const INITIAL_BODY_CAPACITY: usize = 64 * 1024;
 
 /// How to reach GitHub.
 #[derive(Debug, Clone)]
@@ -42,10 +47,19 @@ pub struct GithubHttp {
     max_body_bytes: usize,
 }
 
-/// Why the HTTP client could not be built.
+/// Why the HTTP client could not be built. Neither variant ever shows the
+/// token.
 #[derive(Debug, thiserror::Error)]
-#[error("failed to build the GitHub HTTP client")]
-pub struct BuildError(#[source] reqwest::Error);
+pub enum BuildError {
+    /// The TLS stack or the client could not be set up.
+    #[error("failed to build the GitHub HTTP client")]
+    Client(#[source] reqwest::Error),
+    /// The token cannot be sent in an `Authorization` header (a control
+    /// character, a space, non-ASCII text): refusing beats silently going
+    /// unauthenticated.
+    #[error("GITHUB_TOKEN is not a valid HTTP header value (its value is not shown)")]
+    InvalidToken,
+}
 
 impl GithubHttp {
     /// Builds the client. Fails only if the TLS stack cannot be set up or
@@ -61,11 +75,14 @@ impl GithubHttp {
             HeaderValue::from_static(GITHUB_API_VERSION),
         );
         if let Some(token) = &config.token {
-            let value = format!("Bearer {}", token.expose_secret());
-            if let Ok(mut value) = HeaderValue::from_str(&value) {
-                value.set_sensitive(true);
-                headers.insert(AUTHORIZATION, value);
+            let token = token.expose_secret();
+            if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(BuildError::InvalidToken);
             }
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| BuildError::InvalidToken)?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
         }
         let client = reqwest::Client::builder()
             .default_headers(headers)
@@ -75,7 +92,7 @@ impl GithubHttp {
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(64)
             .build()
-            .map_err(BuildError)?;
+            .map_err(BuildError::Client)?;
         Ok(Self {
             client,
             base: config.base_url.as_str().trim_end_matches('/').to_owned(),
@@ -83,22 +100,33 @@ impl GithubHttp {
         })
     }
 
+    /// Reads the body chunk by chunk, refusing it the moment it is known
+    /// to exceed the limit (from `Content-Length`, before reading, or from
+    /// the bytes so far). The buffer grows geometrically but never past the
+    /// limit, so no body, whatever it announces, costs more than the limit.
     async fn read_capped(&self, mut response: reqwest::Response) -> Result<Bytes, UpstreamError> {
         let limit = self.max_body_bytes;
-        if response
-            .content_length()
-            .is_some_and(|len| len > limit as u64)
-        {
+        let announced = response.content_length();
+        if announced.is_some_and(|len| len > limit as u64) {
             return Err(UpstreamError::BodyTooLarge { limit });
         }
-        let mut body = BytesMut::new();
+        let initial = announced.map_or(INITIAL_BODY_CAPACITY, |len| {
+            usize::try_from(len)
+                .unwrap_or(limit)
+                .min(INITIAL_BODY_CAPACITY)
+        });
+        let mut body: Vec<u8> = Vec::with_capacity(initial.min(limit));
         while let Some(chunk) = response.chunk().await.map_err(map_transport_error)? {
-            if body.len() + chunk.len() > limit {
+            let needed = body.len() + chunk.len();
+            if needed > limit {
                 return Err(UpstreamError::BodyTooLarge { limit });
+            }
+            if needed > body.capacity() {
+                body.reserve_exact(grown_capacity(body.capacity(), needed, limit) - body.len());
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(body.freeze())
+        Ok(Bytes::from(body))
     }
 }
 
@@ -120,6 +148,12 @@ impl UpstreamGithub for GithubHttp {
             body,
         })
     }
+}
+
+/// The next buffer size for a body that needs `needed` bytes: at least
+/// double the current one (amortised O(n) copying), never more than `limit`.
+fn grown_capacity(current: usize, needed: usize, limit: usize) -> usize {
+    needed.max(current.saturating_mul(2)).min(limit)
 }
 
 /// Copies the headers a proxy may pass on: hop-by-hop headers, and any
@@ -151,6 +185,44 @@ fn map_transport_error(error: reqwest::Error) -> UpstreamError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config(token: &str) -> GithubHttpConfig {
+        GithubHttpConfig {
+            base_url: Url::parse("https://api.github.com").unwrap(),
+            token: Some(SecretString::from(token.to_owned())),
+            timeout: Duration::from_secs(1),
+            max_body_bytes: 1024,
+        }
+    }
+
+    #[test]
+    fn a_token_that_is_not_a_header_value_is_refused_without_echo() {
+        for bad in ["ghp_abc\u{1}def", "ghp abc", "ghp_ä", "tok\r\nX-Evil: 1"] {
+            let Err(error) = GithubHttp::new(config(bad)) else {
+                panic!("{bad:?} was accepted");
+            };
+            assert!(matches!(error, BuildError::InvalidToken));
+            assert!(!error.to_string().contains("ghp"), "{error}");
+        }
+        assert!(GithubHttp::new(config("ghp_0123456789abcdef")).is_ok());
+    }
+
+    #[test]
+    fn the_body_buffer_never_grows_past_the_limit() {
+        let limit = 10 * 1024 * 1024;
+        let mut capacity = INITIAL_BODY_CAPACITY;
+        let mut len = 0;
+        while len < limit {
+            let needed = (len + 16 * 1024).min(limit);
+            if needed > capacity {
+                capacity = grown_capacity(capacity, needed, limit);
+            }
+            assert!(capacity >= needed && capacity <= limit, "{capacity}");
+            len = needed;
+        }
+        assert_eq!(grown_capacity(limit - 1, limit, limit), limit);
+        assert_eq!(grown_capacity(usize::MAX / 2 + 1, 10, limit), limit);
+    }
 
     #[test]
     fn hop_by_hop_and_connection_listed_headers_are_dropped() {

@@ -10,6 +10,7 @@
 
 use super::spec::{DefaultText, Flag, Layered, Reach, SettingSpec};
 use super::values;
+use crate::domain::PathPolicy;
 
 /// All settings, in the order `--help` lists them and values are checked.
 pub(super) const SPECS: &[SettingSpec] = &[
@@ -182,6 +183,67 @@ pub(super) const SPECS: &[SettingSpec] = &[
             flag: None,
             apply: Layered::Text(|s, text| {
                 s.summary_workflow = values::workflow(text)?;
+                Ok(())
+            }),
+        },
+    },
+    SettingSpec {
+        key: "proxy_paths",
+        help: "Path patterns the GitHub proxy serves (* one segment, trailing /** any number); giving any replaces the default list",
+        default: DefaultText::Described("the list in the README's Security section"),
+        reach: Reach::Layered {
+            env: "CHIMNEY_PROXY_PATHS",
+            flag: None,
+            apply: Layered::List(|s, items| {
+                let items: Vec<&str> = items
+                    .iter()
+                    .map(|item| item.trim())
+                    .filter(|item| !item.is_empty())
+                    .collect();
+                if !items.is_empty() {
+                    s.proxy_paths = PathPolicy::parse(items).map_err(|(item, error)| {
+                        values::Refusal::part(&item, values::pattern_expected(&error))
+                    })?;
+                }
+                Ok(())
+            }),
+        },
+    },
+    SettingSpec {
+        key: "negative_ttl",
+        help: "How long GitHub's 404 and 410 answers are cached",
+        default: DefaultText::Value("30s"),
+        reach: Reach::Layered {
+            env: "CHIMNEY_NEGATIVE_TTL",
+            flag: None,
+            apply: Layered::Text(|s, text| {
+                s.negative_ttl = values::duration(text)?;
+                Ok(())
+            }),
+        },
+    },
+    SettingSpec {
+        key: "rate_limit_reserve",
+        help: "Percent of GitHub's rate limit kept for revalidating cached keys; below it, new keys answer 503",
+        default: DefaultText::Value("5"),
+        reach: Reach::Layered {
+            env: "CHIMNEY_RATE_LIMIT_RESERVE",
+            flag: None,
+            apply: Layered::Text(|s, text| {
+                s.rate_limit_reserve = values::percent(text)?;
+                Ok(())
+            }),
+        },
+    },
+    SettingSpec {
+        key: "allow_insecure_github_url",
+        help: "Allow sending GITHUB_TOKEN over plain http:// to a host other than loopback",
+        default: DefaultText::Value("false"),
+        reach: Reach::Layered {
+            env: "CHIMNEY_ALLOW_INSECURE_GITHUB_URL",
+            flag: None,
+            apply: Layered::Text(|s, text| {
+                s.allow_insecure_github_url = values::boolean(text)?;
                 Ok(())
             }),
         },

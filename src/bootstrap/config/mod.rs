@@ -22,10 +22,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::domain::{RepoName, TtlPolicy};
+use crate::domain::{
+    DEFAULT_NEGATIVE_TTL, DEFAULT_RATE_LIMIT_RESERVE_PCT, PathPolicy, RepoName, TtlPolicy,
+};
 
 pub use provenance::{Mode, Origin, Provenance, StartupReport};
 
@@ -78,6 +80,17 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Ordered TTL rules (`[[ttl]]` in the file).
     pub ttl: TtlPolicy,
+    /// Path patterns the proxy serves (`CHIMNEY_PROXY_PATHS`, file
+    /// `proxy_paths`); giving any replaces the default list.
+    pub proxy_paths: PathPolicy,
+    /// How long 404/410 answers are cached (`CHIMNEY_NEGATIVE_TTL`).
+    pub negative_ttl: Duration,
+    /// Percent of GitHub's rate limit kept for revalidating cached keys
+    /// (`CHIMNEY_RATE_LIMIT_RESERVE`).
+    pub rate_limit_reserve: u8,
+    /// Allows sending `GITHUB_TOKEN` over plain `http://` to a host other
+    /// than loopback (`CHIMNEY_ALLOW_INSECURE_GITHUB_URL`).
+    pub allow_insecure_github_url: bool,
     /// OpenTelemetry export settings (the standard `OTEL_*` variables).
     pub otel: OtelSettings,
     /// Deadline for one GitHub request, body included. Not user-facing:
@@ -123,6 +136,10 @@ impl Default for Settings {
             summary_workflow: "goose-build.yml".to_owned(),
             shutdown_grace: Duration::ZERO,
             ttl: TtlPolicy::default(),
+            proxy_paths: PathPolicy::default(),
+            negative_ttl: DEFAULT_NEGATIVE_TTL,
+            rate_limit_reserve: DEFAULT_RATE_LIMIT_RESERVE_PCT,
+            allow_insecure_github_url: false,
             otel: OtelSettings::default(),
             upstream_timeout: Duration::from_secs(10),
             redis_timeout: Duration::from_millis(200),
@@ -184,6 +201,14 @@ pub enum ConfigError {
     NotUnicode {
         /// The variable.
         name: &'static str,
+    },
+    /// A secret that cannot be used as given; its value is not shown.
+    #[error("invalid value for {name} (not shown): {expected}")]
+    Secret {
+        /// The variable.
+        name: &'static str,
+        /// What would have been accepted.
+        expected: &'static str,
     },
 }
 
@@ -249,7 +274,42 @@ impl Settings {
         for spec in SPECS {
             settings.apply(spec, &mut layers)?;
         }
+        settings.check_token()?;
         Ok(settings)
+    }
+
+    /// The checks that weigh the GitHub token against other settings: it
+    /// must be usable as a header value, and it must not travel in clear.
+    fn check_token(&self) -> Result<(), ConfigError> {
+        if self
+            .github_token
+            .as_ref()
+            .is_some_and(|token| !values::header_safe(token.expose_secret()))
+        {
+            return Err(ConfigError::Secret {
+                name: "GITHUB_TOKEN",
+                expected: "expected a token of visible ASCII characters, as GitHub issues them; it is sent in an HTTP header",
+            });
+        }
+        if self.sends_token_in_clear() {
+            return Err(invalid(
+                "github_api_url",
+                self.provenance.origin("github_api_url"),
+                self.github_api_url.as_str(),
+                "expected an https:// URL, or http:// to a loopback address, while GITHUB_TOKEN is set; CHIMNEY_ALLOW_INSECURE_GITHUB_URL=true allows it".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `GITHUB_TOKEN` would travel in clear to a host other than
+    /// this machine without the explicit allow: a plain `http://` API URL
+    /// is for local fakes and tests, not for a real token.
+    pub fn sends_token_in_clear(&self) -> bool {
+        self.github_token.is_some()
+            && !self.allow_insecure_github_url
+            && self.github_api_url.scheme() == "http"
+            && !values::is_loopback(&self.github_api_url)
     }
 
     /// Stores one setting's value from the highest layer that sets it, if

@@ -10,7 +10,7 @@ use std::time::Duration;
 use percent_encoding::percent_decode_str;
 use url::Url;
 
-use crate::domain::{RepoName, TtlPolicy, TtlRule};
+use crate::domain::{PatternError, RepoName, TtlPolicy, TtlRule};
 
 use super::sources::RawTtlRule;
 
@@ -97,15 +97,63 @@ pub(super) fn org(text: &str) -> Result<Option<String>, Expected> {
 }
 
 /// A `redis://` or `rediss://` URL; empty means in-memory only.
+///
+/// An `@` the parser did not take as the end of the credentials means a
+/// password holding an unencoded `/`, `?`, `#` or `@`: the URL would
+/// connect somewhere else and carry the secret in its path, so it is
+/// refused (and [`shown`] masks it in the message).
 pub(super) fn redis(text: &str) -> Result<Option<Url>, Expected> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(None);
     }
     match Url::parse(text) {
+        Ok(url) if text.contains('@') && url.username().is_empty() && url.password().is_none() => {
+            Err(
+                "expected a redis:// or rediss:// URL; percent-encode '/', '?', '#' and '@' in the password",
+            )
+        }
         Ok(url) if matches!(url.scheme(), "redis" | "rediss") && url.has_host() => Ok(Some(url)),
         _ => Err("expected a redis:// or rediss:// URL, or an empty value for in-memory only"),
     }
+}
+
+/// Whether a URL's host is this machine: `localhost`, `127.0.0.0/8` or
+/// `::1`.
+pub(super) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name.to_ascii_lowercase().ends_with(".localhost")
+        }
+        None => false,
+    }
+}
+
+/// A percentage, 0 to 100.
+pub(super) fn percent(text: &str) -> Result<u8, Expected> {
+    match text.trim().parse::<u8>() {
+        Ok(n) if n <= 100 => Ok(n),
+        _ => Err("expected a whole percentage from 0 to 100"),
+    }
+}
+
+/// What a `proxy_paths` item should have looked like.
+pub(super) fn pattern_expected(error: &PatternError) -> Expected {
+    match error {
+        PatternError::NotAbsolute => "expected a path pattern starting with '/', e.g. /pulls/*",
+        PatternError::MisplacedRest => "expected '**' only as the last segment, e.g. /contents/**",
+        PatternError::PartialWildcard => "expected '*' as a whole segment, e.g. /pulls/*/files",
+        PatternError::BadSegment => "expected no empty, '.' or '..' segments",
+    }
+}
+
+/// Whether a token can go in an HTTP header as it is: visible ASCII only
+/// (no spaces, control characters or non-ASCII text).
+pub(super) fn header_safe(token: &str) -> bool {
+    !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// An absolute `http://` or `https://` URL with a host.
@@ -232,15 +280,14 @@ pub(super) fn resource_attributes(text: &str) -> Result<Vec<(String, String)>, R
 }
 
 /// A value as it may appear in an error: URL credentials
-/// (`redis://:password@host`) are masked.
+/// (`redis://:password@host`) are masked, up to the last `@`, so a
+/// password holding an unencoded `/`, `?` or `#` (which ends a URL's
+/// authority early) is masked too. A value without a scheme is treated the
+/// same way (`user:pw@host`).
 pub(super) fn shown(text: &str) -> String {
-    let Some(scheme_end) = text.find("://") else {
-        return text.to_owned();
-    };
-    let after = &text[scheme_end + 3..];
-    let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
-    match after[..authority_end].rfind('@') {
-        Some(at) => format!("{}://***@{}", &text[..scheme_end], &after[at + 1..]),
+    let start = text.find("://").map_or(0, |i| i + 3);
+    match text[start..].rfind('@') {
+        Some(at) => format!("{}***@{}", &text[..start], &text[start + at + 1..]),
         None => text.to_owned(),
     }
 }
@@ -298,11 +345,69 @@ mod tests {
             "redis://***@cache:6379/0"
         );
         assert_eq!(shown("redis://user:pw@host"), "redis://***@host");
-        assert_eq!(
-            shown("https://api.github.com/a@b"),
-            "https://api.github.com/a@b"
-        );
         assert_eq!(shown("wgmesh"), "wgmesh");
+    }
+
+    #[test]
+    fn passwords_with_reserved_characters_are_masked_and_refused() {
+        for (text, secret) in [
+            ("redis://:pa/ss@cache:6379/0", "pa/ss"),
+            ("redis://:pa?ss@cache:6379", "pa?ss"),
+            ("redis://:pa#ss@cache:6379", "pa#ss"),
+            ("redis://u:p@ss@cache:6379", "p@ss"),
+            ("redis://:123/456@cache", "123/456"),
+            ("u:secret@cache:6379", "secret"),
+        ] {
+            let masked = shown(text);
+            assert!(!masked.contains(secret), "{text} shown as {masked}");
+            assert!(masked.contains("***@cache"), "{masked}");
+            // Parsed as anything but these credentials at this host, the
+            // URL is refused rather than connected elsewhere.
+            if let Ok(Some(url)) = redis(text) {
+                assert_eq!(url.host_str(), Some("cache"), "{text}");
+                assert!(url.password().is_some(), "{text}");
+            }
+        }
+        // Encoded, the same passwords are fine.
+        let url = redis("redis://:pa%2Fss%3F%23%40@cache:6379/0")
+            .unwrap()
+            .unwrap();
+        assert_eq!(url.host_str(), Some("cache"));
+    }
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        for (text, expected) in [
+            ("http://127.0.0.1:9000", true),
+            ("http://127.8.9.1", true),
+            ("http://[::1]:80", true),
+            ("http://localhost:8080", true),
+            ("http://api.localhost", true),
+            ("http://10.0.0.1", false),
+            ("http://github.internal", false),
+            ("http://localhost.evil.example", false),
+        ] {
+            assert_eq!(is_loopback(&Url::parse(text).unwrap()), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn percentages_run_from_zero_to_a_hundred() {
+        assert_eq!(percent("0"), Ok(0));
+        assert_eq!(percent(" 5 "), Ok(5));
+        assert_eq!(percent("100"), Ok(100));
+        assert!(percent("101").is_err());
+        assert!(percent("-1").is_err());
+        assert!(percent("5%").is_err());
+    }
+
+    #[test]
+    fn header_safe_tokens_are_visible_ascii() {
+        assert!(header_safe("ghp_0123456789abcdefABCDEF"));
+        assert!(header_safe("github_pat_11A_x-y.z"));
+        for bad in ["", "a b", "a\tb", "a\u{1}b", "tök", "a\r\nb"] {
+            assert!(!header_safe(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,24 +1,33 @@
 //! `ProxyService`: answers `/api/github/...` from the cache, or from GitHub
 //! when the decision table says so, with per-key coalescing and an outbound
-//! concurrency cap.
+//! concurrency cap. Paths outside the path policy are refused before the
+//! cache is read, and the rate-limit gate decides whether GitHub may be
+//! asked at all (CONTRACT 3, v2).
 
 pub(crate) mod coalesce;
 mod fetch;
+mod gate;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 use crate::domain::{
-    CacheKey, CachedResponse, Decision, GithubPath, HeaderList, IfNoneMatch, NormalisedQuery,
-    RepoName, TtlPolicy, decide,
+    CacheKey, CachedResponse, DEFAULT_NEGATIVE_TTL, DEFAULT_RATE_LIMIT_RESERVE_PCT, Decision,
+    GithubPath, HeaderList, IfNoneMatch, NormalisedQuery, PathPolicy, RepoName, TtlPolicy, decide,
 };
 use crate::ports::{CacheStore, CacheTier, NoTelemetry, Telemetry, UpstreamGithub};
 
 use coalesce::{Coalescer, Role};
 use fetch::{FetchJob, FetchResult};
+pub use gate::{GatedUpstream, UpstreamGate};
 
 /// Which repository a request is for and where chimney serves it.
 #[derive(Debug, Clone)]
@@ -65,7 +74,8 @@ pub enum XCache {
     Miss,
     /// GitHub confirmed the cached entry with a 304.
     Revalidated,
-    /// Served from a stale entry after GitHub failed.
+    /// Served from a stale entry after GitHub failed or while it rate
+    /// limits.
     Stale,
     /// Shared a concurrent request's fetch.
     Coalesced,
@@ -84,10 +94,44 @@ impl XCache {
     }
 }
 
+/// Why chimney answered a request itself instead of with GitHub's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The path matches no `proxy_paths` pattern: never sent upstream.
+    PathNotProxied,
+    /// Little of the rate limit is left and this key has no entry: the rest
+    /// is kept for revalidating cached keys.
+    RateLimitReserve {
+        /// Seconds until GitHub's budget resets.
+        retry_after_secs: u64,
+    },
+    /// GitHub redirected somewhere other than the served repository.
+    UpstreamRedirect {
+        /// GitHub's status.
+        status: u16,
+    },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PathNotProxied => f.write_str("the path is not proxied"),
+            Self::RateLimitReserve { retry_after_secs } => write!(
+                f,
+                "GitHub's rate limit is nearly spent; it is kept for cached resources for {retry_after_secs} s"
+            ),
+            Self::UpstreamRedirect { status } => write!(
+                f,
+                "GitHub answered {status}, redirecting outside the repository served"
+            ),
+        }
+    }
+}
+
 /// The answer to a proxy request.
 #[derive(Debug, Clone)]
 pub enum ProxyReply {
-    /// A cached representation, or `304` when the client already has it.
+    /// A cached 2xx representation, or `304` when the client already has it.
     Cached {
         /// The entry served.
         entry: Arc<CachedResponse>,
@@ -98,7 +142,8 @@ pub enum ProxyReply {
         /// The client's `If-None-Match` matched: answer `304`.
         not_modified: bool,
     },
-    /// GitHub's own non-cacheable answer (3xx/4xx), passed through.
+    /// GitHub's own non-2xx answer (a 4xx, a redirect within the served
+    /// repository, or a 404/410 from the negative cache).
     PassThrough {
         /// GitHub's status.
         status: u16,
@@ -108,6 +153,10 @@ pub enum ProxyReply {
         body: Bytes,
         /// How it was produced.
         x_cache: XCache,
+        /// Whole seconds since GitHub gave it (0 unless from the cache).
+        age_secs: u64,
+        /// The tier it came from, for a negative cache hit.
+        tier: Option<CacheTier>,
     },
     /// GitHub failed and nothing usable is cached.
     BadGateway {
@@ -119,6 +168,8 @@ pub enum ProxyReply {
         /// Seconds for `Retry-After`.
         retry_after_secs: u64,
     },
+    /// Chimney's own refusal; nothing of GitHub's answer (if any) is shown.
+    Refused(Refusal),
 }
 
 /// Limits the service works within.
@@ -126,6 +177,28 @@ pub enum ProxyReply {
 pub struct ProxyLimits {
     /// Maximum concurrent requests to GitHub.
     pub upstream_concurrency: usize,
+}
+
+/// What the service proxies and how it spends the token (CONTRACT 3, v2).
+#[derive(Debug, Clone)]
+pub struct ProxyPolicy {
+    /// The paths proxied at all.
+    pub paths: PathPolicy,
+    /// How long 404/410 answers are cached; zero caches none.
+    pub negative_ttl: Duration,
+    /// The gate every fetch consults and feeds; share it with anything
+    /// else sending the token (see [`GatedUpstream`]).
+    pub gate: Arc<UpstreamGate>,
+}
+
+impl Default for ProxyPolicy {
+    fn default() -> Self {
+        Self {
+            paths: PathPolicy::default(),
+            negative_ttl: DEFAULT_NEGATIVE_TTL,
+            gate: Arc::new(UpstreamGate::new(DEFAULT_RATE_LIMIT_RESERVE_PCT)),
+        }
+    }
 }
 
 /// The caching proxy. Cloning is cheap and shares all state.
@@ -142,16 +215,23 @@ struct Inner {
     coalescer: Coalescer<CacheKey, FetchResult>,
     ttl: TtlPolicy,
     api_base: String,
+    policy: ProxyPolicy,
+    /// Repository ids learnt from the repositories' own `/` answers, by
+    /// lower-cased `owner/name`: the only `/repositories/{id}` links and
+    /// redirects treated as the served repository's.
+    repo_ids: Mutex<HashMap<String, u64>>,
 }
 
 impl ProxyService {
-    /// Wires the service to its ports.
+    /// Wires the service to its ports. `upstream` should be the bare
+    /// client: the service feeds and consults `policy.gate` itself.
     pub fn new(
         cache: Arc<dyn CacheStore>,
         upstream: Arc<dyn UpstreamGithub>,
         ttl: TtlPolicy,
         api_base: &str,
         limits: &ProxyLimits,
+        policy: ProxyPolicy,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -161,6 +241,8 @@ impl ProxyService {
                 coalescer: Coalescer::new(),
                 ttl,
                 api_base: api_base.trim_end_matches('/').to_owned(),
+                policy,
+                repo_ids: Mutex::new(HashMap::new()),
             }),
             telemetry: Arc::new(NoTelemetry),
         }
@@ -179,9 +261,17 @@ impl ProxyService {
         self.inner.ttl.ttl_for(key)
     }
 
+    /// The rate-limit gate the service spends the token through.
+    pub fn gate(&self) -> Arc<UpstreamGate> {
+        Arc::clone(&self.inner.policy.gate)
+    }
+
     /// Answers one request.
     pub async fn handle(&self, request: &ProxyRequest) -> ProxyReply {
         let inner = &self.inner;
+        if !inner.policy.paths.allows(&request.path) {
+            return ProxyReply::Refused(Refusal::PathNotProxied);
+        }
         let key = request.cache_key();
         let ttl = inner.ttl.ttl_for(&key);
         let cached = match inner.cache.get(&key).await {
@@ -196,25 +286,32 @@ impl ProxyService {
             cached.as_ref().map(|h| h.entry.as_ref()),
             request.if_none_match.as_ref(),
             ttl,
+            inner.policy.negative_ttl,
             now,
         );
         match (decision, cached) {
             (Decision::NotModified | Decision::ServeFresh, Some(hit)) => {
                 self.telemetry.cache_hit(hit.tier);
-                ProxyReply::Cached {
-                    not_modified: client_has(request, &hit.entry),
-                    entry: hit.entry,
-                    x_cache: XCache::Hit,
-                    tier: Some(hit.tier),
-                }
+                reply_with(request, &hit.entry, XCache::Hit, Some(hit.tier), now)
             }
             (Decision::Fetch { etag, stale_usable }, cached) => {
+                let gate = &inner.policy.gate;
+                if let Some(retry_after_secs) = gate.closed(now) {
+                    // Asking GitHub now would only prolong the limit.
+                    return match cached {
+                        Some(hit) if stale_usable => {
+                            reply_with(request, &hit.entry, XCache::Stale, None, now)
+                        }
+                        _ => ProxyReply::RateLimited { retry_after_secs },
+                    };
+                }
+                if cached.is_none()
+                    && let Some(retry_after_secs) = gate.in_reserve(now)
+                {
+                    return ProxyReply::Refused(Refusal::RateLimitReserve { retry_after_secs });
+                }
                 let job = FetchJob {
-                    cache: Arc::clone(&inner.cache),
-                    upstream: Arc::clone(&inner.upstream),
-                    outbound: Arc::clone(&inner.outbound),
-                    telemetry: Arc::clone(&self.telemetry),
-                    api_base: inner.api_base.clone(),
+                    service: self.clone(),
                     target: request.target.clone(),
                     path: request.path.clone(),
                     query: request.query.clone(),
@@ -232,7 +329,7 @@ impl ProxyService {
                     Role::Leader => self.telemetry.cache_miss(),
                     Role::Follower => self.telemetry.coalesced(),
                 }
-                reply_from_fetch(request, &result, role)
+                reply_from_fetch(request, &result, role, now)
             }
             // `decide` only serves what it was given; without an entry it
             // always fetches.
@@ -240,6 +337,63 @@ impl ProxyService {
                 detail: "internal cache inconsistency".to_owned(),
             },
         }
+    }
+
+    /// The numeric id of `target`'s repository, from memory or from its
+    /// own `/` answer (through the cache, so usually without an upstream
+    /// request); `None` when GitHub cannot say. Boxed: it runs inside a
+    /// fetch and calls [`Self::handle`] again, for another key.
+    fn repo_id(&self, target: &ProxyTarget) -> BoxFuture<'static, Option<u64>> {
+        let service = self.clone();
+        let target = target.clone();
+        async move {
+            if let Some(id) = service.known_repo_id(&target.repo) {
+                return Some(id);
+            }
+            let request = ProxyRequest {
+                target: target.clone(),
+                path: GithubPath::root(),
+                query: NormalisedQuery::default(),
+                if_none_match: None,
+            };
+            match service.handle(&request).await {
+                ProxyReply::Cached { entry, .. } => {
+                    service.learn_repo_id(&target.repo, &entry.body)
+                }
+                _ => None,
+            }
+        }
+        .boxed()
+    }
+
+    fn known_repo_id(&self, repo: &RepoName) -> Option<u64> {
+        self.repo_ids()
+            .get(&repo.as_str().to_ascii_lowercase())
+            .copied()
+    }
+
+    /// Records the id in a repository's `/` answer, if the answer is about
+    /// `repo` (GitHub's `full_name`, compared case-insensitively).
+    fn learn_repo_id(&self, repo: &RepoName, body: &[u8]) -> Option<u64> {
+        #[derive(Deserialize)]
+        struct RepoIdentity {
+            id: u64,
+            full_name: String,
+        }
+        let identity: RepoIdentity = serde_json::from_slice(body).ok()?;
+        if !repo.same_as(&identity.full_name) {
+            return None;
+        }
+        self.repo_ids()
+            .insert(repo.as_str().to_ascii_lowercase(), identity.id);
+        Some(identity.id)
+    }
+
+    fn repo_ids(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.inner
+            .repo_ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -250,7 +404,40 @@ fn client_has(request: &ProxyRequest, entry: &CachedResponse) -> bool {
     }
 }
 
-fn reply_from_fetch(request: &ProxyRequest, result: &FetchResult, role: Role) -> ProxyReply {
+/// An entry as the reply for `request`: a 2xx as `Cached`, a negative
+/// (404/410) entry as GitHub's answer passed on.
+fn reply_with(
+    request: &ProxyRequest,
+    entry: &Arc<CachedResponse>,
+    x_cache: XCache,
+    tier: Option<CacheTier>,
+    now: SystemTime,
+) -> ProxyReply {
+    if entry.is_negative() {
+        ProxyReply::PassThrough {
+            status: entry.status,
+            headers: entry.headers.clone(),
+            body: entry.body.clone(),
+            x_cache,
+            age_secs: entry.age_secs(now),
+            tier,
+        }
+    } else {
+        ProxyReply::Cached {
+            not_modified: client_has(request, entry),
+            entry: Arc::clone(entry),
+            x_cache,
+            tier,
+        }
+    }
+}
+
+fn reply_from_fetch(
+    request: &ProxyRequest,
+    result: &FetchResult,
+    role: Role,
+    now: SystemTime,
+) -> ProxyReply {
     let shared = |own: XCache| {
         if role == Role::Leader {
             own
@@ -258,18 +445,14 @@ fn reply_from_fetch(request: &ProxyRequest, result: &FetchResult, role: Role) ->
             XCache::Coalesced
         }
     };
-    let cached = |entry: &Arc<CachedResponse>, x_cache: XCache| ProxyReply::Cached {
-        not_modified: client_has(request, entry),
-        entry: Arc::clone(entry),
-        x_cache,
-        tier: None,
-    };
     match result {
-        FetchResult::Stored(entry) => cached(entry, shared(XCache::Miss)),
-        FetchResult::Revalidated(entry) => cached(entry, shared(XCache::Revalidated)),
+        FetchResult::Stored(entry) => reply_with(request, entry, shared(XCache::Miss), None, now),
+        FetchResult::Revalidated(entry) => {
+            reply_with(request, entry, shared(XCache::Revalidated), None, now)
+        }
         // A stale body is labelled STALE for every waiter: that is what
         // the client most needs to know about it.
-        FetchResult::Stale(entry) => cached(entry, XCache::Stale),
+        FetchResult::Stale(entry) => reply_with(request, entry, XCache::Stale, None, now),
         FetchResult::PassThrough {
             status,
             headers,
@@ -279,6 +462,8 @@ fn reply_from_fetch(request: &ProxyRequest, result: &FetchResult, role: Role) ->
             headers: headers.clone(),
             body: body.clone(),
             x_cache: shared(XCache::Miss),
+            age_secs: 0,
+            tier: None,
         },
         FetchResult::BadGateway(detail) => ProxyReply::BadGateway {
             detail: detail.clone(),
@@ -286,5 +471,6 @@ fn reply_from_fetch(request: &ProxyRequest, result: &FetchResult, role: Role) ->
         FetchResult::RateLimited(retry_after_secs) => ProxyReply::RateLimited {
             retry_after_secs: *retry_after_secs,
         },
+        FetchResult::Refused(refusal) => ProxyReply::Refused(*refusal),
     }
 }

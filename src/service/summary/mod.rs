@@ -293,6 +293,10 @@ impl Inner {
                 tracing::warn!(retry_after_secs, key = %request.cache_key(), "GitHub rate-limited a summary list");
                 None
             }
+            ProxyReply::Refused(refusal) => {
+                tracing::warn!(%refusal, key = %request.cache_key(), "the proxy refused a summary list");
+                None
+            }
         }
     }
 

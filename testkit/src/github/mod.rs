@@ -72,6 +72,12 @@ pub enum RateLimit {
         /// The `Retry-After` value in seconds.
         retry_after_secs: u64,
     },
+    /// `403` with `Retry-After` and requests left: GitHub's secondary
+    /// limit as it usually answers it.
+    SecondaryForbidden {
+        /// The `Retry-After` value in seconds.
+        retry_after_secs: u64,
+    },
 }
 
 /// A misbehaviour injected into answers for a path.
@@ -82,6 +88,7 @@ enum Fault {
     RateLimit(RateLimit),
     Oversized { bytes: usize, streamed: bool },
     BrokenBody,
+    HugeContentLength,
 }
 
 /// One representation of a resource: what the fake answers with.
@@ -463,6 +470,13 @@ impl FakeGithub {
                 streamed: true,
             },
         );
+    }
+
+    /// Answers `path_or_all` with a 200 announcing a 10 GiB body
+    /// (`Content-Length`), then sends a few bytes and stalls: only a client
+    /// that trusts the announced length would reserve memory for it.
+    pub fn huge_content_length(&self, path_or_all: &str) {
+        self.add_fault(path_or_all, Fault::HugeContentLength);
     }
 
     /// Starts a 200 answer for `path_or_all`, then breaks the connection off

@@ -280,6 +280,23 @@ impl Inner {
                         r#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again.","documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#secondary-rate-limits"}"#,
                     )
             }
+            Fault::RateLimit(RateLimit::SecondaryForbidden { retry_after_secs }) => {
+                Response::builder()
+                    .status(StatusCode::FORBIDDEN)
+                    .header("Content-Type", "application/json; charset=utf-8")
+                    .header("Retry-After", retry_after_secs.to_string())
+                    .header("X-RateLimit-Limit", "5000")
+                    .header("X-RateLimit-Remaining", "4000")
+                    .header("X-RateLimit-Reset", self.rate_limit_reset.to_string())
+                    .body(
+                        r#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again.","documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#secondary-rate-limits"}"#,
+                    )
+            }
+            Fault::HugeContentLength => Response::builder()
+                .status(StatusCode::OK)
+                .header("Content-Type", "application/json; charset=utf-8")
+                .header("Content-Length", (10u64 << 30).to_string())
+                .body(Body::from_bytes_stream(stalled_body())),
             Fault::BrokenBody => Response::builder()
                 .status(StatusCode::OK)
                 .header("Content-Type", "application/json; charset=utf-8")
@@ -376,6 +393,19 @@ fn broken_body() -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> +
                 ))
             }
             _ => None,
+        }
+    })
+}
+
+/// A few bytes, then nothing for an hour.
+fn stalled_body() -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    futures::stream::unfold(0u8, |step| async move {
+        match step {
+            0 => Some((Ok(Bytes::from_static(b"[")), 1)),
+            _ => {
+                tokio::time::sleep(HANG_FOR).await;
+                None
+            }
         }
     })
 }

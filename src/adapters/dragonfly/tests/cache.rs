@@ -8,7 +8,10 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use deadpool_redis::redis;
 
-use super::server::{TIMEOUT, cache_at, closed_port_url, private_server, raw, shared_url};
+use super::server::{
+    TEST_PREFIX, TIMEOUT, cache_at, closed_port_url, private_server, raw, shared_url,
+    test_namespace,
+};
 use crate::adapters::dragonfly::DragonflyCache;
 use crate::domain::{
     CacheKey, CachedResponse, HeaderList, InvalidationScope, PIPELINE_SUMMARY_KEY,
@@ -45,7 +48,7 @@ async fn put_sets_an_expiry_of_retain_for() {
 
     let pttl: i64 = raw(
         &pool,
-        redis::cmd("PTTL").arg("chimney:/dragonfly-ttl/pulls?state=open"),
+        redis::cmd("PTTL").arg(format!("{TEST_PREFIX}/dragonfly-ttl/pulls?state=open")),
     )
     .await;
     // Only the time between SET and PTTL is lost; a few seconds of slack
@@ -70,7 +73,7 @@ async fn a_hit_comes_from_the_dragonfly_tier() {
 async fn a_corrupted_value_reads_as_a_miss_and_is_removed() {
     let Some(url) = shared_url() else { return };
     let (pool, cache) = cache_at(&url);
-    let redis_key = "chimney:/dragonfly-corrupt/pulls";
+    let redis_key = &format!("{TEST_PREFIX}/dragonfly-corrupt/pulls");
     let () = raw(
         &pool,
         redis::cmd("SET")
@@ -92,7 +95,7 @@ async fn a_corrupted_value_reads_as_a_miss_and_is_removed() {
 async fn a_value_of_the_wrong_type_reads_as_a_miss_and_is_removed() {
     let Some(url) = shared_url() else { return };
     let (pool, cache) = cache_at(&url);
-    let redis_key = "chimney:/dragonfly-wrongtype/pulls";
+    let redis_key = &format!("{TEST_PREFIX}/dragonfly-wrongtype/pulls");
     let _: i64 = raw(&pool, redis::cmd("DEL").arg(redis_key)).await;
     let _: i64 = raw(&pool, redis::cmd("RPUSH").arg(redis_key).arg("x")).await;
 
@@ -110,6 +113,7 @@ async fn a_closed_port_is_unavailable_within_the_timeout() {
     let cache = DragonflyCache::new(
         super::super::build_pool(&closed_port_url(), TIMEOUT).expect("pool builds"),
         TIMEOUT,
+        &test_namespace(),
     );
     let started = Instant::now();
     assert_unavailable(cache.get(&key("/dead")).await.expect_err("get fails"));
@@ -299,7 +303,9 @@ async fn list_keys_pages_through_every_key_with_its_ttl() {
     }
     let () = raw(
         &pool,
-        redis::cmd("SET").arg("chimney:/list/forever").arg("x"),
+        redis::cmd("SET")
+            .arg(format!("{TEST_PREFIX}/list/forever"))
+            .arg("x"),
     )
     .await;
     let () = raw(&pool, redis::cmd("SET").arg("elsewhere").arg("x")).await;
@@ -357,4 +363,125 @@ async fn the_cache_recovers_when_the_server_comes_back() {
         }
     }
     assert!(cache.get(&key("/after")).await.expect("get").is_some());
+}
+
+/// Writes `entry`, encoded as chimney would, straight under `key` of the
+/// test namespace, then reads it through the cache and says whether the
+/// value is still there afterwards.
+async fn read_planted(
+    pool: &deadpool_redis::Pool,
+    cache: &DragonflyCache,
+    key_text: &str,
+    value: Vec<u8>,
+) -> (Option<crate::ports::CacheHit>, bool) {
+    let redis_key = format!("{TEST_PREFIX}{key_text}");
+    let () = raw(pool, redis::cmd("SET").arg(&redis_key).arg(value)).await;
+    let read = cache.get(&key(key_text)).await.expect("no error");
+    let left: i64 = raw(pool, redis::cmd("EXISTS").arg(&redis_key)).await;
+    (read, left == 1)
+}
+
+#[tokio::test]
+async fn a_well_framed_entry_failing_the_upstream_checks_is_a_miss_and_is_removed() {
+    let Some(url) = shared_url() else { return };
+    let (pool, cache) = cache_at(&url);
+    let now = SystemTime::now();
+    let planted = |status: u16, headers: &[(&str, &str)], body: &'static [u8]| {
+        crate::adapters::dragonfly::wire::encode(&CachedResponse {
+            status,
+            headers: headers.iter().copied().collect(),
+            body: Bytes::from_static(body),
+            fetched_at: now,
+        })
+    };
+    for (name, value) in [
+        (
+            "cookie",
+            planted(200, &[("set-cookie", "session=stolen")], b"{}"),
+        ),
+        (
+            "html",
+            planted(
+                200,
+                &[("content-type", "text/html")],
+                b"<script>alert(1)</script>",
+            ),
+        ),
+        (
+            "redirect",
+            planted(302, &[("location", "https://evil.example")], b""),
+        ),
+        ("server-error", planted(500, &[], b"{}")),
+    ] {
+        let (read, left) =
+            read_planted(&pool, &cache, &format!("/dragonfly-hostile/{name}"), value).await;
+        assert!(read.is_none(), "{name} was served");
+        assert!(!left, "{name} was not deleted");
+    }
+}
+
+#[tokio::test]
+async fn a_value_larger_than_any_entry_is_a_miss_and_is_removed() {
+    let Some(url) = shared_url() else { return };
+    let (pool, cache) = cache_at(&url);
+    let mut value = vec![1u8];
+    value.resize(
+        crate::adapters::dragonfly::wire::MAX_ENCODED_LEN + 100,
+        b' ',
+    );
+    let (read, left) = read_planted(&pool, &cache, "/dragonfly-hostile/huge", value).await;
+    assert!(read.is_none());
+    assert!(!left);
+}
+
+#[tokio::test]
+async fn an_expired_negative_entry_is_a_miss_and_is_removed() {
+    let Some(url) = shared_url() else { return };
+    let (pool, cache) = cache_at(&url);
+    let cache = cache.with_negative_ttl(Duration::from_secs(30));
+    let value = |age: u64| {
+        crate::adapters::dragonfly::wire::encode(&CachedResponse {
+            status: 404,
+            headers: [("content-type", "application/json")].into_iter().collect(),
+            body: Bytes::from_static(b"{\"message\":\"Not Found\"}"),
+            fetched_at: SystemTime::now() - Duration::from_secs(age),
+        })
+    };
+    let (read, left) = read_planted(&pool, &cache, "/dragonfly-negative/young", value(5)).await;
+    assert_eq!(read.expect("a young 404 is served").entry.status, 404);
+    assert!(left);
+    let (read, left) = read_planted(&pool, &cache, "/dragonfly-negative/old", value(90)).await;
+    assert!(read.is_none());
+    assert!(!left);
+}
+
+#[tokio::test]
+async fn namespaces_never_see_each_others_entries() {
+    let Some(url) = shared_url() else { return };
+    let (pool, ours) = cache_at(&url);
+    let theirs = DragonflyCache::new(
+        pool.clone(),
+        TIMEOUT,
+        &crate::domain::CacheNamespace::of_deployment(
+            None,
+            &crate::domain::RepoName::parse("adapter-test/other").expect("valid"),
+        ),
+    );
+    let key = key("/dragonfly-namespaces/pulls");
+    ours.put(&key, entry(b"[1]"), Duration::from_secs(60))
+        .await
+        .expect("put");
+    assert!(theirs.get(&key).await.expect("get").is_none());
+    theirs
+        .put(&key, entry(b"[2]"), Duration::from_secs(60))
+        .await
+        .expect("put");
+    let hit = ours.get(&key).await.expect("get").expect("still ours");
+    assert_eq!(&hit.entry.body[..], b"[1]");
+    let removed = theirs
+        .invalidate(&InvalidationScope::prefix("/dragonfly-namespaces"))
+        .await
+        .expect("invalidate");
+    assert_eq!(removed, std::slice::from_ref(&key));
+    assert!(ours.get(&key).await.expect("get").is_some());
 }

@@ -10,6 +10,7 @@ use deadpool_redis::redis;
 use url::Url;
 
 use super::super::{DragonflyCache, build_pool};
+use crate::domain::{CacheNamespace, RepoName};
 
 /// The variable naming the server the integration tests may use.
 pub const URL_VAR: &str = "CHIMNEY_TEST_DRAGONFLY_URL";
@@ -30,10 +31,24 @@ pub fn shared_url() -> Option<Url> {
     }
 }
 
+/// The namespace the adapter's tests cache in.
+pub fn test_namespace() -> CacheNamespace {
+    CacheNamespace::of_deployment(None, &RepoName::parse("adapter-test/cache").expect("valid"))
+}
+
+/// The Redis key prefix of [`test_namespace`]'s entries.
+pub const TEST_PREFIX: &str = "chimney:adapter-test/cache:";
+
+/// The invalidation channel of [`test_namespace`].
+pub const TEST_CHANNEL: &str = "chimney:adapter-test/cache:invalidate";
+
 /// A pool and a cache over `url` with the production timeout.
 pub fn cache_at(url: &Url) -> (Pool, DragonflyCache) {
     let pool = build_pool(url, TIMEOUT).expect("pool builds");
-    (pool.clone(), DragonflyCache::new(pool, TIMEOUT))
+    (
+        pool.clone(),
+        DragonflyCache::new(pool, TIMEOUT, &test_namespace()),
+    )
 }
 
 /// Runs one raw command, for arranging and inspecting server state.

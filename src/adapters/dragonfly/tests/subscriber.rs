@@ -8,9 +8,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use url::Url;
 
-use super::server::{TIMEOUT, cache_at, closed_port_url, private_server, raw, shared_url};
+use super::server::{
+    TEST_CHANNEL, TIMEOUT, cache_at, closed_port_url, private_server, raw, shared_url,
+};
 use crate::adapters::dragonfly::{
-    INVALIDATION_CHANNEL, InvalidationNotice, publish_invalidation, run_invalidation_listener,
+    InvalidationNotice, publish_invalidation, run_invalidation_listener,
 };
 use crate::domain::InvalidationScope;
 
@@ -38,6 +40,7 @@ fn spawn_listener(url: &Url) -> Listener {
     let (stop, shutdown) = watch::channel(false);
     let task = tokio::spawn(run_invalidation_listener(
         url.clone(),
+        TEST_CHANNEL.to_owned(),
         move |notice| {
             let _ = tx.send(notice);
         },
@@ -75,7 +78,8 @@ async fn publish_until_received(
     let mut received = vec![false; listeners.len()];
     while Instant::now() < until {
         // The server may be down or just restarting: failures are retried.
-        let _ = publish_invalidation(pool, TIMEOUT, &notice(origin, scope, None)).await;
+        let _ =
+            publish_invalidation(pool, TIMEOUT, TEST_CHANNEL, &notice(origin, scope, None)).await;
         let round = Instant::now() + Duration::from_millis(50);
         for (listener, done) in listeners.iter_mut().zip(received.iter_mut()) {
             while !*done {
@@ -207,15 +211,13 @@ async fn messages_that_are_not_notices_are_skipped() {
     .await;
     let _: i64 = raw(
         &pool,
-        redis::cmd("PUBLISH")
-            .arg(INVALIDATION_CHANNEL)
-            .arg("not json"),
+        redis::cmd("PUBLISH").arg(TEST_CHANNEL).arg("not json"),
     )
     .await;
     let _: i64 = raw(
         &pool,
         redis::cmd("PUBLISH")
-            .arg(INVALIDATION_CHANNEL)
+            .arg(TEST_CHANNEL)
             .arg(r#"{"v":1,"prefix":"/issues","origin":"by-hand"}"#),
     )
     .await;
@@ -252,9 +254,14 @@ async fn the_listener_stops_when_its_shutdown_sender_is_dropped() {
 async fn publishing_to_a_dead_server_is_unavailable_within_the_timeout() {
     let (pool, _) = cache_at(&closed_port_url());
     let started = Instant::now();
-    let err = publish_invalidation(&pool, TIMEOUT, &notice("me", &InvalidationScope::All, None))
-        .await
-        .expect_err("no server");
+    let err = publish_invalidation(
+        &pool,
+        TIMEOUT,
+        TEST_CHANNEL,
+        &notice("me", &InvalidationScope::All, None),
+    )
+    .await
+    .expect_err("no server");
     let crate::ports::CacheError::Unavailable { store, .. } = err;
     assert_eq!(store, "dragonfly");
     assert!(started.elapsed() < Duration::from_secs(1));
@@ -271,7 +278,8 @@ async fn the_bus_publishes_notices_carrying_its_origin() {
     let url = server.url();
     let (pool, _) = cache_at(&url);
     let mut listener = spawn_listener(&url);
-    let bus = DragonflyInvalidationBus::new(pool.clone(), TIMEOUT, unique_origin("bus"), 0);
+    let bus =
+        DragonflyInvalidationBus::new(pool.clone(), TIMEOUT, TEST_CHANNEL, unique_origin("bus"), 0);
 
     // Subscribed once a probe gets through; then the bus's own notice.
     publish_until_received(
@@ -306,7 +314,13 @@ async fn a_listener_ignores_notices_for_another_database() {
     let probe = InvalidationScope::prefix(PROBE);
     let until = Instant::now() + Duration::from_secs(10);
     loop {
-        let _ = publish_invalidation(&pool, TIMEOUT, &notice(&origin, &probe, Some(1))).await;
+        let _ = publish_invalidation(
+            &pool,
+            TIMEOUT,
+            TEST_CHANNEL,
+            &notice(&origin, &probe, Some(1)),
+        )
+        .await;
         if let Ok(Some(_)) =
             tokio::time::timeout(Duration::from_millis(50), listener.notices.recv()).await
         {
@@ -321,9 +335,14 @@ async fn a_listener_ignores_notices_for_another_database() {
         ("/every-database", None),
     ] {
         let scope = InvalidationScope::prefix(scope);
-        publish_invalidation(&pool, TIMEOUT, &notice(&origin, &scope, database))
-            .await
-            .expect("publish");
+        publish_invalidation(
+            &pool,
+            TIMEOUT,
+            TEST_CHANNEL,
+            &notice(&origin, &scope, database),
+        )
+        .await
+        .expect("publish");
     }
     let first = next_notice_from(&mut listener, &origin).await;
     let second = next_notice_from(&mut listener, &origin).await;
