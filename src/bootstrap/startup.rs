@@ -32,7 +32,7 @@ use crate::ports::DeployLog;
 use crate::ports::{CacheStore, RequestExport, TeeTelemetry, Telemetry, UpstreamGithub};
 use crate::service::cache_admin::CacheAdminService;
 use crate::service::deploys::{DeployService, ResilientDeployLog};
-use crate::service::health::HealthService;
+use crate::service::health::{HealthService, Readiness};
 use crate::service::org::{
     DiscoveryTask, OrgDirectory, OrgDiscovery, OrgDiscoveryConfig, OrgService, REFRESH_EVERY,
 };
@@ -67,6 +67,10 @@ struct Background {
     channel: String,
     instance_id: String,
     discovery: Option<OrgDiscovery>,
+    /// Turned off when the stop signal arrives.
+    readiness: Readiness,
+    /// How long requests are still served after the stop signal.
+    shutdown_grace: Duration,
 }
 
 impl Application {
@@ -111,8 +115,10 @@ impl Application {
     }
 
     /// Starts the background work (Dragonfly probe, invalidation listener,
-    /// org discovery) and serves until `shutdown` completes, then stops
-    /// accepting and gives in-flight requests up to 5 s to finish.
+    /// org discovery) and serves until `shutdown` completes. Then `/readyz`
+    /// answers 503 while requests are still served for the shutdown grace
+    /// (so a load balancer moves traffic away first), and only then does
+    /// the server stop accepting and give in-flight requests up to 5 s.
     ///
     /// # Errors
     /// Fails when the server cannot run on the bound listener.
@@ -126,15 +132,39 @@ impl Application {
             channel,
             instance_id,
             discovery,
+            readiness,
+            shutdown_grace,
         } = self.background;
         let _cache_tasks = CacheTasks::spawn(redis, channel, &cache, instance_id);
         let _discovery = DiscoveryTask::spawn(discovery);
         let acceptor =
             TcpAcceptor::from_tokio(self.listener).context("failed to adopt the listener")?;
         Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(self.routes, shutdown, Some(GRACEFUL_SHUTDOWN))
+            .run_with_graceful_shutdown(
+                self.routes,
+                drain_after(shutdown, readiness, shutdown_grace),
+                Some(GRACEFUL_SHUTDOWN),
+            )
             .await
             .context("server failed")
+    }
+}
+
+/// Completes `grace` after `signal`: from the signal on, the instance says
+/// it is not ready but keeps serving, then the server closes its listener.
+async fn drain_after(
+    signal: impl Future<Output = ()> + Send + 'static,
+    readiness: Readiness,
+    grace: Duration,
+) {
+    signal.await;
+    readiness.stop_taking_traffic();
+    if !grace.is_zero() {
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "not ready: serving through the shutdown grace before closing the listener"
+        );
+        tokio::time::sleep(grace).await;
     }
 }
 
@@ -217,6 +247,7 @@ fn wire(
         )
     });
     let health = HealthService::new(settings.repo.clone(), tiered.clone(), Arc::clone(&counters));
+    let readiness = Readiness::default();
     let summary = SummaryService::new(
         proxy.clone(),
         cache,
@@ -249,6 +280,7 @@ fn wire(
             proxy: proxy_endpoint,
             health: HealthApi::new(
                 Arc::new(health),
+                readiness.clone(),
                 version::CHIMNEY_VERSION,
                 version::WGMESH_VERSION,
             ),
@@ -277,6 +309,8 @@ fn wire(
         channel: invalidation_channel(&namespace),
         instance_id,
         discovery,
+        readiness,
+        shutdown_grace: settings.shutdown_grace,
     };
     Ok((routes, background))
 }

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
-use crate::service::health::HealthService;
+use poem_openapi::ApiResponse;
+
+use super::problem::{Problem, ProblemType};
+use crate::service::health::{HealthService, Readiness};
 
 /// Liveness and cache state.
 #[derive(Debug, Object)]
@@ -36,6 +39,25 @@ pub struct Health {
     pub cache_misses: u64,
 }
 
+/// The instance takes traffic.
+#[derive(Debug, Object)]
+pub struct Ready {
+    /// Always `ready`.
+    pub status: String,
+}
+
+/// Answers of `GET /readyz`.
+#[derive(ApiResponse)]
+pub enum ReadyResponse {
+    /// The instance takes traffic.
+    #[oai(status = 200)]
+    Ready(Json<Ready>),
+    /// A stop signal arrived: requests are still served during the
+    /// shutdown grace, but new traffic belongs on another instance.
+    #[oai(status = 503, content_type = "application/problem+json")]
+    NotReady(Json<Problem>),
+}
+
 /// Build versions.
 #[derive(Debug, Object)]
 pub struct Version {
@@ -48,15 +70,23 @@ pub struct Version {
 /// Health and version operations.
 pub struct HealthApi {
     health: Arc<HealthService>,
+    readiness: Readiness,
     chimney_version: String,
     wgmesh_version: String,
 }
 
 impl HealthApi {
-    /// The API over a health service, reporting the build's versions.
-    pub fn new(health: Arc<HealthService>, chimney_version: &str, wgmesh_version: &str) -> Self {
+    /// The API over a health service and the instance's readiness,
+    /// reporting the build's versions.
+    pub fn new(
+        health: Arc<HealthService>,
+        readiness: Readiness,
+        chimney_version: &str,
+        wgmesh_version: &str,
+    ) -> Self {
         Self {
             health,
+            readiness,
             chimney_version: chimney_version.to_owned(),
             wgmesh_version: wgmesh_version.to_owned(),
         }
@@ -84,6 +114,27 @@ impl HealthApi {
             cache_hits: report.cache_hits,
             cache_misses: report.cache_misses,
         })
+    }
+
+    /// Readiness
+    ///
+    /// 200 while the instance takes traffic; 503 from the moment it
+    /// receives a stop signal, while it still serves during the shutdown
+    /// grace (`CHIMNEY_SHUTDOWN_GRACE`), so a load balancer polling this
+    /// moves traffic away before the listener closes.
+    #[oai(path = "/readyz", method = "get")]
+    async fn readyz(&self) -> ReadyResponse {
+        if self.readiness.is_ready() {
+            ReadyResponse::Ready(Json(Ready {
+                status: "ready".to_owned(),
+            }))
+        } else {
+            ReadyResponse::NotReady(Json(Problem::new(
+                poem::http::StatusCode::SERVICE_UNAVAILABLE,
+                ProblemType::NotReady,
+                "shutting down: send new requests to another instance",
+            )))
+        }
     }
 
     /// Build versions

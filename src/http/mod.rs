@@ -122,6 +122,7 @@ pub fn routes(parts: ApiParts, docs: &Path) -> impl Endpoint + 'static {
         .at(routes::OPENAPI_DOCUMENT, spec)
         .nest(routes::OPENAPI_VIEWER, ui)
         .at(routes::HEALTHZ, Arc::clone(&api))
+        .at(routes::READYZ, Arc::clone(&api))
         .at(
             routes::DEPLOY_EVENTS,
             admin.admin(AdminScope::Deploy, Arc::clone(&api)),

@@ -52,11 +52,13 @@ pub enum ProblemType {
     /// 503: little of GitHub's rate limit is left, and it is kept for
     /// resources already cached.
     RateLimitReserve,
+    /// 503: the instance is shutting down and takes no new traffic.
+    NotReady,
 }
 
 impl ProblemType {
     /// Every type, in the order the index page lists them.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::BadRequest,
         Self::Unauthorized,
         Self::CorsRefused,
@@ -72,6 +74,7 @@ impl ProblemType {
         Self::UriTooLong,
         Self::UpstreamRedirect,
         Self::RateLimitReserve,
+        Self::NotReady,
     ];
 
     /// The last segment of the type URI.
@@ -92,6 +95,7 @@ impl ProblemType {
             Self::UriTooLong => "uri-too-long",
             Self::UpstreamRedirect => "upstream-redirect",
             Self::RateLimitReserve => "rate-limit-reserve",
+            Self::NotReady => "not-ready",
         }
     }
 
@@ -107,9 +111,10 @@ impl ProblemType {
             Self::PayloadTooLarge => "Payload Too Large",
             Self::Internal => "Internal Server Error",
             Self::UpstreamFailure | Self::UpstreamRedirect => "Bad Gateway",
-            Self::UpstreamRateLimited | Self::EndpointDisabled | Self::RateLimitReserve => {
-                "Service Unavailable"
-            }
+            Self::UpstreamRateLimited
+            | Self::EndpointDisabled
+            | Self::RateLimitReserve
+            | Self::NotReady => "Service Unavailable",
         }
     }
 
@@ -156,6 +161,9 @@ impl ProblemType {
             Self::UpstreamRedirect => {
                 "GitHub answered with a redirect that leads outside the repository chimney serves (another repository, another host, a signed download URL). chimney does not pass such redirects on."
             }
+            Self::NotReady => {
+                "This instance received a stop signal: it still answers the requests that reach it, but a load balancer polling `/readyz` should send new traffic to another instance."
+            }
             Self::RateLimitReserve => {
                 "Little of GitHub's rate limit is left and chimney keeps it for revalidating what it has cached, so a resource it has not cached yet is refused for now. `Retry-After` says when the limit resets."
             }
@@ -182,7 +190,7 @@ pub struct Problem {
     /// `cors-refused`, `endpoint-disabled`, `invalidate-all-disabled`,
     /// `payload-too-large`, `path-not-proxied`, `uri-too-long`,
     /// `upstream-failure`, `upstream-redirect`, `upstream-rate-limited`,
-    /// `rate-limit-reserve` or `internal`.
+    /// `rate-limit-reserve`, `not-ready` or `internal`.
     #[oai(rename = "type")]
     #[serde(rename = "type")]
     pub kind: String,

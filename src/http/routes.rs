@@ -7,6 +7,8 @@
 
 /// `GET /healthz`.
 pub const HEALTHZ: &str = "/healthz";
+/// `GET /readyz`.
+pub const READYZ: &str = "/readyz";
 /// `GET /api/version`.
 pub const VERSION: &str = "/api/version";
 /// `GET /api/metrics`.
@@ -56,6 +58,7 @@ pub const ADMIN: &[&str] = &[DEPLOY_EVENTS, CACHE_INVALIDATE, CACHE_WARM];
 /// Paths served as they are: each is its own label.
 pub const FIXED: &[&str] = &[
     HEALTHZ,
+    READYZ,
     VERSION,
     METRICS,
     OPENAPI_DOCUMENT,

@@ -2,6 +2,7 @@
 //! and counters.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::domain::RepoName;
 use crate::service::stats::CacheCounters;
@@ -32,6 +33,31 @@ impl DragonflyState {
             Self::Error => "error",
             Self::Disabled => "disabled",
         }
+    }
+}
+
+/// Whether this instance takes traffic: true from start-up until a stop
+/// signal arrives, after which `/readyz` answers 503 so a load balancer
+/// moves traffic away while requests are still served. Cloning is cheap
+/// and shares the flag.
+#[derive(Debug, Clone)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self(Arc::new(AtomicBool::new(true)))
+    }
+}
+
+impl Readiness {
+    /// True until [`Readiness::stop_taking_traffic`].
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// From now on `/readyz` answers 503.
+    pub fn stop_taking_traffic(&self) {
+        self.0.store(false, Ordering::Relaxed);
     }
 }
 

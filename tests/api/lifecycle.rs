@@ -124,3 +124,72 @@ async fn healthz_answers_as_soon_as_the_app_is_spawned() {
     assert_eq!(health["status"], "ok");
     assert!(started.elapsed() < SLOW_REQUEST);
 }
+
+#[tokio::test]
+async fn readyz_answers_200_while_taking_traffic() {
+    let app = spawn_app().await;
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["status"], "ready");
+}
+
+/// A deploy replaces a slot while traffic keeps flowing (CONTRACT 2 v2):
+/// a client that, like Caddy, polls `/readyz` and sends its requests to a
+/// slot that said it was ready never sees a failed request when that slot
+/// is told to stop, because the slot keeps serving through its grace.
+#[tokio::test]
+async fn a_slot_told_to_stop_drops_no_request_of_a_balancer_polling_readyz() {
+    const GRACE: Duration = Duration::from_millis(800);
+    const POLL_EVERY: Duration = Duration::from_millis(100);
+    let grace = |s: &mut chimney::bootstrap::config::Settings| s.shutdown_grace = GRACE;
+    let mut blue = spawn_app_with(grace).await;
+    let green = spawn_app_with(grace).await;
+    // Warm both, so every request below is a cache hit on its slot.
+    for slot in [&blue, &green] {
+        assert_eq!(slot.get_github(README).await.status, 200);
+    }
+
+    let started = Instant::now();
+    let mut on_blue = true;
+    let mut stop_sent = false;
+    let mut served_by_blue_after_stop = 0;
+    let mut last_poll = Instant::now();
+    let mut requests = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        if !stop_sent && started.elapsed() > Duration::from_millis(300) {
+            blue.signal_shutdown();
+            stop_sent = true;
+        }
+        let slot = if on_blue { &blue } else { &green };
+        let response = slot.get_github(README).await;
+        assert_eq!(
+            response.status,
+            200,
+            "request {requests} to {} failed after {:?}",
+            if on_blue { "blue" } else { "green" },
+            started.elapsed()
+        );
+        requests += 1;
+        if on_blue && stop_sent {
+            served_by_blue_after_stop += 1;
+        }
+        if on_blue && last_poll.elapsed() >= POLL_EVERY {
+            last_poll = Instant::now();
+            if blue.get("/readyz").await.status == 503 {
+                on_blue = false;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    assert!(!on_blue, "the balancer never saw blue become not ready");
+    assert!(
+        served_by_blue_after_stop > 0,
+        "blue served nothing during its grace"
+    );
+    assert!(requests > 50, "only {requests} requests ran");
+    assert!(
+        blue.stopped_within(GRACE + Duration::from_secs(6)).await,
+        "blue did not stop after its grace"
+    );
+}

@@ -8,6 +8,7 @@ const OTHER_ORIGIN: &str = "https://dashboard.example";
 
 const PUBLIC_READS: &[&str] = &[
     "/healthz",
+    "/readyz",
     "/api/version",
     "/api/pipeline/summary",
     "/api/github/org/repos",
