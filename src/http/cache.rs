@@ -109,7 +109,9 @@ admin_response! {
     }
     disabled:
         /// `INVALIDATE_TOKEN` is not set on this instance: cache control is
-        /// disabled.
+        /// disabled (`endpoint-disabled`). Or Dragonfly is configured but
+        /// unreachable (`shared-tier-unavailable`): this instance's memory
+        /// tier was cleared, the shared tier was not; retry.
 }
 
 /// The warm-up that was started.
@@ -305,6 +307,13 @@ impl CacheApi {
             }
             Err(error @ InvalidateError::NothingNamed) => {
                 InvalidateResponse::BadRequest(Json(Problem::bad_request(error.to_string())))
+            }
+            Err(error @ InvalidateError::SharedTierUnavailable { .. }) => {
+                InvalidateResponse::Disabled(Json(Problem::new(
+                    poem::http::StatusCode::SERVICE_UNAVAILABLE,
+                    ProblemType::SharedTierUnavailable,
+                    error.to_string(),
+                )))
             }
         }
     }

@@ -54,11 +54,13 @@ pub enum ProblemType {
     RateLimitReserve,
     /// 503: the instance is shutting down and takes no new traffic.
     NotReady,
+    /// 503: an invalidation could not reach Dragonfly.
+    SharedTierUnavailable,
 }
 
 impl ProblemType {
     /// Every type, in the order the index page lists them.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 17] = [
         Self::BadRequest,
         Self::Unauthorized,
         Self::CorsRefused,
@@ -75,6 +77,7 @@ impl ProblemType {
         Self::UpstreamRedirect,
         Self::RateLimitReserve,
         Self::NotReady,
+        Self::SharedTierUnavailable,
     ];
 
     /// The last segment of the type URI.
@@ -96,6 +99,7 @@ impl ProblemType {
             Self::UpstreamRedirect => "upstream-redirect",
             Self::RateLimitReserve => "rate-limit-reserve",
             Self::NotReady => "not-ready",
+            Self::SharedTierUnavailable => "shared-tier-unavailable",
         }
     }
 
@@ -114,7 +118,8 @@ impl ProblemType {
             Self::UpstreamRateLimited
             | Self::EndpointDisabled
             | Self::RateLimitReserve
-            | Self::NotReady => "Service Unavailable",
+            | Self::NotReady
+            | Self::SharedTierUnavailable => "Service Unavailable",
         }
     }
 
@@ -161,6 +166,9 @@ impl ProblemType {
             Self::UpstreamRedirect => {
                 "GitHub answered with a redirect that leads outside the repository chimney serves (another repository, another host, a signed download URL). chimney does not pass such redirects on."
             }
+            Self::SharedTierUnavailable => {
+                "The invalidation cleared this instance's memory tier, but Dragonfly, the tier the instances share, could not be reached, so its entries (and the other instances that read them) may still serve what was invalidated. Retry the invalidation."
+            }
             Self::NotReady => {
                 "This instance received a stop signal: it still answers the requests that reach it, but a load balancer polling `/readyz` should send new traffic to another instance."
             }
@@ -190,7 +198,8 @@ pub struct Problem {
     /// `cors-refused`, `endpoint-disabled`, `invalidate-all-disabled`,
     /// `payload-too-large`, `path-not-proxied`, `uri-too-long`,
     /// `upstream-failure`, `upstream-redirect`, `upstream-rate-limited`,
-    /// `rate-limit-reserve`, `not-ready` or `internal`.
+    /// `rate-limit-reserve`, `not-ready`, `shared-tier-unavailable` or
+    /// `internal`.
     #[oai(rename = "type")]
     #[serde(rename = "type")]
     pub kind: String,

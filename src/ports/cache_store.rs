@@ -113,6 +113,33 @@ pub trait CacheStore: Send + Sync + 'static {
     /// not answer in time.
     async fn ping(&self) -> Result<(), CacheError>;
 
+    /// A mark that moves on with every invalidation this store applies (its
+    /// own, or one another instance announced). A fetch takes it before it
+    /// reads the cache, and stores its result with
+    /// [`CacheStore::put_unless_invalidated`]. Stores that never see another
+    /// instance's invalidations keep the default.
+    fn invalidation_mark(&self) -> u64 {
+        0
+    }
+
+    /// Stores `entry` as [`CacheStore::put`] does, unless an invalidation
+    /// covering `key` was applied after `mark` was taken: a fetch that was
+    /// in flight when the invalidation arrived must not put back the body
+    /// it was told to forget. Returns whether the entry was kept.
+    ///
+    /// # Errors
+    /// MUST return [`CacheError::Unavailable`] when the backing service fails.
+    async fn put_unless_invalidated(
+        &self,
+        key: &CacheKey,
+        entry: Arc<CachedResponse>,
+        retain_for: Duration,
+        mark: u64,
+    ) -> Result<bool, CacheError> {
+        let _ = mark;
+        self.put(key, entry, retain_for).await.map(|()| true)
+    }
+
     /// One page of the keys held, starting at `cursor` (0 to begin), about
     /// `count` keys long. Keys may repeat across pages.
     ///

@@ -56,6 +56,16 @@ pub enum InvalidateError {
     /// Neither a non-empty path nor `all` was given.
     #[error("path is required (a cache key prefix such as \"/pulls\") unless all is true")]
     NothingNamed,
+    /// Dragonfly is configured but could not be cleared: this instance's
+    /// memory tier was, and the other instances were told if Dragonfly
+    /// carried the notice, but its own entries may still be served.
+    #[error(
+        "Dragonfly could not be reached: {memory} keys were cleared from this instance's memory, none from the shared tier; retry"
+    )]
+    SharedTierUnavailable {
+        /// Keys cleared from this instance's memory tier.
+        memory: u64,
+    },
 }
 
 /// The statistics `/api/cache/stats` reports.
@@ -144,6 +154,17 @@ impl CacheAdminService {
             }
         };
         let evictions = self.cache.invalidate_tiers(&scope).await;
+        if !evictions.shared_tier_cleared {
+            let memory = evictions.memory.len() as u64;
+            self.telemetry.cache_invalidated(memory);
+            tracing::warn!(
+                memory,
+                prefix = scope.literal_prefix(),
+                reason = command.reason.as_deref(),
+                "cache invalidation reached memory only: Dragonfly is unreachable"
+            );
+            return Err(InvalidateError::SharedTierUnavailable { memory });
+        }
         let report = InvalidationReport {
             evicted: evictions.distinct() as u64,
             memory: evictions.memory.len() as u64,

@@ -32,6 +32,47 @@ const PROBE_HEALTHY_EVERY: Duration = Duration::from_secs(2);
 /// touches Dragonfly.
 const USAGE_REFRESH_EVERY: Duration = Duration::from_secs(10);
 
+/// How many recent invalidations are remembered for in-flight fetches; a
+/// fetch older than all of them is treated as invalidated (it is only a
+/// miss next time).
+const REMEMBERED_INVALIDATIONS: usize = 256;
+
+/// The recent invalidations, numbered, so a fetch can tell whether its key
+/// was invalidated while it was in flight.
+#[derive(Debug, Default)]
+struct InvalidationLog {
+    /// The number of the last invalidation applied.
+    last: u64,
+    /// The most recent invalidations, oldest first.
+    recent: std::collections::VecDeque<(u64, InvalidationScope)>,
+}
+
+impl InvalidationLog {
+    fn record(&mut self, scope: &InvalidationScope) {
+        self.last += 1;
+        self.recent.push_back((self.last, scope.clone()));
+        if self.recent.len() > REMEMBERED_INVALIDATIONS {
+            self.recent.pop_front();
+        }
+    }
+
+    /// Whether an invalidation after `mark` covers `key`.
+    fn covers_since(&self, key: &CacheKey, mark: u64) -> bool {
+        if self.last <= mark {
+            return false;
+        }
+        let forgotten = self
+            .recent
+            .front()
+            .is_none_or(|(oldest, _)| *oldest > mark + 1);
+        forgotten
+            || self
+                .recent
+                .iter()
+                .any(|(number, scope)| *number > mark && scope.matches(key))
+    }
+}
+
 /// What is known of the shared tier without asking it now, kept up to date
 /// by the probe: `/healthz` and the cache stats read it for free.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,12 +95,15 @@ pub struct RemoteTier {
 }
 
 /// Keys removed by one invalidation, per tier.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TierEvictions {
     /// Removed from this process's memory tier.
     pub memory: Vec<CacheKey>,
     /// Removed from Dragonfly.
     pub dragonfly: Vec<CacheKey>,
+    /// False when Dragonfly is configured but could not be cleared (it is
+    /// down): its entries may still be served by other instances.
+    pub shared_tier_cleared: bool,
 }
 
 impl TierEvictions {
@@ -80,6 +124,7 @@ pub struct TieredCache {
     remote: Option<Arc<RemoteTier>>,
     state: Arc<AtomicU8>,
     snapshot: Arc<Mutex<SharedTierSnapshot>>,
+    invalidations: Arc<Mutex<InvalidationLog>>,
     telemetry: Arc<dyn Telemetry>,
 }
 
@@ -91,6 +136,7 @@ impl TieredCache {
             remote: None,
             state: Arc::new(AtomicU8::new(encode(DragonflyState::Disabled))),
             snapshot: Arc::default(),
+            invalidations: Arc::default(),
             telemetry: Arc::new(NoTelemetry),
         }
     }
@@ -103,6 +149,7 @@ impl TieredCache {
             remote: Some(Arc::new(remote)),
             state: Arc::new(AtomicU8::new(encode(DragonflyState::Connecting))),
             snapshot: Arc::default(),
+            invalidations: Arc::default(),
             telemetry: Arc::new(NoTelemetry),
         }
     }
@@ -191,24 +238,55 @@ impl TieredCache {
         evicted
     }
 
+    /// The other instances are told first, so they stop serving the
+    /// scope while Dragonfly is still being scanned; then this memory tier
+    /// and Dragonfly are cleared. A fetch in flight here will not store
+    /// its result for a key in `scope` (see `put_unless_invalidated`).
     async fn evict_tiers(&self, scope: &InvalidationScope) -> TierEvictions {
+        self.record_invalidation(scope);
+        let remote = self.usable_remote();
+        if let Some(remote) = remote
+            && let Err(error) = remote.bus.publish(scope).await
+        {
+            tracing::warn!(%error, "could not announce the invalidation to other instances");
+        }
         let memory = self.memory.evict(scope);
         let mut dragonfly = Vec::new();
-        if let Some(remote) = self.usable_remote() {
+        let mut shared_tier_cleared = self.remote.is_none();
+        if let Some(remote) = remote {
             match remote.store.invalidate(scope).await {
-                Ok(keys) => dragonfly = keys,
+                Ok(keys) => {
+                    dragonfly = keys;
+                    shared_tier_cleared = true;
+                }
                 Err(error) => self.mark_down(&error),
             }
-            if let Err(error) = remote.bus.publish(scope).await {
-                tracing::warn!(%error, "could not announce the invalidation to other instances");
-            }
         }
-        TierEvictions { memory, dragonfly }
+        TierEvictions {
+            memory,
+            dragonfly,
+            shared_tier_cleared,
+        }
     }
 
     /// Applies an invalidation announced by another instance.
     pub fn apply_remote_invalidation(&self, scope: &InvalidationScope) -> usize {
+        self.record_invalidation(scope);
         self.memory.evict(scope).len()
+    }
+
+    fn record_invalidation(&self, scope: &InvalidationScope) {
+        self.invalidations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(scope);
+    }
+
+    fn invalidated_since(&self, key: &CacheKey, mark: u64) -> bool {
+        self.invalidations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .covers_since(key, mark)
     }
 
     /// Keeps the Dragonfly state truthful for as long as the process runs:
@@ -323,6 +401,40 @@ impl CacheStore for TieredCache {
             self.mark_down(&error);
         }
         Ok(())
+    }
+
+    fn invalidation_mark(&self) -> u64 {
+        self.invalidations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last
+    }
+
+    /// Checked before the write and again after it: an invalidation that
+    /// lands between the check and the write is caught by the second check,
+    /// which takes the entry out again.
+    async fn put_unless_invalidated(
+        &self,
+        key: &CacheKey,
+        entry: Arc<CachedResponse>,
+        retain_for: Duration,
+        mark: u64,
+    ) -> Result<bool, CacheError> {
+        if self.invalidated_since(key, mark) {
+            return Ok(false);
+        }
+        self.put(key, entry, retain_for).await?;
+        if self.invalidated_since(key, mark) {
+            let exact = InvalidationScope::prefix(key.as_str());
+            self.memory.evict(&exact);
+            if let Some(remote) = self.usable_remote()
+                && let Err(error) = remote.store.invalidate(&exact).await
+            {
+                self.mark_down(&error);
+            }
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     async fn invalidate(&self, scope: &InvalidationScope) -> Result<Vec<CacheKey>, CacheError> {

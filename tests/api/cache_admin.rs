@@ -570,3 +570,70 @@ async fn stats_carry_the_original_chimneys_field_names() {
         ),
     }
 }
+
+// ---- honest invalidation (CONTRACT 6 v2) ------------------------------------
+
+#[tokio::test]
+async fn an_invalidation_that_cannot_reach_dragonfly_clears_memory_and_says_so() {
+    let refused = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        url::Url::parse(&format!("redis://{addr}")).expect("URL")
+    };
+    let app = spawn_admin_app_with(move |s| s.redis = Some(refused)).await;
+    assert_eq!(app.get_github(README).await.x_cache(), "MISS");
+    assert_eq!(app.get_github(README).await.x_cache(), "HIT");
+
+    let response = app
+        .invalidate(&json!({"path": "/contents", "reason": "deploy"}))
+        .await;
+
+    response.assert_problem(503);
+    let problem = response.json();
+    assert!(
+        problem["type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("/shared-tier-unavailable")),
+        "{problem}"
+    );
+    assert!(
+        problem["detail"].as_str().unwrap_or_default().contains('1'),
+        "the detail counts the memory keys cleared: {problem}"
+    );
+    // The memory tier was cleared all the same.
+    assert_eq!(app.get_github(README).await.x_cache(), "MISS");
+    assert_eq!(app.github.requests_for(&app.upstream(README)), 2);
+}
+
+#[tokio::test]
+async fn a_fetch_in_flight_during_an_invalidation_does_not_store_its_body() {
+    let app = spawn_admin_app_with(|_| {}).await;
+    let upstream = app.upstream(README);
+    app.github.delay(&upstream, Duration::from_millis(600));
+
+    let in_flight = {
+        let client = app.client.clone();
+        let url = format!("{}/api/github{README}", app.address);
+        tokio::spawn(async move { client.get(url).send().await.expect("request").status() })
+    };
+    // Let the fetch reach GitHub, then invalidate while it waits there.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while app.github.requests_for(&upstream) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fetch never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    app.invalidate_path("/contents").await;
+    assert_eq!(in_flight.await.expect("joined"), 200);
+
+    app.github.clear_faults();
+    let next = app.get_github(README).await;
+    assert_eq!(
+        next.x_cache(),
+        "MISS",
+        "the body fetched before the invalidation was cached"
+    );
+    assert_eq!(app.github.requests_for(&upstream), 2);
+}

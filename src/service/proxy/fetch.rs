@@ -63,6 +63,9 @@ pub(super) struct FetchJob {
     pub(super) etag: Option<String>,
     pub(super) previous: Option<Arc<CachedResponse>>,
     pub(super) stale_usable: bool,
+    /// The cache's invalidation mark, taken before the cache was read: the
+    /// result is not stored when the key was invalidated since.
+    pub(super) mark: u64,
 }
 
 impl FetchJob {
@@ -245,8 +248,16 @@ impl FetchJob {
 
     async fn store(&self, entry: Arc<CachedResponse>, retain: Duration) {
         let cache = &self.service.inner.cache;
-        if let Err(error) = cache.put(&self.key, entry, retain).await {
-            tracing::warn!(key = %self.key, error = %error, "cache write failed");
+        match cache
+            .put_unless_invalidated(&self.key, entry, retain, self.mark)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::info!(
+                key = %self.key,
+                "not cached: the key was invalidated while the fetch was in flight"
+            ),
+            Err(error) => tracing::warn!(key = %self.key, error = %error, "cache write failed"),
         }
     }
 

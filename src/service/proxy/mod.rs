@@ -274,6 +274,9 @@ impl ProxyService {
         }
         let key = request.cache_key();
         let ttl = inner.ttl.ttl_for(&key);
+        // Taken before the read: an invalidation after it means whatever
+        // this request fetches or revalidates may predate the change.
+        let mark = inner.cache.invalidation_mark();
         let cached = match inner.cache.get(&key).await {
             Ok(hit) => hit,
             Err(error) => {
@@ -320,6 +323,7 @@ impl ProxyService {
                     etag,
                     previous: cached.map(|h| h.entry),
                     stale_usable,
+                    mark,
                 };
                 let (result, role) = inner
                     .coalescer
