@@ -69,18 +69,30 @@ pub enum ProxyAnswer {
     /// (encoded or not), `//`, a scheme, control characters.
     #[oai(status = 400, content_type = "application/problem+json")]
     BadPath(Json<Problem>),
+    /// The path matches none of the `proxy_paths` patterns (problem
+    /// `path-not-proxied`); GitHub is not asked.
+    #[oai(status = 403, content_type = "application/problem+json")]
+    PathNotProxied(Json<Problem>),
+    /// The GitHub path is over 2,048 bytes (problem `uri-too-long`).
+    #[oai(status = 414, content_type = "application/problem+json")]
+    UriTooLong(Json<Problem>),
     /// GitHub's own 4xx answer (404, 410, 422, …), passed through with its
-    /// body, never cached.
+    /// body: 404 and 410 are cached for `negative_ttl`, any other is never
+    /// cached.
     #[oai(status_range = "4XX")]
     ClientError(poem::http::StatusCode, Binary<Vec<u8>>),
     /// Any method but GET and HEAD; `Allow: GET, HEAD`.
     #[oai(status = 405, content_type = "application/problem+json")]
     MethodNotAllowed(Json<Problem>, #[oai(header = "Allow")] String),
-    /// GitHub failed (connection error, timeout, 5xx, a body over 10 MiB)
-    /// and no stale entry was available.
+    /// GitHub failed (connection error, timeout, 5xx, a body over 10 MiB;
+    /// problem `upstream-failure`) and no stale entry was available, or it
+    /// redirected outside the repository served (`upstream-redirect`).
     #[oai(status = 502, content_type = "application/problem+json")]
     UpstreamFailure(Json<Problem>),
-    /// GitHub's rate limit is exhausted and no stale entry was available.
+    /// GitHub's rate limit is exhausted, or chimney holds back after a
+    /// rate-limited answer until the reset (`upstream-rate-limited`), and no
+    /// stale entry was available; or the limit is below the reserve and the
+    /// key has no cached entry (`rate-limit-reserve`).
     #[oai(status = 503, content_type = "application/problem+json")]
     RateLimited(
         Json<Problem>,
