@@ -290,7 +290,11 @@ fn build_cache(
     pool: Option<Pool>,
     instance_id: &str,
 ) -> anyhow::Result<TieredCache> {
-    let memory = Arc::new(MemoryCache::new(settings.memory_capacity_bytes));
+    // Sharded so that a body at the cap is still kept, on any core count.
+    let memory = Arc::new(MemoryCache::with_largest_entry(
+        settings.memory_capacity_bytes,
+        MAX_UPSTREAM_BODY_BYTES as u64,
+    ));
     let (Some(pool), Some(url)) = (pool, &settings.redis) else {
         return Ok(TieredCache::memory_only(memory));
     };

@@ -13,6 +13,7 @@ mod health;
 mod helpers;
 mod hostile;
 mod lifecycle;
+mod memory_tier;
 mod openapi_spec;
 mod org;
 mod problems;
