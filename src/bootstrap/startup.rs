@@ -241,6 +241,7 @@ fn wire(
                     invalidate: settings.invalidate_token.clone(),
                 },
                 cors_origins: settings.cors_origins.clone(),
+                body_timeout: settings.admin_body_timeout,
             },
             telemetry,
             request_export,

@@ -1,6 +1,7 @@
 //! Black-box tests of chimney over HTTP: one test binary, each test with
 //! its own server and its own fake GitHub (see `helpers`).
 
+mod admin_body;
 mod admin_client;
 mod cache_admin;
 mod coalescing;
@@ -18,6 +19,7 @@ mod openapi_spec;
 mod org;
 mod problems;
 mod proxy;
+mod raw_http;
 mod request_log;
 mod shared_tier;
 mod summary;

@@ -70,6 +70,9 @@ pub struct Settings {
     /// Deadline for one Dragonfly command. Not user-facing: 200 ms by the
     /// contract; tests may change it.
     pub redis_timeout: Duration,
+    /// How long an authorised admin request's body may take to arrive.
+    /// Not user-facing: 10 s; tests shorten it.
+    pub admin_body_timeout: Duration,
 }
 
 /// OpenTelemetry export settings.
@@ -107,6 +110,7 @@ impl Default for Settings {
             otel: OtelSettings::default(),
             upstream_timeout: Duration::from_secs(10),
             redis_timeout: Duration::from_millis(200),
+            admin_body_timeout: Duration::from_secs(10),
         }
     }
 }
