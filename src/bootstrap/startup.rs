@@ -63,6 +63,8 @@ struct Background {
     redis: Option<Url>,
     instance_id: String,
     discovery: Option<OrgDiscovery>,
+    /// Pushes deploy events that Dragonfly missed, once it answers.
+    deploy_log: Arc<ResilientDeployLog>,
 }
 
 impl Application {
@@ -121,9 +123,11 @@ impl Application {
             redis,
             instance_id,
             discovery,
+            deploy_log,
         } = self.background;
         let _cache_tasks = CacheTasks::spawn(redis, &cache, instance_id);
         let _discovery = DiscoveryTask::spawn(discovery);
+        let _deploy_replay = AbortOnDrop(tokio::spawn(deploy_log.run_replay()));
         let acceptor =
             TcpAcceptor::from_tokio(self.listener).context("failed to adopt the listener")?;
         Server::new_with_acceptor(acceptor)
@@ -209,7 +213,8 @@ fn wire(
         proxy.clone(),
         default_target.clone(),
     );
-    let deploys = DeployService::new(build_deploy_log(pool, settings.redis_timeout))
+    let deploy_log = build_deploy_log(pool, settings.redis_timeout);
+    let deploys = DeployService::new(Arc::clone(&deploy_log) as Arc<dyn DeployLog>)
         .with_telemetry(telemetry.clone());
     let cache_admin = CacheAdminService::new(
         tiered.clone(),
@@ -256,6 +261,7 @@ fn wire(
         redis: settings.redis.clone(),
         instance_id,
         discovery,
+        deploy_log,
     };
     Ok((routes, background))
 }
@@ -359,10 +365,19 @@ impl Drop for CacheTasks {
     }
 }
 
+/// A background task, stopped when the server stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The deploy history: the shared Dragonfly list when Dragonfly is
 /// configured (with this process's ring as mirror and fallback, see
 /// `service::deploys`), else the ring alone. Nothing connects here.
-fn build_deploy_log(pool: Option<Pool>, timeout: Duration) -> Arc<dyn DeployLog> {
+fn build_deploy_log(pool: Option<Pool>, timeout: Duration) -> Arc<ResilientDeployLog> {
     let local: Arc<dyn DeployLog> = Arc::new(MemoryDeployLog::new());
     match pool {
         Some(pool) => {

@@ -20,8 +20,8 @@ mod upstream;
 
 pub use decision::{AfterFetch, Decision, after_fetch, decide};
 pub use deploy::{
-    AgedDeploy, DEPLOY_HISTORY_LIMIT, DeployEvent, DeployEventDraft, DeployEventError,
-    DeployOutcome, DeployStatus, RECENT_DEPLOYS_SHOWN, parse_rfc3339,
+    AgedDeploy, DEPLOY_DEDUP_WINDOW, DEPLOY_HISTORY_LIMIT, DeployEvent, DeployEventDraft,
+    DeployEventError, DeployKey, DeployOutcome, DeployStatus, RECENT_DEPLOYS_SHOWN, parse_rfc3339,
 };
 pub use entry::{CachedResponse, KEPT_RESPONSE_HEADERS};
 pub use etag::IfNoneMatch;
