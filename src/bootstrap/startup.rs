@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_redis::Pool;
+use poem::EndpointExt;
 use poem::endpoint::BoxEndpoint;
-use poem::listener::TcpAcceptor;
-use poem::{EndpointExt, Server};
 use url::Url;
 
 use crate::adapters::dragonfly::DragonflyDeployLog;
@@ -24,6 +23,7 @@ use crate::adapters::memory::MemoryCache;
 use crate::adapters::memory::MemoryDeployLog;
 use crate::adapters::otlp::OtlpTelemetry;
 use crate::bootstrap::config::Settings;
+use crate::bootstrap::server::{self, ConnectionRules, ServerLimits};
 use crate::bootstrap::version;
 use crate::domain::RepoExclusions;
 use crate::http::{self, ApiParts, HealthApi, OrgApi, ProxyEndpoint, SummaryApi};
@@ -48,11 +48,15 @@ pub const MAX_UPSTREAM_BODY_BYTES: usize = 10 * 1024 * 1024;
 /// How long in-flight requests may take to finish after a stop signal.
 const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(5);
 
+/// Most concurrent HTTP/2 streams per connection (CONTRACT 2).
+const HTTP2_MAX_STREAMS: u32 = 100;
+
 /// A built, bound application, ready to serve.
 pub struct Application {
     listener: tokio::net::TcpListener,
     local_addr: SocketAddr,
     routes: BoxEndpoint<'static>,
+    limits: ServerLimits,
     background: Background,
 }
 
@@ -90,10 +94,18 @@ impl Application {
             .local_addr()
             .context("failed to read the bound address")?;
         tracing::info!(addr = %local_addr, repo = %settings.repo, "chimney listening");
+        let limits = ServerLimits {
+            max_connections: settings.max_connections,
+            connection: ConnectionRules {
+                header_timeout: settings.header_read_timeout,
+                http2_max_streams: HTTP2_MAX_STREAMS,
+            },
+        };
         Ok(Self {
             listener,
             local_addr,
             routes,
+            limits,
             background,
         })
     }
@@ -109,8 +121,9 @@ impl Application {
     }
 
     /// Starts the background work (Dragonfly probe, invalidation listener,
-    /// org discovery) and serves until `shutdown` completes, then stops
-    /// accepting and gives in-flight requests up to 5 s to finish.
+    /// org discovery, deploy replay) and serves (within the connection
+    /// limits, see `bootstrap::server`) until `shutdown` completes, then
+    /// stops accepting and gives in-flight requests up to 5 s to finish.
     ///
     /// # Errors
     /// Fails when the server cannot run on the bound listener.
@@ -128,12 +141,15 @@ impl Application {
         let _cache_tasks = CacheTasks::spawn(redis, &cache, instance_id);
         let _discovery = DiscoveryTask::spawn(discovery);
         let _deploy_replay = AbortOnDrop(tokio::spawn(deploy_log.run_replay()));
-        let acceptor =
-            TcpAcceptor::from_tokio(self.listener).context("failed to adopt the listener")?;
-        Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(self.routes, shutdown, Some(GRACEFUL_SHUTDOWN))
-            .await
-            .context("server failed")
+        server::serve(
+            self.listener,
+            self.routes,
+            self.limits,
+            shutdown,
+            GRACEFUL_SHUTDOWN,
+        )
+        .await
+        .context("server failed")
     }
 }
 

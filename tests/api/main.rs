@@ -5,6 +5,7 @@ mod admin_body;
 mod admin_client;
 mod cache_admin;
 mod coalescing;
+mod connections;
 mod deploy_hook;
 mod deploy_repeats;
 mod deploys;

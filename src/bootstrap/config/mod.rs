@@ -56,6 +56,9 @@ pub struct Settings {
     pub memory_capacity_bytes: u64,
     /// Maximum concurrent requests to GitHub (`CHIMNEY_UPSTREAM_CONCURRENCY`).
     pub upstream_concurrency: usize,
+    /// Most connections open at once; more wait in the kernel's backlog
+    /// (`CHIMNEY_MAX_CONNECTIONS`).
+    pub max_connections: usize,
     /// Origins allowed on the admin endpoints (`CHIMNEY_CORS_ORIGINS`).
     pub cors_origins: Vec<String>,
     /// Workflow file behind the pipeline summary (`CHIMNEY_SUMMARY_WORKFLOW`).
@@ -73,6 +76,10 @@ pub struct Settings {
     /// How long an authorised admin request's body may take to arrive.
     /// Not user-facing: 10 s; tests shorten it.
     pub admin_body_timeout: Duration,
+    /// How long a connection may take to send complete request headers,
+    /// from opening or from its previous response, before it is closed.
+    /// Not user-facing: 10 s by the contract; tests shorten it.
+    pub header_read_timeout: Duration,
 }
 
 /// OpenTelemetry export settings.
@@ -104,6 +111,7 @@ impl Default for Settings {
             invalidate_all_allowed: false,
             memory_capacity_bytes: 64 * 1024 * 1024,
             upstream_concurrency: 32,
+            max_connections: 10_000,
             cors_origins: vec!["*".to_owned()],
             summary_workflow: "goose-build.yml".to_owned(),
             ttl: TtlPolicy::default(),
@@ -111,6 +119,7 @@ impl Default for Settings {
             upstream_timeout: Duration::from_secs(10),
             redis_timeout: Duration::from_millis(200),
             admin_body_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -297,6 +306,10 @@ impl Settings {
         if let Some(text) = &raw.upstream_concurrency {
             self.upstream_concurrency =
                 Field::layered("upstream_concurrency", text, origins).with(values::concurrency)?;
+        }
+        if let Some(text) = &raw.max_connections {
+            self.max_connections =
+                Field::layered("max_connections", text, origins).with(values::concurrency)?;
         }
         if let Some(items) = &raw.cors_origins {
             self.cors_origins = items
@@ -978,9 +991,31 @@ mod tests {
         assert_eq!(s.github_api_url, d.github_api_url);
         assert_eq!(s.memory_capacity_bytes, d.memory_capacity_bytes);
         assert_eq!(s.upstream_concurrency, d.upstream_concurrency);
+        assert_eq!(s.max_connections, d.max_connections);
         assert_eq!(s.cors_origins, d.cors_origins);
         assert_eq!(s.summary_workflow, d.summary_workflow);
         assert_eq!(s.ttl, d.ttl);
+    }
+
+    #[test]
+    fn max_connections_comes_from_the_file_or_the_environment_and_is_above_zero() {
+        assert_eq!(load(&[], &[], None).unwrap().max_connections, 10_000);
+        let s = load(&[], &[], Some("max_connections = 2\n")).unwrap();
+        assert_eq!(s.max_connections, 2);
+        let s = load(
+            &[],
+            &[("CHIMNEY_MAX_CONNECTIONS", "500")],
+            Some("max_connections = 2\n"),
+        )
+        .unwrap();
+        assert_eq!(s.max_connections, 500);
+        for bad in ["0", "-1", "many"] {
+            let message = error(&[], &[("CHIMNEY_MAX_CONNECTIONS", bad)], None);
+            assert!(
+                message.starts_with("invalid value for max_connections (CHIMNEY_MAX_CONNECTIONS)"),
+                "{message}"
+            );
+        }
     }
 
     #[test]

@@ -105,6 +105,7 @@ const ENV_KEYS: &[(&str, &str, Shape)] = &[
         "upstream_concurrency",
         Shape::Scalar,
     ),
+    ("CHIMNEY_MAX_CONNECTIONS", "max_connections", Shape::Scalar),
     ("CHIMNEY_CORS_ORIGINS", "cors_origins", Shape::List),
     (
         "CHIMNEY_SUMMARY_WORKFLOW",
@@ -324,6 +325,7 @@ pub(super) struct RawSettings {
     pub(super) github_api_url: Option<String>,
     pub(super) memory_capacity_bytes: Option<String>,
     pub(super) upstream_concurrency: Option<String>,
+    pub(super) max_connections: Option<String>,
     pub(super) cors_origins: Option<Vec<String>>,
     pub(super) summary_workflow: Option<String>,
     pub(super) ttl: Option<Vec<RawTtlRule>>,
