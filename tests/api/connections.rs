@@ -223,6 +223,24 @@ async fn read_frame(stream: &mut TcpStream) -> Option<(u8, u8, u32, Vec<u8>)> {
 }
 
 #[tokio::test]
+async fn http2_with_prior_knowledge_is_served() {
+    let app = spawn_app_with(|_| {}).await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("an h2c client");
+    let requests = (0..20).map(|_| client.get(format!("{}/healthz", app.address)).send());
+
+    for response in futures::future::join_all(requests).await {
+        let response = response.expect("an answer over h2c");
+        assert_eq!(response.version(), reqwest::Version::HTTP_2);
+        assert_eq!(response.status(), 200);
+    }
+}
+
+#[tokio::test]
 async fn http2_allows_at_most_100_concurrent_streams_per_connection() {
     let app = spawn_app_with(|_| {}).await;
     let mut stream = connect(app.port).await;
