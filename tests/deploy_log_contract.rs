@@ -6,7 +6,8 @@
 //! `CHIMNEY_TEST_DRAGONFLY_URL` names a server (Debian's `redis-server`
 //! stands in for Dragonfly); otherwise its tests print that they skip.
 //! Each Dragonfly test writes its own key, so tests sharing the server never
-//! see each other's events.
+//! see each other's events. The `ResilientDeployLog` the application uses
+//! (the service over both) runs the suite too, alone and over Dragonfly.
 
 use std::time::{Duration, SystemTime};
 
@@ -17,6 +18,7 @@ use chimney::ports::DeployLog;
 /// that loses one fails.
 fn event(sha: &str) -> DeployEvent {
     let draft = DeployEventDraft {
+        id: None,
         sha: sha.to_owned(),
         slot: Some("green".to_owned()),
         outcome: "success".to_owned(),
@@ -25,6 +27,23 @@ fn event(sha: &str) -> DeployEvent {
         pr_number: Some(17),
         pr_title: Some("Ship it".to_owned()),
         origin_ips: vec!["203.0.113.7".to_owned(), "2001:db8::1".to_owned()],
+    };
+    DeployEvent::parse(draft, SystemTime::now()).expect("a valid event")
+}
+
+/// `event(sha)` with `id` and, when given, another `deployed_at`.
+fn variant(sha: &str, id: Option<&str>, deployed_at: Option<&str>) -> DeployEvent {
+    let base = event(sha);
+    let draft = DeployEventDraft {
+        id: id.map(str::to_owned),
+        sha: sha.to_owned(),
+        slot: base.slot().map(str::to_owned),
+        outcome: base.outcome().as_str().to_owned(),
+        duration_s: base.duration_s(),
+        deployed_at: Some(deployed_at.unwrap_or("2026-05-01T10:00:00Z").to_owned()),
+        pr_number: base.pr_number(),
+        pr_title: base.pr_title().map(str::to_owned),
+        origin_ips: base.origin_ips().to_vec(),
     };
     DeployEvent::parse(draft, SystemTime::now()).expect("a valid event")
 }
@@ -74,6 +93,78 @@ async fn only_the_newest_events_are_retained(log: &dyn DeployLog) {
     assert_eq!(kept[DEPLOY_HISTORY_LIMIT - 1].sha(), format!("{:07}", 5));
 }
 
+async fn a_repeat_is_stored_once(log: &dyn DeployLog) {
+    let first = log.append(event("aaa1111")).await.expect("append");
+    log.append(event("bbb2222")).await.expect("append");
+    let again = log.append(event("aaa1111")).await.expect("append");
+    assert!(!first.duplicate);
+    assert!(again.duplicate);
+    assert_eq!(
+        shas(&log.recent(10).await.expect("recent")),
+        ["bbb2222", "aaa1111"]
+    );
+}
+
+async fn the_same_id_is_the_same_event_whatever_else_differs(log: &dyn DeployLog) {
+    let first = variant("aaa1111", Some("ci-run-7"), None);
+    let retry = variant("bbb2222", Some("ci-run-7"), Some("2026-05-01T10:05:00Z"));
+    assert!(!log.append(first.clone()).await.expect("append").duplicate);
+    assert!(log.append(retry).await.expect("append").duplicate);
+    assert_eq!(log.recent(10).await.expect("recent"), [first]);
+}
+
+async fn without_an_id_sha_slot_outcome_and_deployed_at_decide(log: &dyn DeployLog) {
+    assert!(
+        !log.append(event("aaa1111"))
+            .await
+            .expect("append")
+            .duplicate
+    );
+    // The same four fields (the same instant at another offset), another
+    // title and duration: the same event.
+    let retitled = {
+        let base = event("aaa1111");
+        let draft = DeployEventDraft {
+            id: None,
+            sha: base.sha().to_owned(),
+            slot: base.slot().map(str::to_owned),
+            outcome: base.outcome().as_str().to_owned(),
+            duration_s: Some(1),
+            deployed_at: Some("2026-05-01T12:00:00+02:00".to_owned()),
+            pr_number: None,
+            pr_title: Some("another title".to_owned()),
+            origin_ips: Vec::new(),
+        };
+        DeployEvent::parse(draft, SystemTime::now()).expect("a valid event")
+    };
+    assert!(log.append(retitled).await.expect("append").duplicate);
+    // Another deployed_at: another event. An id makes it another one too.
+    let later = variant("aaa1111", None, Some("2026-05-01T10:00:01Z"));
+    assert!(!log.append(later).await.expect("append").duplicate);
+    let named = variant("aaa1111", Some("named"), None);
+    assert!(!log.append(named).await.expect("append").duplicate);
+    assert_eq!(log.recent(10).await.expect("recent").len(), 3);
+}
+
+async fn a_batch_goes_in_in_order_skipping_repeats(log: &dyn DeployLog) {
+    log.append(event("aaa1111")).await.expect("append");
+    let appended = log
+        .append_all(vec![
+            event("bbb2222"),
+            event("aaa1111"),
+            event("ccc3333"),
+            event("bbb2222"),
+        ])
+        .await
+        .expect("append_all");
+    let repeats: Vec<bool> = appended.iter().map(|a| a.duplicate).collect();
+    assert_eq!(repeats, [false, true, false, true]);
+    assert_eq!(
+        shas(&log.recent(10).await.expect("recent")),
+        ["ccc3333", "bbb2222", "aaa1111"]
+    );
+}
+
 // ----- backends -----
 //
 // Each backend module lists every contract function once.
@@ -96,6 +187,10 @@ mod memory {
         events_come_back_newest_first_by_arrival,
         recent_returns_at_most_the_limit,
         only_the_newest_events_are_retained,
+        a_repeat_is_stored_once,
+        the_same_id_is_the_same_event_whatever_else_differs,
+        without_an_id_sha_slot_outcome_and_deployed_at_decide,
+        a_batch_goes_in_in_order_skipping_repeats,
     );
 }
 
@@ -106,7 +201,7 @@ mod dragonfly {
 
     /// A log on its own key of the shared test server, or `None` after
     /// printing why the test skips.
-    async fn log(test: &str) -> Option<DragonflyDeployLog> {
+    pub(super) async fn log(test: &str) -> Option<DragonflyDeployLog> {
         let Ok(url) = std::env::var("CHIMNEY_TEST_DRAGONFLY_URL") else {
             println!("skipping: CHIMNEY_TEST_DRAGONFLY_URL not set");
             return None;
@@ -142,5 +237,56 @@ mod dragonfly {
         events_come_back_newest_first_by_arrival,
         recent_returns_at_most_the_limit,
         only_the_newest_events_are_retained,
+        a_repeat_is_stored_once,
+        the_same_id_is_the_same_event_whatever_else_differs,
+        without_an_id_sha_slot_outcome_and_deployed_at_decide,
+        a_batch_goes_in_in_order_skipping_repeats,
+    );
+}
+
+/// The service's log, as the application wires it: the memory ring alone,
+/// and the memory ring in front of Dragonfly.
+mod resilient {
+    use std::sync::Arc;
+
+    use chimney::adapters::memory::MemoryDeployLog;
+    use chimney::service::deploys::ResilientDeployLog;
+
+    macro_rules! on_resilient {
+        ($($contract:ident),* $(,)?) => {$(
+            mod $contract {
+                use super::*;
+
+                #[tokio::test]
+                async fn alone() {
+                    let log = ResilientDeployLog::local_only(Arc::new(MemoryDeployLog::new()));
+                    super::super::$contract(&log).await;
+                }
+
+                #[tokio::test]
+                async fn over_dragonfly() {
+                    let test = concat!("resilient-", stringify!($contract));
+                    if let Some(shared) = super::super::dragonfly::log(test).await {
+                        let log = ResilientDeployLog::shared(
+                            Arc::new(shared),
+                            Arc::new(MemoryDeployLog::new()),
+                        );
+                        super::super::$contract(&log).await;
+                    }
+                }
+            }
+        )*};
+    }
+
+    on_resilient!(
+        an_empty_log_has_no_events,
+        events_come_back_whole,
+        events_come_back_newest_first_by_arrival,
+        recent_returns_at_most_the_limit,
+        only_the_newest_events_are_retained,
+        a_repeat_is_stored_once,
+        the_same_id_is_the_same_event_whatever_else_differs,
+        without_an_id_sha_slot_outcome_and_deployed_at_decide,
+        a_batch_goes_in_in_order_skipping_repeats,
     );
 }

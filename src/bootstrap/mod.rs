@@ -3,6 +3,7 @@
 //! the HTTP surface. The only code that names a concrete adapter.
 
 pub mod config;
+pub mod server;
 pub mod startup;
 pub mod telemetry;
 pub mod version;

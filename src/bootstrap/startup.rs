@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_redis::Pool;
+use poem::EndpointExt;
 use poem::endpoint::BoxEndpoint;
-use poem::listener::TcpAcceptor;
-use poem::{EndpointExt, Server};
 use url::Url;
 
 use crate::adapters::dragonfly::DragonflyDeployLog;
@@ -24,6 +23,7 @@ use crate::adapters::memory::MemoryCache;
 use crate::adapters::memory::MemoryDeployLog;
 use crate::adapters::otlp::OtlpTelemetry;
 use crate::bootstrap::config::Settings;
+use crate::bootstrap::server::{self, ConnectionRules, ServerLimits};
 use crate::bootstrap::version;
 use crate::domain::{CacheNamespace, MAX_BODY_BYTES, RepoExclusions};
 use crate::http::{self, ApiParts, HealthApi, OrgApi, ProxyEndpoint, SummaryApi};
@@ -50,11 +50,15 @@ pub const MAX_UPSTREAM_BODY_BYTES: usize = MAX_BODY_BYTES;
 /// How long in-flight requests may take to finish after a stop signal.
 const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(5);
 
+/// Most concurrent HTTP/2 streams per connection (CONTRACT 2).
+const HTTP2_MAX_STREAMS: u32 = 100;
+
 /// A built, bound application, ready to serve.
 pub struct Application {
     listener: tokio::net::TcpListener,
     local_addr: SocketAddr,
     routes: BoxEndpoint<'static>,
+    limits: ServerLimits,
     background: Background,
 }
 
@@ -71,6 +75,8 @@ struct Background {
     readiness: Readiness,
     /// How long requests are still served after the stop signal.
     shutdown_grace: Duration,
+    /// Pushes deploy events that Dragonfly missed, once it answers.
+    deploy_log: Arc<ResilientDeployLog>,
 }
 
 impl Application {
@@ -96,10 +102,18 @@ impl Application {
             .local_addr()
             .context("failed to read the bound address")?;
         tracing::info!(addr = %local_addr, repo = %settings.repo, "chimney listening");
+        let limits = ServerLimits {
+            max_connections: settings.max_connections,
+            connection: ConnectionRules {
+                header_timeout: settings.header_read_timeout,
+                http2_max_streams: HTTP2_MAX_STREAMS,
+            },
+        };
         Ok(Self {
             listener,
             local_addr,
             routes,
+            limits,
             background,
         })
     }
@@ -115,10 +129,12 @@ impl Application {
     }
 
     /// Starts the background work (Dragonfly probe, invalidation listener,
-    /// org discovery) and serves until `shutdown` completes. Then `/readyz`
-    /// answers 503 while requests are still served for the shutdown grace
-    /// (so a load balancer moves traffic away first), and only then does
-    /// the server stop accepting and give in-flight requests up to 5 s.
+    /// org discovery, deploy replay) and serves (within the connection
+    /// limits, see `bootstrap::server`) until `shutdown` completes. Then
+    /// `/readyz` answers 503 while requests are still served for the
+    /// shutdown grace (so a load balancer moves traffic away first), and
+    /// only then does the server stop accepting and give in-flight requests
+    /// up to 5 s.
     ///
     /// # Errors
     /// Fails when the server cannot run on the bound listener.
@@ -134,19 +150,20 @@ impl Application {
             discovery,
             readiness,
             shutdown_grace,
+            deploy_log,
         } = self.background;
         let _cache_tasks = CacheTasks::spawn(redis, channel, &cache, instance_id);
         let _discovery = DiscoveryTask::spawn(discovery);
-        let acceptor =
-            TcpAcceptor::from_tokio(self.listener).context("failed to adopt the listener")?;
-        Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(
-                self.routes,
-                drain_after(shutdown, readiness, shutdown_grace),
-                Some(GRACEFUL_SHUTDOWN),
-            )
-            .await
-            .context("server failed")
+        let _deploy_replay = AbortOnDrop(tokio::spawn(deploy_log.run_replay()));
+        server::serve(
+            self.listener,
+            self.routes,
+            self.limits,
+            drain_after(shutdown, readiness, shutdown_grace),
+            GRACEFUL_SHUTDOWN,
+        )
+        .await
+        .context("server failed")
     }
 }
 
@@ -261,7 +278,8 @@ fn wire(
         proxy.clone(),
         default_target.clone(),
     );
-    let deploys = DeployService::new(build_deploy_log(pool, &namespace, settings.redis_timeout))
+    let deploy_log = build_deploy_log(pool, &namespace, settings.redis_timeout);
+    let deploys = DeployService::new(Arc::clone(&deploy_log) as Arc<dyn DeployLog>)
         .with_telemetry(telemetry.clone());
     let cache_admin = CacheAdminService::new(
         tiered.clone(),
@@ -294,6 +312,7 @@ fn wire(
                     invalidate: settings.invalidate_token.clone(),
                 },
                 cors_origins: settings.cors_origins.clone(),
+                body_timeout: settings.admin_body_timeout,
             },
             telemetry,
             request_export,
@@ -311,6 +330,7 @@ fn wire(
         discovery,
         readiness,
         shutdown_grace: settings.shutdown_grace,
+        deploy_log,
     };
     Ok((routes, background))
 }
@@ -347,7 +367,11 @@ fn build_cache(
     namespace: &CacheNamespace,
     instance_id: &str,
 ) -> anyhow::Result<TieredCache> {
-    let memory = Arc::new(MemoryCache::new(settings.memory_capacity_bytes));
+    // Sharded so that a body at the cap is still kept, on any core count.
+    let memory = Arc::new(MemoryCache::with_largest_entry(
+        settings.memory_capacity_bytes,
+        MAX_UPSTREAM_BODY_BYTES as u64,
+    ));
     let (Some(pool), Some(url)) = (pool, &settings.redis) else {
         return Ok(TieredCache::memory_only(memory));
     };
@@ -423,6 +447,15 @@ impl Drop for CacheTasks {
     }
 }
 
+/// A background task, stopped when the server stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The deploy history: the shared Dragonfly list when Dragonfly is
 /// configured (with this process's ring as mirror and fallback, see
 /// `service::deploys`), else the ring alone. Nothing connects here.
@@ -430,7 +463,7 @@ fn build_deploy_log(
     pool: Option<Pool>,
     namespace: &CacheNamespace,
     timeout: Duration,
-) -> Arc<dyn DeployLog> {
+) -> Arc<ResilientDeployLog> {
     let local: Arc<dyn DeployLog> = Arc::new(MemoryDeployLog::new());
     match pool {
         Some(pool) => {

@@ -14,6 +14,14 @@ pub const DEPLOY_HISTORY_LIMIT: usize = 50;
 /// How many events the status lists under `recent_deploys`.
 pub const RECENT_DEPLOYS_SHOWN: usize = 10;
 
+/// How many of the newest events' [`DeployKey`]s a log remembers to
+/// recognise a repeat: far more than it retains, so a repeat is refused
+/// even after its first copy has aged out of the history.
+pub const DEPLOY_DEDUP_WINDOW: usize = 1000;
+
+/// Longest accepted `id`.
+const MAX_ID_CHARS: usize = 128;
+
 /// Longest accepted `sha`: a SHA-256 object name in hex.
 const MAX_SHA_CHARS: usize = 64;
 /// Longest accepted `slot` name.
@@ -66,6 +74,8 @@ impl DeployOutcome {
 /// format of CONTRACT 5.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeployEventDraft {
+    /// The sender's name for the event, so a repeat can be recognised.
+    pub id: Option<String>,
     /// Commit SHA, short or full.
     pub sha: String,
     /// Active blue/green slot after the deploy.
@@ -89,6 +99,7 @@ pub struct DeployEventDraft {
 /// instance satisfies the rules documented there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeployEvent {
+    id: Option<String>,
     sha: String,
     slot: Option<String>,
     outcome: DeployOutcome,
@@ -99,9 +110,31 @@ pub struct DeployEvent {
     origin_ips: Vec<String>,
 }
 
+/// What makes two events the same event, so a log stores it once: the
+/// sender's `id` when it gave one, else its `sha`, `slot`, `outcome` and
+/// `deployed_at` together (CONTRACT 5). Two posts of an event without
+/// `deployed_at` are stamped with different instants, so they are two
+/// events: only the sender can say that a post is a repeat.
+///
+/// The text is unambiguous: an `id` key starts `id `, a field key `f `,
+/// and a field key's parts are separated by spaces, which `sha` and `slot`
+/// never hold (an absent slot is the empty part between two spaces).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeployKey(String);
+
+impl DeployKey {
+    /// The key as text, as logs store it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Why an event was refused. Every message names the field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeployEventError {
+    /// `id` is too long.
+    #[error("id must be at most {MAX_ID_CHARS} characters")]
+    IdTooLong,
     /// `sha` is missing or blank.
     #[error("sha is required and must not be blank")]
     MissingSha,
@@ -142,6 +175,7 @@ impl DeployEventError {
     /// The wire name of the field at fault.
     pub fn field(&self) -> &'static str {
         match self {
+            Self::IdTooLong => "id",
             Self::MissingSha | Self::InvalidSha => "sha",
             Self::UnknownOutcome(_) => "outcome",
             Self::InvalidDeployedAt(_) => "deployed_at",
@@ -155,7 +189,8 @@ impl DeployEventError {
 impl DeployEvent {
     /// Validates a draft received at `now`.
     ///
-    /// Rules: `sha` is trimmed and must be non-blank, at most 64 characters,
+    /// Rules: `id` is trimmed, blank means none, otherwise at most 128
+    /// characters of any kind; `sha` is trimmed and must be non-blank, at most 64 characters,
     /// without spaces or control characters; `outcome` is `success` or
     /// `failure`; `deployed_at` is RFC 3339 (any offset; stored as an
     /// instant) and defaults to `now`; `slot` is trimmed, blank means none,
@@ -168,6 +203,11 @@ impl DeployEvent {
     /// # Errors
     /// The first [`DeployEventError`] found.
     pub fn parse(draft: DeployEventDraft, now: SystemTime) -> Result<Self, DeployEventError> {
+        let id = match draft.id.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(id) if id.chars().count() <= MAX_ID_CHARS => Some(id.to_owned()),
+            Some(_) => return Err(DeployEventError::IdTooLong),
+        };
         let sha = draft.sha.trim();
         if sha.is_empty() {
             return Err(DeployEventError::MissingSha);
@@ -214,6 +254,7 @@ impl DeployEvent {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
+            id,
             sha: sha.to_owned(),
             slot,
             outcome,
@@ -223,6 +264,31 @@ impl DeployEvent {
             pr_title,
             origin_ips,
         })
+    }
+
+    /// The sender's name for the event, if it gave one.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// What makes this event the same as another (see [`DeployKey`]).
+    pub fn key(&self) -> DeployKey {
+        if let Some(id) = &self.id {
+            return DeployKey(format!("id {id}"));
+        }
+        // `parse` admits no instant before the epoch.
+        let since = self
+            .deployed_at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        DeployKey(format!(
+            "f {} {} {} {}.{:09}",
+            self.sha,
+            self.slot.as_deref().unwrap_or(""),
+            self.outcome.as_str(),
+            since.as_secs(),
+            since.subsec_nanos()
+        ))
     }
 
     /// Commit SHA.
@@ -382,6 +448,7 @@ mod tests {
     fn a_full_event_is_accepted_as_given() {
         let parsed = DeployEvent::parse(
             DeployEventDraft {
+                id: None,
                 sha: "3051037".to_owned(),
                 slot: Some("blue".to_owned()),
                 outcome: "success".to_owned(),
@@ -402,6 +469,80 @@ mod tests {
         assert_eq!(parsed.pr_number(), Some(321));
         assert_eq!(parsed.pr_title(), Some("blue/green deploy rewrite"));
         assert_eq!(parsed.origin_ips(), ["1.2.3.4", "2001:db8::1"]);
+    }
+
+    #[test]
+    fn an_id_is_trimmed_blank_means_none_and_it_is_at_most_128_characters() {
+        let mut d = draft("abc", "success");
+        d.id = Some("  run-42/attempt-1 ".to_owned());
+        assert_eq!(
+            DeployEvent::parse(d.clone(), at(0)).expect("valid").id(),
+            Some("run-42/attempt-1")
+        );
+        d.id = Some("   ".to_owned());
+        assert_eq!(
+            DeployEvent::parse(d.clone(), at(0)).expect("valid").id(),
+            None
+        );
+        d.id = Some("é".repeat(128));
+        assert!(DeployEvent::parse(d.clone(), at(0)).is_ok());
+        d.id = Some("x".repeat(129));
+        let err = DeployEvent::parse(d, at(0)).expect_err("too long");
+        assert_eq!(err, DeployEventError::IdTooLong);
+        assert_eq!(err.field(), "id");
+    }
+
+    #[test]
+    fn the_same_id_is_the_same_event_whatever_else_differs() {
+        let mut first = draft("abc", "success");
+        first.id = Some("deploy-7".to_owned());
+        let mut second = draft("def", "failure");
+        second.id = Some("deploy-7".to_owned());
+        let a = DeployEvent::parse(first, at(1)).expect("valid");
+        let b = DeployEvent::parse(second, at(2)).expect("valid");
+        assert_eq!(a.key(), b.key());
+    }
+
+    #[test]
+    fn without_an_id_sha_slot_outcome_and_deployed_at_make_the_event() {
+        let base = {
+            let mut d = draft("abc", "success");
+            d.slot = Some("blue".to_owned());
+            d.deployed_at = Some("2026-02-21T10:13:00Z".to_owned());
+            d
+        };
+        let key = |d: &DeployEventDraft| DeployEvent::parse(d.clone(), at(0)).expect("valid").key();
+        // Fields outside the four do not count.
+        let mut same = base.clone();
+        same.duration_s = Some(5);
+        same.pr_title = Some("another title".to_owned());
+        same.deployed_at = Some("2026-02-21T12:13:00+02:00".to_owned());
+        assert_eq!(key(&base), key(&same));
+        // Each of the four does.
+        let mut other_sha = base.clone();
+        other_sha.sha = "abd".to_owned();
+        let mut other_slot = base.clone();
+        other_slot.slot = Some("green".to_owned());
+        let mut no_slot = base.clone();
+        no_slot.slot = None;
+        let mut other_outcome = base.clone();
+        other_outcome.outcome = "failure".to_owned();
+        let mut other_time = base.clone();
+        other_time.deployed_at = Some("2026-02-21T10:13:00.000000001Z".to_owned());
+        for other in [other_sha, other_slot, no_slot, other_outcome, other_time] {
+            assert_ne!(key(&base), key(&other), "{other:?}");
+        }
+        // An id never collides with a field key, nor fields with each other
+        // by shifting text between them.
+        let mut tricky = draft("x", "success");
+        tricky.id = Some(key(&base).as_str().to_owned());
+        assert_ne!(key(&tricky), key(&base));
+        let mut shifted = base.clone();
+        shifted.sha = "abc blue".to_owned();
+        assert!(
+            DeployEvent::parse(shifted, at(0)).is_err(),
+            "a sha never holds a space"
+        );
     }
 
     #[test]

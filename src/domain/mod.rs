@@ -23,8 +23,8 @@ mod upstream;
 
 pub use decision::{AfterFetch, Decision, after_fetch, decide};
 pub use deploy::{
-    AgedDeploy, DEPLOY_HISTORY_LIMIT, DeployEvent, DeployEventDraft, DeployEventError,
-    DeployOutcome, DeployStatus, RECENT_DEPLOYS_SHOWN, parse_rfc3339,
+    AgedDeploy, DEPLOY_DEDUP_WINDOW, DEPLOY_HISTORY_LIMIT, DeployEvent, DeployEventDraft,
+    DeployEventError, DeployKey, DeployOutcome, DeployStatus, RECENT_DEPLOYS_SHOWN, parse_rfc3339,
 };
 pub use entry::{
     CachedResponse, DEFAULT_NEGATIVE_TTL, EntryFault, KEPT_RESPONSE_HEADERS, MAX_BODY_BYTES,

@@ -5,6 +5,7 @@
 //! before them, in which order.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use poem::error::{CorsError, MethodNotAllowedError};
 use poem::http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -13,20 +14,33 @@ use poem::middleware::Cors;
 use poem::{Endpoint, EndpointExt, Response};
 
 use super::auth::{AdminScope, AdminTokens, RequireToken};
-use super::body::{BodyLimit, MAX_ADMIN_BODY_BYTES};
+use super::body::{ADMIN_BODY_TIMEOUT, BodyLimit, MAX_ADMIN_BODY_BYTES};
 use super::problem::{Problem, ProblemType};
 
 /// How long browsers may cache a preflight answer, in seconds.
 const PREFLIGHT_MAX_AGE_S: i32 = 600;
 
-/// Who may call the admin endpoints.
-#[derive(Debug, Clone, Default)]
+/// Who may call the admin endpoints, and how long their bodies may take.
+#[derive(Debug, Clone)]
 pub struct AdminAccess {
     /// The bearer tokens (`DEPLOY_TOKEN`, `INVALIDATE_TOKEN`).
     pub tokens: AdminTokens,
     /// Browser origins allowed by CORS (`CHIMNEY_CORS_ORIGINS`); `*` allows
     /// any.
     pub cors_origins: Vec<String>,
+    /// How long an authorised request's body may take to arrive in whole
+    /// ([`ADMIN_BODY_TIMEOUT`] unless a test shortens it).
+    pub body_timeout: Duration,
+}
+
+impl Default for AdminAccess {
+    fn default() -> Self {
+        Self {
+            tokens: AdminTokens::default(),
+            cors_origins: Vec::new(),
+            body_timeout: ADMIN_BODY_TIMEOUT,
+        }
+    }
 }
 
 /// Builds the guarded endpoints. Cloning the tokens once into an `Arc`
@@ -35,6 +49,7 @@ pub struct AdminGuard {
     tokens: Arc<AdminTokens>,
     cors_origins: Vec<HeaderValue>,
     any_origin: bool,
+    body_timeout: Duration,
 }
 
 impl AdminGuard {
@@ -58,19 +73,21 @@ impl AdminGuard {
             tokens: Arc::new(access.tokens),
             cors_origins,
             any_origin,
+            body_timeout: access.body_timeout,
         }
     }
 
     /// `ep` behind, from the outside in: CORS (preflight answered here),
-    /// the "token configured" gate (503), the 64 KiB body cap (413). The
-    /// token itself (401) and the body's content (400) are checked by the
-    /// operation's security scheme and payload.
+    /// the token gate (503 when none is configured, 401 when the request
+    /// lacks it, both before any of the body is read), then the 64 KiB
+    /// body cap (413) and the body's deadline (400). The body's content
+    /// (400) is checked by the operation's payload.
     pub fn admin<E: Endpoint + 'static>(
         &self,
         scope: AdminScope,
         ep: E,
     ) -> impl Endpoint<Output = Response> + 'static {
-        ep.with(BodyLimit::new(MAX_ADMIN_BODY_BYTES))
+        ep.with(BodyLimit::new(MAX_ADMIN_BODY_BYTES, self.body_timeout))
             .with(RequireToken::new(scope, Arc::clone(&self.tokens)))
             .with(self.cors(&[Method::POST, Method::OPTIONS]))
             .catch_error(cors_refused)
@@ -177,6 +194,7 @@ mod tests {
                 invalidate: None,
             },
             cors_origins: vec!["*".to_owned()],
+            body_timeout: ADMIN_BODY_TIMEOUT,
         });
         let endpoint = guard.admin(AdminScope::Deploy, api.into_endpoint());
         let near_miss = format!("{SECRET}x");

@@ -4,17 +4,21 @@
 //! relevant token is not configured.
 //!
 //! Order of checks on an admin request: CORS preflight, then "is this
-//! endpoint enabled" (503), then the body size (413, see `body.rs`), then
-//! the token (401), then the body's content (400). Tokens never appear in a
-//! response, a log line or an error message; 401 bodies say only that the
-//! bearer token is missing or wrong.
+//! endpoint enabled" (503), then the token (401), then the body size and
+//! its deadline (413, 400, see `body/limit.rs`), then the body's content
+//! (400). The token comes before the body so that a caller without it
+//! costs one header check: no body is waited for or read on its behalf,
+//! however large a body it announces. Tokens never appear in a response, a
+//! log line or an error message; 401 bodies say only that the bearer token
+//! is missing or wrong.
 
 use std::sync::Arc;
 
-use poem::http::StatusCode;
+use poem::http::header::{CONNECTION, WWW_AUTHENTICATE};
+use poem::http::{Method, StatusCode};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use poem_openapi::SecurityScheme;
-use poem_openapi::auth::Bearer;
+use poem_openapi::auth::{Bearer, BearerAuthorization};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
@@ -150,8 +154,10 @@ fn check(req: &Request, scope: AdminScope, bearer: &Bearer) -> poem::Result<Auth
 }
 
 /// Middleware in front of an admin operation: answers 503 when the scope's
-/// token is not configured (before the token or body is looked at), and
-/// otherwise hands the tokens to the security scheme's checker.
+/// token is not configured, 401 when the request does not carry it (both
+/// before the body is looked at), and otherwise hands the tokens to the
+/// security scheme's checker, which checks again for the operation (and
+/// documents the scheme in the OpenAPI document).
 pub struct RequireToken {
     scope: AdminScope,
     tokens: Arc<AdminTokens>,
@@ -190,6 +196,19 @@ impl<E: Endpoint> Endpoint for RequireTokenEndpoint<E> {
         if !self.tokens.is_configured(self.scope) {
             return Ok(not_configured(self.scope).into_response());
         }
+        // Every admin operation is a POST. Another method never reaches an
+        // operation or has its body read: the route answers it 405, which
+        // tells a caller more than a 401 would.
+        if req.method() == Method::POST {
+            // The same parsing as the security scheme's (`Bearer <token>`).
+            let presented = Bearer::from_request(&req).ok();
+            let verified = presented
+                .as_ref()
+                .is_some_and(|bearer| self.tokens.verify(self.scope, &bearer.token).is_ok());
+            if !verified {
+                return Ok(refused_before_the_body());
+            }
+        }
         req.extensions_mut().insert(Arc::clone(&self.tokens));
         self.inner.call(req).await.map(IntoResponse::into_response)
     }
@@ -202,6 +221,21 @@ pub fn unauthorized() -> Problem {
         ProblemType::Unauthorized,
         TokenRejected::Mismatch.to_string(),
     )
+}
+
+/// The 401 the gate answers without reading the body. `Connection: close`
+/// because the body the request announced is still on its way (or never
+/// coming): the connection cannot carry another request, and this way
+/// the server does not wait for that body to drain.
+fn refused_before_the_body() -> Response {
+    let mut response = unauthorized().into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        WWW_AUTHENTICATE,
+        poem::http::HeaderValue::from_static(BEARER_CHALLENGE),
+    );
+    headers.insert(CONNECTION, poem::http::HeaderValue::from_static("close"));
+    response
 }
 
 /// `503 Service Unavailable`: the scope's token is not configured.

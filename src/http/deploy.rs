@@ -13,7 +13,8 @@ use super::auth::DeployToken;
 use super::body::{FromJsonFields, JsonBody, JsonFields};
 use super::problem::Problem;
 use crate::domain::{AgedDeploy, DeployEvent, DeployEventDraft, DeployOutcome, DeployStatus};
-use crate::service::deploys::{DeployService, RecordDeployError};
+use crate::ports::Placement;
+use crate::service::deploys::{DeployService, RecordDeployError, Recorded};
 
 /// How a deploy ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -43,10 +44,36 @@ impl From<DeployOutcomeName> for DeployOutcome {
     }
 }
 
+/// Where an accepted event is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "DeployStorage", rename_all = "lowercase")]
+pub enum StoredName {
+    /// In Dragonfly: the history every instance shares.
+    Shared,
+    /// In this instance's memory only: Dragonfly is not configured, or did
+    /// not answer in time. The event is pushed there later, in arrival
+    /// order, never twice.
+    Local,
+}
+
+impl From<Placement> for StoredName {
+    fn from(placement: Placement) -> Self {
+        match placement {
+            Placement::Shared => Self::Shared,
+            Placement::Local => Self::Local,
+        }
+    }
+}
+
 /// A deploy event as CI reports it. Unknown fields are ignored.
 #[derive(Debug, Clone, Object)]
 #[oai(rename = "DeployEventRequest")]
 pub struct DeployEventBody {
+    /// The sender's name for this event, at most 128 characters (blank
+    /// means none). An event posted again with the same `id` is answered
+    /// 200 and stored once; without `id`, an event with the same `sha`,
+    /// `slot`, `outcome` and `deployed_at` is the same event.
+    pub id: Option<String>,
     /// Commit SHA, short or full: non-blank, at most 64 characters, no
     /// spaces.
     pub sha: String,
@@ -77,6 +104,7 @@ impl FromJsonFields for DeployEventBody {
     fn from_fields(fields: &JsonFields) -> Result<Self, String> {
         const TEXT: &str = "a string";
         const OUTCOME: &str = "\"success\" or \"failure\"";
+        let id = fields.optional("id", TEXT)?;
         let sha = fields.required("sha", TEXT)?;
         let slot = fields.optional("slot", TEXT)?;
         let outcome: String = fields.required("outcome", OUTCOME)?;
@@ -95,6 +123,7 @@ impl FromJsonFields for DeployEventBody {
             .optional("origin_ips", "a list of strings")?
             .unwrap_or_default();
         Ok(Self {
+            id,
             sha,
             slot,
             outcome,
@@ -111,6 +140,7 @@ impl FromJsonFields for DeployEventBody {
 impl DeployEventBody {
     fn into_draft(self) -> DeployEventDraft {
         DeployEventDraft {
+            id: self.id,
             sha: self.sha,
             slot: self.slot,
             outcome: DeployOutcome::from(self.outcome).as_str().to_owned(),
@@ -127,6 +157,9 @@ impl DeployEventBody {
 #[derive(Debug, Clone, Object)]
 #[oai(rename = "DeployEvent")]
 pub struct DeployEventView {
+    /// The sender's name for the event, when it gave one.
+    #[oai(skip_serializing_if_is_none)]
+    pub id: Option<String>,
     /// Commit SHA.
     pub sha: String,
     /// Active slot after the deploy.
@@ -152,6 +185,7 @@ pub struct DeployEventView {
 impl From<&DeployEvent> for DeployEventView {
     fn from(event: &DeployEvent) -> Self {
         Self {
+            id: event.id().map(str::to_owned),
             sha: event.sha().to_owned(),
             slot: event.slot().map(str::to_owned),
             outcome: event.outcome().into(),
@@ -160,6 +194,27 @@ impl From<&DeployEvent> for DeployEventView {
             pr_number: event.pr_number(),
             pr_title: event.pr_title().map(str::to_owned),
             origin_ips: event.origin_ips().to_vec(),
+        }
+    }
+}
+
+/// The answer to a posted event: the event, and where it is held.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "RecordedDeployEvent")]
+pub struct RecordedDeployView {
+    /// The event as accepted (for a repeat, as posted this time).
+    #[oai(flatten)]
+    pub event: DeployEventView,
+    /// Where the event is held: `shared` (Dragonfly) or `local` (this
+    /// instance's memory; pushed to Dragonfly once it answers).
+    pub stored: StoredName,
+}
+
+impl From<&Recorded> for RecordedDeployView {
+    fn from(recorded: &Recorded) -> Self {
+        Self {
+            event: DeployEventView::from(&recorded.event),
+            stored: recorded.appended.placement.into(),
         }
     }
 }
@@ -213,15 +268,19 @@ impl From<&DeployStatus> for DeployStatusView {
 admin_response! {
     /// Answers of `POST /api/deploy/events`.
     pub enum RecordDeployResponse handled by "record_fault" as record_fault {
-        /// The event as stored.
+        /// The event as stored, and where; also the answer to a repeat
+        /// (same `id`, or same `sha`, `slot`, `outcome` and `deployed_at`),
+        /// which is not stored again.
         #[oai(status = 200)]
-        Ok(Json<DeployEventView>),
+        Ok(Json<RecordedDeployView>),
     }
     bad_request:
         /// The body is not a valid deploy event: malformed JSON, a missing
         /// field, a wrong type, an unknown `outcome`; `detail` names the field.
+        /// Also a body that does not arrive in whole within 10 s.
     unauthorized:
-        /// The bearer token is missing or is not `DEPLOY_TOKEN`.
+        /// The bearer token is missing or is not `DEPLOY_TOKEN`; answered
+        /// from the headers, before any of the body is read.
     forbidden:
         /// A browser request from an origin not in `CHIMNEY_CORS_ORIGINS`.
     too_large:
@@ -268,8 +327,13 @@ impl DeployApi {
     ///
     /// Called by the CI deploy pipeline when a deploy finishes, with
     /// `Authorization: Bearer $DEPLOY_TOKEN`. The last 50 events are kept,
-    /// shared by every instance when Dragonfly is configured. Bodies over
-    /// 64 KiB are refused before they are parsed.
+    /// shared by every instance when Dragonfly is configured. The token is
+    /// checked before the body is read; bodies over 64 KiB, or not in
+    /// whole within 10 s, are refused before they are parsed. Idempotent:
+    /// an event posted again (same `id`, or without one the same `sha`,
+    /// `slot`, `outcome` and `deployed_at`) is answered 200 and stored
+    /// once; `stored` says whether the event is in Dragonfly (`shared`) or
+    /// waits in this instance's memory (`local`).
     #[oai(path = "/api/deploy/events", method = "post")]
     async fn record(
         &self,
@@ -277,7 +341,7 @@ impl DeployApi {
         body: JsonBody<DeployEventBody>,
     ) -> RecordDeployResponse {
         match self.service.record(body.0.into_draft()).await {
-            Ok(event) => RecordDeployResponse::Ok(Json(DeployEventView::from(&event))),
+            Ok(recorded) => RecordDeployResponse::Ok(Json(RecordedDeployView::from(&recorded))),
             Err(RecordDeployError::Invalid(error)) => {
                 RecordDeployResponse::BadRequest(Json(Problem::bad_request(error.to_string())))
             }

@@ -11,7 +11,7 @@ mod upstream_github;
 pub use cache_store::{
     CacheError, CacheHit, CacheStore, CacheTier, InvalidationBus, KeyPage, LocalTier, TierUsage,
 };
-pub use deploy_log::{DeployLog, DeployLogError};
+pub use deploy_log::{Appended, DeployLog, DeployLogError, Placement};
 pub use request_export::{MAX_LOGGED_TARGET_BYTES, RemoteParent, RequestExport, RequestRecord};
 pub use telemetry::{
     CompletedRequest, MetricsScrape, NoTelemetry, Scrape, TeeTelemetry, Telemetry, TelemetryError,

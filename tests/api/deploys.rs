@@ -56,7 +56,16 @@ async fn a_deploy_event_is_stored_and_returned() {
             .unwrap_or_default()
             .starts_with("application/json")
     );
-    assert_eq!(response.json(), event);
+    let mut answer = response.json();
+    let stored = answer
+        .as_object_mut()
+        .and_then(|fields| fields.remove("stored"));
+    let expected = match app.backend {
+        Backend::Memory => "local",
+        Backend::Redis(_) => "shared",
+    };
+    assert_eq!(stored, Some(json!(expected)));
+    assert_eq!(answer, event);
 }
 
 #[tokio::test]

@@ -8,8 +8,18 @@
 //! there), and `chimney-deploys:…` can never match that pattern because the
 //! character after `chimney` is `-`, not `:`.
 //!
-//! Commands used: LPUSH, LTRIM (in one MULTI/EXEC) and LRANGE, all of which
-//! Dragonfly implements.
+//! An event is stored once: beside the list, a sorted set
+//! (`{key}:seen`) holds the [`DeployKey`]s of the last
+//! [`DEPLOY_DEDUP_WINDOW`] events stored, scored by arrival. One Lua script
+//! checks the set, pushes what is new and trims both, so no two instances
+//! (and no retry of a command whose answer was lost to a timeout) can push
+//! an event twice, and a batch of events goes in, in order, in one round
+//! trip.
+//!
+//! Commands used: EVAL (with ZSCORE, ZREVRANGE, ZADD, LPUSH, LTRIM and
+//! ZREMRANGEBYRANK on the keys it is given) and LRANGE, all of which
+//! Dragonfly implements; the script declares every key it touches, as
+//! Dragonfly requires.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
@@ -22,16 +32,50 @@ use serde::{Deserialize, Serialize};
 use super::command;
 use super::error::{Error, STORE};
 use super::keys::deploy_log_key;
-use crate::domain::{CacheNamespace, DEPLOY_HISTORY_LIMIT, DeployEvent, DeployEventDraft};
-use crate::ports::{DeployLog, DeployLogError};
+use crate::domain::{
+    CacheNamespace, DEPLOY_DEDUP_WINDOW, DEPLOY_HISTORY_LIMIT, DeployEvent, DeployEventDraft,
+    DeployKey,
+};
+use crate::ports::{Appended, DeployLog, DeployLogError, Placement};
 
-/// Version tag written into every stored event.
+/// Version tag written into every stored event. `id` was added without a
+/// new version: it is optional, and readers ignore fields they do not know.
 const FORMAT_VERSION: u8 = 1;
+
+/// The append script. KEYS: the list, the set of seen keys. ARGV: the
+/// history limit, the dedup window, then a (key, JSON) pair per event,
+/// oldest first. Answers 1 (stored) or 0 (a repeat) per event.
+///
+/// The set is scored by arrival (one more than the highest score), so
+/// trimming it by rank forgets the oldest keys first.
+const APPEND_SCRIPT: &str = r"
+local list, seen = KEYS[1], KEYS[2]
+local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local top = redis.call('ZREVRANGE', seen, 0, 0, 'WITHSCORES')
+local score = 0
+if top[2] then score = tonumber(top[2]) end
+local stored = {}
+for i = 3, #ARGV, 2 do
+  if redis.call('ZSCORE', seen, ARGV[i]) then
+    stored[#stored + 1] = 0
+  else
+    score = score + 1
+    redis.call('ZADD', seen, score, ARGV[i])
+    redis.call('LPUSH', list, ARGV[i + 1])
+    stored[#stored + 1] = 1
+  end
+end
+redis.call('LTRIM', list, 0, limit - 1)
+redis.call('ZREMRANGEBYRANK', seen, 0, -(window + 1))
+return stored
+";
 
 /// One event as stored in the list.
 #[derive(Debug, Serialize, Deserialize)]
 struct StoredDeployEvent {
     v: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
     sha: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     slot: Option<String>,
@@ -52,6 +96,7 @@ impl StoredDeployEvent {
     fn from_event(event: &DeployEvent) -> Self {
         Self {
             v: FORMAT_VERSION,
+            id: event.id().map(str::to_owned),
             sha: event.sha().to_owned(),
             slot: event.slot().map(str::to_owned),
             outcome: event.outcome().as_str().to_owned(),
@@ -70,6 +115,7 @@ impl StoredDeployEvent {
             return None;
         }
         let draft = DeployEventDraft {
+            id: self.id,
             sha: self.sha,
             slot: self.slot,
             outcome: self.outcome,
@@ -93,6 +139,8 @@ impl StoredDeployEvent {
 pub struct DragonflyDeployLog {
     pool: Pool,
     key: String,
+    /// `{key}:seen`, the keys of the events stored lately.
+    seen_key: String,
     command_timeout: Duration,
 }
 
@@ -119,6 +167,7 @@ impl DragonflyDeployLog {
         );
         Self {
             pool,
+            seen_key: format!("{key}:seen"),
             key,
             command_timeout,
         }
@@ -140,39 +189,67 @@ fn unavailable(err: Error) -> DeployLogError {
     }
 }
 
+/// An answer that does not fit the question (a server that is not what
+/// it claims to be).
+fn garbled(what: &'static str) -> DeployLogError {
+    DeployLogError::Unavailable {
+        store: STORE,
+        source: what.into(),
+    }
+}
+
 #[async_trait]
 impl DeployLog for DragonflyDeployLog {
-    async fn append(&self, event: DeployEvent) -> Result<(), DeployLogError> {
-        let json =
-            serde_json::to_string(&StoredDeployEvent::from_event(&event)).map_err(|source| {
-                DeployLogError::Unavailable {
-                    store: STORE,
-                    source: Box::new(source),
+    async fn append(&self, event: DeployEvent) -> Result<Appended, DeployLogError> {
+        let mut appended = self.append_all(vec![event]).await?;
+        appended
+            .pop()
+            .ok_or_else(|| garbled("the append script answered nothing"))
+    }
+
+    async fn append_all(&self, events: Vec<DeployEvent>) -> Result<Vec<Appended>, DeployLogError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pairs: Vec<(DeployKey, String)> = Vec::with_capacity(events.len());
+        for event in &events {
+            let json =
+                serde_json::to_string(&StoredDeployEvent::from_event(event)).map_err(|source| {
+                    DeployLogError::Unavailable {
+                        store: STORE,
+                        source: Box::new(source),
+                    }
+                })?;
+            pairs.push((event.key(), json));
+        }
+        let stored: Vec<i64> = self
+            .run("EVAL", |mut conn| {
+                let mut eval = redis::cmd("EVAL");
+                eval.arg(APPEND_SCRIPT)
+                    .arg(2)
+                    .arg(&self.key)
+                    .arg(&self.seen_key)
+                    .arg(DEPLOY_HISTORY_LIMIT)
+                    .arg(DEPLOY_DEDUP_WINDOW);
+                for (key, json) in &pairs {
+                    eval.arg(key.as_str()).arg(json);
                 }
-            })?;
-        let last = DEPLOY_HISTORY_LIMIT as isize - 1;
-        self.run("LPUSH", |mut conn| {
-            let (key, json) = (&self.key, &json);
-            async move {
-                // MULTI/EXEC: no reader ever sees the list longer than the
-                // limit, and a push is never left untrimmed.
-                redis::pipe()
-                    .atomic()
-                    .cmd("LPUSH")
-                    .arg(key)
-                    .arg(json)
-                    .ignore()
-                    .cmd("LTRIM")
-                    .arg(key)
-                    .arg(0)
-                    .arg(last)
-                    .ignore()
-                    .exec_async(&mut conn)
-                    .await
-            }
-        })
-        .await
-        .map_err(unavailable)
+                async move { eval.query_async(&mut conn).await }
+            })
+            .await
+            .map_err(unavailable)?;
+        if stored.len() != events.len() {
+            return Err(garbled(
+                "the append script answered for a different number of events",
+            ));
+        }
+        Ok(stored
+            .into_iter()
+            .map(|flag| Appended {
+                placement: Placement::Shared,
+                duplicate: flag == 0,
+            })
+            .collect())
     }
 
     async fn recent(&self, limit: usize) -> Result<Vec<DeployEvent>, DeployLogError> {
@@ -256,6 +333,7 @@ mod tests {
     fn full_event() -> DeployEvent {
         DeployEvent::parse(
             DeployEventDraft {
+                id: Some("run 42 \"quoted\"".to_owned()),
                 sha: "3051037".to_owned(),
                 slot: Some("green".to_owned()),
                 outcome: "failure".to_owned(),
@@ -379,6 +457,49 @@ mod tests {
             .expect("LPUSH");
         let recent = log.recent(10).await.expect("recent");
         assert_eq!(recent, [event("good", "success")]);
+    }
+
+    #[tokio::test]
+    async fn a_repeat_is_pushed_once_and_the_seen_set_is_bounded() {
+        let Some((pool, log)) = shared_log() else {
+            return;
+        };
+        let first = log.append(full_event()).await.expect("append");
+        assert_eq!(
+            first,
+            Appended {
+                placement: Placement::Shared,
+                duplicate: false
+            }
+        );
+        assert!(log.append(full_event()).await.expect("append").duplicate);
+        let batch = log
+            .append_all(vec![
+                event("one", "success"),
+                full_event(),
+                event("two", "failure"),
+                event("one", "success"),
+            ])
+            .await
+            .expect("append_all");
+        let duplicates: Vec<bool> = batch.iter().map(|a| a.duplicate).collect();
+        assert_eq!(duplicates, [false, true, false, true]);
+        assert_eq!(
+            log.recent(10).await.expect("recent"),
+            [
+                event("two", "failure"),
+                event("one", "success"),
+                full_event()
+            ]
+        );
+        let mut conn = pool.get().await.expect("connection");
+        let seen: usize = redis::cmd("ZCARD")
+            .arg(&log.seen_key)
+            .query_async(&mut conn)
+            .await
+            .expect("ZCARD");
+        assert_eq!(seen, 3);
+        assert!(!log.seen_key.starts_with(super::super::keys::KEY_PREFIX));
     }
 
     #[tokio::test]

@@ -1,12 +1,19 @@
 //! `MemoryCache`: the per-process cache tier on quick_cache, weighted by
 //! entry size so the byte budget holds whatever the mix of bodies.
+//!
+//! quick_cache splits the budget into shards (by default four per core)
+//! and refuses an entry heavier than its shard's hot share (97% of the
+//! shard). On a 64-core host a 64 MiB budget would be 128 shards of
+//! 512 KiB, so every body over about half a MiB would silently never be
+//! kept. [`shard_count`] picks the shards so that each one holds at least
+//! two of the largest entries chimney stores, whatever the core count.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use quick_cache::Weighter;
 use quick_cache::sync::Cache;
+use quick_cache::{DefaultHashBuilder, OptionsBuilder, Weighter};
 
 use crate::domain::{CacheKey, CachedResponse, InvalidationScope};
 use crate::ports::{CacheError, CacheHit, CacheStore, CacheTier, KeyPage, LocalTier, TierUsage};
@@ -40,15 +47,59 @@ pub struct MemoryCache {
     cache: Arc<Cache<CacheKey, Stored, ByEntrySize>>,
 }
 
+/// How many shards a cache of `capacity_bytes` gets on a host with
+/// `parallelism` cores, so that an entry of `largest_entry_bytes` is never
+/// refused for being heavier than its shard: every shard holds at least
+/// two such entries (the factor covers the key, the headers and the 3% of
+/// a shard that quick_cache keeps out of reach of new entries). Within
+/// that, as many shards as quick_cache would pick by itself (four per
+/// core), for less lock contention. Always a power of two, rounded down:
+/// quick_cache rounds any other count up, which would shrink the shards
+/// below the size worked out here.
+pub fn shard_count(capacity_bytes: u64, largest_entry_bytes: u64, parallelism: usize) -> usize {
+    let by_size = capacity_bytes / largest_entry_bytes.max(1).saturating_mul(2);
+    let by_cores = (parallelism.max(1) as u64).saturating_mul(4);
+    let wanted = by_size.min(by_cores).max(1);
+    // The largest power of two not above `wanted`.
+    let shards = 1u64 << (u64::BITS - 1 - wanted.leading_zeros());
+    usize::try_from(shards).unwrap_or(1)
+}
+
 impl MemoryCache {
-    /// A cache holding at most `capacity_bytes` of entries.
+    /// A cache holding at most `capacity_bytes` of entries, any one of
+    /// which may take the whole budget (a single shard).
     pub fn new(capacity_bytes: u64) -> Self {
+        Self::with_largest_entry(capacity_bytes, capacity_bytes)
+    }
+
+    /// A cache holding at most `capacity_bytes`, sharded for this host's
+    /// cores but never so finely that an entry of `largest_entry_bytes`
+    /// (chimney's body cap) is refused.
+    pub fn with_largest_entry(capacity_bytes: u64, largest_entry_bytes: u64) -> Self {
+        let parallelism = std::thread::available_parallelism().map_or(1, usize::from);
+        Self::for_cores(capacity_bytes, largest_entry_bytes, parallelism)
+    }
+
+    /// As [`Self::with_largest_entry`] on a host with `parallelism` cores,
+    /// so a test can stand in for a 64-core machine.
+    pub fn for_cores(capacity_bytes: u64, largest_entry_bytes: u64, parallelism: usize) -> Self {
         let estimated_items = (capacity_bytes / TYPICAL_ENTRY_BYTES).max(16) as usize;
-        Self {
-            cache: Arc::new(Cache::with_weighter(
-                estimated_items,
+        let options = OptionsBuilder::new()
+            .shards(shard_count(
                 capacity_bytes,
+                largest_entry_bytes,
+                parallelism,
+            ))
+            .estimated_items_capacity(estimated_items)
+            .weight_capacity(capacity_bytes)
+            .build()
+            .expect("both capacities are set");
+        Self {
+            cache: Arc::new(Cache::with_options(
+                options,
                 ByEntrySize,
+                DefaultHashBuilder::default(),
+                Default::default(),
             )),
         }
     }
@@ -155,6 +206,49 @@ mod tests {
 
     fn key(s: &str) -> CacheKey {
         CacheKey::from_stored(s.to_owned())
+    }
+
+    const MIB: u64 = 1024 * 1024;
+    /// chimney's body cap (`MAX_UPSTREAM_BODY_BYTES`).
+    const BODY_CAP: u64 = 10 * MIB;
+
+    #[test]
+    fn shards_always_hold_two_of_the_largest_entries() {
+        // The default budget on a 64-core host: two shards of 32 MiB
+        // (quick_cache alone would make 128 of 512 KiB).
+        assert_eq!(shard_count(64 * MIB, BODY_CAP, 64), 2);
+        for cores in [1, 2, 3, 8, 64, 256] {
+            for capacity in [MIB, 16 * MIB, 64 * MIB, 100 * MIB, 1024 * MIB] {
+                let shards = shard_count(capacity, BODY_CAP, cores);
+                assert!(shards.is_power_of_two(), "{shards}");
+                assert!(shards <= cores * 4, "{capacity} on {cores}: {shards}");
+                assert!(
+                    shards == 1 || capacity / shards as u64 >= 2 * BODY_CAP,
+                    "{capacity} on {cores} cores: {shards} shards"
+                );
+            }
+        }
+        // A big budget still spreads over the cores.
+        assert_eq!(shard_count(1024 * MIB, BODY_CAP, 64), 32);
+        assert_eq!(shard_count(1024 * MIB, BODY_CAP, 2), 8);
+    }
+
+    #[tokio::test]
+    async fn a_body_at_the_cap_is_kept_on_a_64_core_host() {
+        let cache = MemoryCache::for_cores(64 * MIB, BODY_CAP, 64);
+        let body = Bytes::from(vec![b'x'; BODY_CAP as usize]);
+        let big = Arc::new(CachedResponse::new(
+            200,
+            HeaderList::new(),
+            body.clone(),
+            SystemTime::now(),
+        ));
+        cache
+            .put(&key("/big"), big, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let hit = cache.get(&key("/big")).await.unwrap().expect("kept");
+        assert_eq!(hit.entry.body.len(), body.len());
     }
 
     #[tokio::test]

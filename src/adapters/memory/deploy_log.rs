@@ -1,14 +1,14 @@
 //! `MemoryDeployLog`: the per-process deploy history, a ring of the newest
-//! events. Used alone without Dragonfly, and as the fallback when Dragonfly
-//! fails.
+//! events, each stored once. Used alone without Dragonfly, and as the
+//! fallback when Dragonfly fails.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 
-use crate::domain::{DEPLOY_HISTORY_LIMIT, DeployEvent};
-use crate::ports::{DeployLog, DeployLogError};
+use crate::domain::{DEPLOY_DEDUP_WINDOW, DEPLOY_HISTORY_LIMIT, DeployEvent, DeployKey};
+use crate::ports::{Appended, DeployLog, DeployLogError, Placement};
 
 /// A ring of the newest events, newest at the front. Cloning is cheap and
 /// shares the ring.
@@ -16,8 +16,17 @@ use crate::ports::{DeployLog, DeployLogError};
 pub struct MemoryDeployLog {
     /// A `std::sync::Mutex`, not a Tokio one: nothing awaits while it is
     /// held, and each critical section is a push or a copy of ≤ 50 events.
-    ring: Arc<Mutex<VecDeque<DeployEvent>>>,
+    inner: Arc<Mutex<Ring>>,
     capacity: usize,
+}
+
+/// The events and the keys of the last [`DEPLOY_DEDUP_WINDOW`] stored,
+/// oldest first in `order`, for finding a repeat in constant time.
+#[derive(Debug, Default)]
+struct Ring {
+    events: VecDeque<DeployEvent>,
+    order: VecDeque<DeployKey>,
+    seen: HashSet<DeployKey>,
 }
 
 impl Default for MemoryDeployLog {
@@ -36,7 +45,10 @@ impl MemoryDeployLog {
     pub fn with_capacity(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         Self {
-            ring: Arc::new(Mutex::new(VecDeque::with_capacity(capacity))),
+            inner: Arc::new(Mutex::new(Ring {
+                events: VecDeque::with_capacity(capacity),
+                ..Ring::default()
+            })),
             capacity,
         }
     }
@@ -44,19 +56,34 @@ impl MemoryDeployLog {
 
 #[async_trait]
 impl DeployLog for MemoryDeployLog {
-    async fn append(&self, event: DeployEvent) -> Result<(), DeployLogError> {
+    async fn append(&self, event: DeployEvent) -> Result<Appended, DeployLogError> {
         // A panic while holding the lock cannot leave the ring half-updated
-        // in a way that matters (push and truncate are each complete), so a
-        // poisoned lock is simply taken over.
-        let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
-        ring.push_front(event);
-        ring.truncate(self.capacity);
-        Ok(())
+        // in a way that matters (a repeat is found, or the key and event
+        // both go in before anything can fail), so a poisoned lock is
+        // simply taken over.
+        let mut ring = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = event.key();
+        let duplicate = ring.seen.contains(&key);
+        if !duplicate {
+            ring.seen.insert(key.clone());
+            ring.order.push_back(key);
+            if ring.order.len() > DEPLOY_DEDUP_WINDOW
+                && let Some(forgotten) = ring.order.pop_front()
+            {
+                ring.seen.remove(&forgotten);
+            }
+            ring.events.push_front(event);
+            ring.events.truncate(self.capacity);
+        }
+        Ok(Appended {
+            placement: Placement::Local,
+            duplicate,
+        })
     }
 
     async fn recent(&self, limit: usize) -> Result<Vec<DeployEvent>, DeployLogError> {
-        let ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(ring.iter().take(limit).cloned().collect())
+        let ring = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(ring.events.iter().take(limit).cloned().collect())
     }
 }
 
@@ -120,6 +147,34 @@ mod tests {
         assert_eq!(all.len(), DEPLOY_HISTORY_LIMIT);
         assert_eq!(all[0].sha(), "sha59");
         assert_eq!(all[49].sha(), "sha10");
+    }
+
+    #[tokio::test]
+    async fn a_repeat_is_stored_once_even_after_it_left_the_ring() {
+        let log = MemoryDeployLog::with_capacity(2);
+        let first = event("a");
+        let appended = log.append(first.clone()).await.expect("append");
+        assert!(!appended.duplicate);
+        assert_eq!(appended.placement, Placement::Local);
+        assert!(log.append(first.clone()).await.expect("append").duplicate);
+        log.append(event("b")).await.expect("append");
+        log.append(event("c")).await.expect("append");
+        assert!(log.append(first).await.expect("append").duplicate);
+        assert_eq!(shas(&log.recent(10).await.expect("recent")), ["c", "b"]);
+    }
+
+    #[tokio::test]
+    async fn keys_older_than_the_window_are_forgotten() {
+        let log = MemoryDeployLog::with_capacity(1);
+        let first = event("first");
+        log.append(first.clone()).await.expect("append");
+        for i in 0..DEPLOY_DEDUP_WINDOW {
+            log.append(event(&format!("sha{i}"))).await.expect("append");
+        }
+        assert!(!log.append(first).await.expect("append").duplicate);
+        let ring = log.inner.lock().expect("lock");
+        assert_eq!(ring.order.len(), DEPLOY_DEDUP_WINDOW);
+        assert_eq!(ring.seen.len(), DEPLOY_DEDUP_WINDOW);
     }
 
     #[tokio::test]

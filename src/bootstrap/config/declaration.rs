@@ -155,6 +155,19 @@ pub(super) const SPECS: &[SettingSpec] = &[
         },
     },
     SettingSpec {
+        key: "max_connections",
+        help: "Open connections at most; more wait in the kernel's queue until one closes",
+        default: DefaultText::Value("10000"),
+        reach: Reach::Layered {
+            env: "CHIMNEY_MAX_CONNECTIONS",
+            flag: None,
+            apply: Layered::Text(|s, text| {
+                s.max_connections = values::concurrency(text)?;
+                Ok(())
+            }),
+        },
+    },
+    SettingSpec {
         key: "cors_origins",
         help: "Origins allowed on the admin endpoints: * or origins like https://table.beerpub.dev (a list)",
         default: DefaultText::Value("*"),

@@ -70,6 +70,9 @@ pub struct Settings {
     pub memory_capacity_bytes: u64,
     /// Maximum concurrent requests to GitHub (`CHIMNEY_UPSTREAM_CONCURRENCY`).
     pub upstream_concurrency: usize,
+    /// Most connections open at once; more wait in the kernel's backlog
+    /// (`CHIMNEY_MAX_CONNECTIONS`).
+    pub max_connections: usize,
     /// Origins allowed on the admin endpoints (`CHIMNEY_CORS_ORIGINS`).
     pub cors_origins: Vec<String>,
     /// Workflow file behind the pipeline summary (`CHIMNEY_SUMMARY_WORKFLOW`).
@@ -101,6 +104,13 @@ pub struct Settings {
     pub redis_timeout: Duration,
     /// Where each setting a source set came from, for the start-up report.
     pub provenance: Provenance,
+    /// How long an authorised admin request's body may take to arrive.
+    /// Not user-facing: 10 s; tests shorten it.
+    pub admin_body_timeout: Duration,
+    /// How long a connection may take to send complete request headers,
+    /// from opening or from its previous response, before it is closed.
+    /// Not user-facing: 10 s by the contract; tests shorten it.
+    pub header_read_timeout: Duration,
 }
 
 /// OpenTelemetry export settings.
@@ -132,6 +142,7 @@ impl Default for Settings {
             invalidate_all_allowed: false,
             memory_capacity_bytes: 64 * 1024 * 1024,
             upstream_concurrency: 32,
+            max_connections: 10_000,
             cors_origins: vec!["*".to_owned()],
             summary_workflow: "goose-build.yml".to_owned(),
             shutdown_grace: Duration::ZERO,
@@ -144,6 +155,8 @@ impl Default for Settings {
             upstream_timeout: Duration::from_secs(10),
             redis_timeout: Duration::from_millis(200),
             provenance: Provenance::default(),
+            admin_body_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }

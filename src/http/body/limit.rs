@@ -1,15 +1,23 @@
 //! The admin endpoints' body cap: 64 KiB, enforced before anything parses,
-//! chunked bodies included.
+//! chunked bodies included; and the body's deadline: a body that has not
+//! arrived in whole within 10 s of the request's headers is refused, so a
+//! caller trickling (or never sending) the body it announced cannot hold a
+//! request open. Runs after the token check (`auth.rs`).
+
+use std::time::Duration;
 
 use poem::error::ReadBodyError;
-use poem::http::StatusCode;
-use poem::http::header::CONTENT_LENGTH;
+use poem::http::header::{CONNECTION, CONTENT_LENGTH};
+use poem::http::{HeaderValue, StatusCode};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 
 use crate::http::problem::{Problem, ProblemType};
 
 /// Largest request body the admin endpoints read (CONTRACT 5 and 6).
 pub const MAX_ADMIN_BODY_BYTES: usize = 64 * 1024;
+
+/// How long an admin request's body may take to arrive, in whole.
+pub const ADMIN_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `413 Content Too Large`.
 pub fn payload_too_large() -> Problem {
@@ -20,17 +28,36 @@ pub fn payload_too_large() -> Problem {
     )
 }
 
+/// `400 Bad Request`: the body did not arrive in time. With
+/// `Connection: close`, since the rest of it may still be coming.
+fn body_too_slow(deadline: Duration) -> Response {
+    let mut response = Problem::bad_request(format!(
+        "the request body did not arrive within {} ms",
+        deadline.as_millis()
+    ))
+    .into_response();
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// Middleware capping request bodies: answers 413 from `Content-Length`
 /// alone when it is over the cap, and otherwise reads the body (however it
-/// is framed, chunked included) up to the cap before the endpoint sees it.
+/// is framed, chunked included) up to the cap, within the deadline, before
+/// the endpoint sees it.
 pub struct BodyLimit {
     max_bytes: usize,
+    deadline: Duration,
 }
 
 impl BodyLimit {
-    /// A cap of `max_bytes`.
-    pub fn new(max_bytes: usize) -> Self {
-        Self { max_bytes }
+    /// A cap of `max_bytes`, read within `deadline`.
+    pub fn new(max_bytes: usize, deadline: Duration) -> Self {
+        Self {
+            max_bytes,
+            deadline,
+        }
     }
 }
 
@@ -41,6 +68,7 @@ impl<E: Endpoint> Middleware<E> for BodyLimit {
         BodyLimitEndpoint {
             inner,
             max_bytes: self.max_bytes,
+            deadline: self.deadline,
         }
     }
 }
@@ -49,6 +77,7 @@ impl<E: Endpoint> Middleware<E> for BodyLimit {
 pub struct BodyLimitEndpoint<E> {
     inner: E,
     max_bytes: usize,
+    deadline: Duration,
 }
 
 impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
@@ -63,7 +92,12 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
         if declared.is_some_and(|len| len > self.max_bytes as u64) {
             return Ok(payload_too_large().into_response());
         }
-        match req.take_body().into_bytes_limit(self.max_bytes).await {
+        let read = req.take_body().into_bytes_limit(self.max_bytes);
+        let Ok(read) = tokio::time::timeout(self.deadline, read).await else {
+            tracing::debug!(deadline = ?self.deadline, "an admin request body did not arrive in time");
+            return Ok(body_too_slow(self.deadline));
+        };
+        match read {
             Ok(bytes) => req.set_body(bytes),
             Err(ReadBodyError::PayloadTooLarge) => {
                 return Ok(payload_too_large().into_response());

@@ -1,4 +1,5 @@
-//! Request bodies of the admin endpoints: the size cap ([`limit`]), the
+//! Request bodies of the admin endpoints: the size cap and deadline
+//! ([`limit`]), the
 //! JSON payload type whose errors name the field at fault ([`json`]), and
 //! the mapping of extraction errors onto problem responses ([`fault`]).
 
@@ -8,4 +9,4 @@ mod limit;
 
 pub use fault::RequestFault;
 pub use json::{FromJsonFields, JsonBody, JsonFields};
-pub use limit::{BodyLimit, MAX_ADMIN_BODY_BYTES};
+pub use limit::{ADMIN_BODY_TIMEOUT, BodyLimit, MAX_ADMIN_BODY_BYTES};
