@@ -1,17 +1,20 @@
 //! A fake OTLP/HTTP collector (POST `/v1/traces`, `/v1/metrics`,
-//! `/v1/logs`, protobuf decoded with `opentelemetry-proto`), and the one
-//! telemetry pipeline of this test binary, exporting to it.
+//! `/v1/logs`, or any paths a test maps to signals; protobuf, gzipped or
+//! not, decoded with `opentelemetry-proto`), which records every request's
+//! path and headers and answers with a status a test may change; and the
+//! one telemetry pipeline of this test binary, exporting to it.
 //!
 //! The pipeline is process-global (a global `tracing` subscriber and global
 //! providers), so it is installed once, before any app is built, from the
 //! suite's `TRACING` initialiser; every app of the run exports to the same
 //! collector, and tests tell their own records apart by trace id.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::io::Read as _;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use chimney::bootstrap::config::OtelSettings;
 use chimney::bootstrap::telemetry::{self, LogOutput, TelemetryGuard, TelemetryOptions};
 use chimney::ports::RequestExport;
@@ -30,7 +33,7 @@ use opentelemetry_proto::tonic::metrics::v1::{Metric, metric};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use poem::http::StatusCode;
 use poem::listener::TcpAcceptor;
-use poem::{Endpoint, EndpointExt, Request, Response, Route, Server};
+use poem::{Endpoint, EndpointExt, Request, Response, Server};
 use prost::Message;
 
 /// The `service.name` the suite's pipeline reports.
@@ -45,7 +48,54 @@ struct Received {
     traces: Mutex<Vec<ExportTraceServiceRequest>>,
     metrics: Mutex<Vec<ExportMetricsServiceRequest>>,
     logs: Mutex<Vec<ExportLogsServiceRequest>>,
+    arrivals: Mutex<Vec<Arrival>>,
 }
+
+/// One request the collector received, whatever its fate.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// The request path.
+    pub path: String,
+    /// The signal its path maps to; `None` for a path nobody configured.
+    pub signal: Option<Signal>,
+    /// Its headers, names lower-case (values of repeated names joined by
+    /// `, `).
+    pub headers: HashMap<String, String>,
+    /// The status it was answered with.
+    pub status: u16,
+    /// Whether its body decoded as the signal's OTLP request.
+    pub decoded: bool,
+}
+
+impl Arrival {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// An OTLP signal, as the collector tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    /// `ExportTraceServiceRequest`.
+    Traces,
+    /// `ExportMetricsServiceRequest`.
+    Metrics,
+    /// `ExportLogsServiceRequest`.
+    Logs,
+}
+
+impl Signal {
+    /// Every signal.
+    pub const ALL: [Self; 3] = [Self::Traces, Self::Metrics, Self::Logs];
+}
+
+/// The standard paths.
+pub const STANDARD_PATHS: [(&str, Signal); 3] = [
+    ("/v1/traces", Signal::Traces),
+    ("/v1/metrics", Signal::Metrics),
+    ("/v1/logs", Signal::Logs),
+];
 
 /// A running fake collector. It lives on its own thread and runtime, so it
 /// outlives each test's runtime.
@@ -53,6 +103,8 @@ pub struct FakeCollector {
     /// `http://127.0.0.1:{port}`, the OTLP endpoint base.
     pub base_url: String,
     received: Arc<Received>,
+    /// The status every export is answered with (200 unless set).
+    status: Arc<AtomicU16>,
 }
 
 /// A span with the resource attributes of the batch it came in.
@@ -129,8 +181,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl FakeCollector {
-    /// Starts a collector on a free loopback port.
+    /// Starts a collector on a free loopback port, on the standard paths.
     pub fn start() -> Self {
+        Self::start_on(&STANDARD_PATHS)
+    }
+
+    /// Starts a collector taking each signal on the given paths; any other
+    /// path is answered 404 (and recorded).
+    pub fn start_on(paths: &[(&str, Signal)]) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the fake collector");
         listener
             .set_nonblocking(true)
@@ -138,6 +196,12 @@ impl FakeCollector {
         let port = listener.local_addr().expect("collector address").port();
         let received = Arc::new(Received::default());
         let shared = Arc::clone(&received);
+        let status = Arc::new(AtomicU16::new(200));
+        let answer = Arc::clone(&status);
+        let paths: HashMap<String, Signal> = paths
+            .iter()
+            .map(|(path, signal)| ((*path).to_owned(), *signal))
+            .collect();
         std::thread::Builder::new()
             .name("fake-otlp-collector".to_owned())
             .spawn(move || {
@@ -149,10 +213,7 @@ impl FakeCollector {
                     let listener =
                         tokio::net::TcpListener::from_std(listener).expect("adopt the listener");
                     let acceptor = TcpAcceptor::from_tokio(listener).expect("collector acceptor");
-                    let app = Route::new()
-                        .at("/v1/traces", collect(Arc::clone(&shared), Signal::Traces))
-                        .at("/v1/metrics", collect(Arc::clone(&shared), Signal::Metrics))
-                        .at("/v1/logs", collect(shared, Signal::Logs));
+                    let app = collect(shared, paths, answer);
                     let _ = Server::new_with_acceptor(acceptor).run(app).await;
                 });
             })
@@ -160,7 +221,26 @@ impl FakeCollector {
         Self {
             base_url: format!("http://127.0.0.1:{port}"),
             received,
+            status,
         }
+    }
+
+    /// Answers every export from now on with `status` (a 2xx stores it).
+    pub fn answer(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Every request received so far, in order.
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        lock(&self.received.arrivals).clone()
+    }
+
+    /// The requests received so far for `signal`.
+    pub fn arrivals_of(&self, signal: Signal) -> Vec<Arrival> {
+        self.arrivals()
+            .into_iter()
+            .filter(|a| a.signal == Some(signal))
+            .collect()
     }
 
     /// Every span received so far.
@@ -244,50 +324,111 @@ pub fn data_point_attributes(metric: &Metric) -> Vec<Vec<KeyValue>> {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Signal {
-    Traces,
-    Metrics,
-    Logs,
-}
-
-fn collect(received: Arc<Received>, signal: Signal) -> impl Endpoint<Output = Response> {
+fn collect(
+    received: Arc<Received>,
+    paths: HashMap<String, Signal>,
+    status: Arc<AtomicU16>,
+) -> impl Endpoint<Output = Response> {
+    let paths = Arc::new(paths);
     poem::endpoint::make(move |req: Request| {
         let received = Arc::clone(&received);
+        let paths = Arc::clone(&paths);
+        let status = Arc::clone(&status);
         async move {
+            let path = req.uri().path().to_owned();
+            let signal = paths.get(&path).copied();
+            let mut headers: HashMap<String, String> = HashMap::new();
+            for (name, value) in req.headers() {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                headers
+                    .entry(name.as_str().to_owned())
+                    .and_modify(|v| {
+                        v.push_str(", ");
+                        v.push_str(&value);
+                    })
+                    .or_insert(value);
+            }
             let body = req.into_body().into_bytes().await.unwrap_or_default();
-            let reply = store(&received, signal, &body);
+            let body = match headers.get("content-encoding").map(String::as_str) {
+                Some("gzip") => gunzip(&body),
+                None => Some(body.to_vec()),
+                Some(_) => None,
+            };
+            let answer = status.load(Ordering::SeqCst);
+            let reply = match (signal, &body) {
+                (Some(signal), Some(body)) => decode(signal, body),
+                _ => None,
+            };
+            let stored = reply.is_some() && (200..300).contains(&answer);
+            if stored {
+                store(&received, signal, body.as_deref().unwrap_or_default());
+            }
+            let status_code = match (&signal, &reply) {
+                (None, _) => 404,
+                (Some(_), None) => 400,
+                (Some(_), Some(_)) => answer,
+            };
+            lock(&received.arrivals).push(Arrival {
+                path,
+                signal,
+                headers,
+                status: status_code,
+                decoded: reply.is_some(),
+            });
+            let status_code = StatusCode::from_u16(status_code).unwrap_or(StatusCode::OK);
             Ok::<_, poem::Error>(match reply {
-                Some(bytes) => Response::builder()
-                    .status(StatusCode::OK)
+                Some(bytes) if status_code.is_success() => Response::builder()
+                    .status(status_code)
                     .content_type("application/x-protobuf")
                     .body(bytes),
-                None => Response::builder()
-                    .status(StatusCode::BAD_REQUEST)
-                    .body("undecodable OTLP payload"),
+                _ => Response::builder().status(status_code).finish(),
             })
         }
     })
     .map_to_response()
 }
 
-fn store(received: &Received, signal: Signal, body: &Bytes) -> Option<Vec<u8>> {
+fn gunzip(body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .read_to_end(&mut out)
+        .ok()?;
+    Some(out)
+}
+
+/// The encoded empty response when `body` decodes as `signal`'s request.
+fn decode(signal: Signal, body: &[u8]) -> Option<Vec<u8>> {
     match signal {
-        Signal::Traces => {
-            let request = ExportTraceServiceRequest::decode(body.as_ref()).ok()?;
-            lock(&received.traces).push(request);
-            Some(ExportTraceServiceResponse::default().encode_to_vec())
+        Signal::Traces => ExportTraceServiceRequest::decode(body)
+            .ok()
+            .map(|_| ExportTraceServiceResponse::default().encode_to_vec()),
+        Signal::Metrics => ExportMetricsServiceRequest::decode(body)
+            .ok()
+            .map(|_| ExportMetricsServiceResponse::default().encode_to_vec()),
+        Signal::Logs => ExportLogsServiceRequest::decode(body)
+            .ok()
+            .map(|_| ExportLogsServiceResponse::default().encode_to_vec()),
+    }
+}
+
+fn store(received: &Received, signal: Option<Signal>, body: &[u8]) {
+    match signal {
+        Some(Signal::Traces) => {
+            if let Ok(request) = ExportTraceServiceRequest::decode(body) {
+                lock(&received.traces).push(request);
+            }
         }
-        Signal::Metrics => {
-            let request = ExportMetricsServiceRequest::decode(body.as_ref()).ok()?;
-            lock(&received.metrics).push(request);
-            Some(ExportMetricsServiceResponse::default().encode_to_vec())
+        Some(Signal::Metrics) => {
+            if let Ok(request) = ExportMetricsServiceRequest::decode(body) {
+                lock(&received.metrics).push(request);
+            }
         }
-        Signal::Logs => {
-            let request = ExportLogsServiceRequest::decode(body.as_ref()).ok()?;
-            lock(&received.logs).push(request);
-            Some(ExportLogsServiceResponse::default().encode_to_vec())
+        Some(Signal::Logs) => {
+            if let Ok(request) = ExportLogsServiceRequest::decode(body) {
+                lock(&received.logs).push(request);
+            }
         }
+        None => {}
     }
 }
 

@@ -69,6 +69,20 @@ impl Sampling {
     }
 }
 
+impl std::fmt::Display for Sampling {
+    /// The `OTEL_TRACES_SAMPLER` name, with the ratio when there is one.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.parent_based {
+            f.write_str("parentbased_")?;
+        }
+        match self.root {
+            Root::AlwaysOn => f.write_str("always_on"),
+            Root::AlwaysOff => f.write_str("always_off"),
+            Root::TraceIdRatio(ratio) => write!(f, "traceidratio({ratio})"),
+        }
+    }
+}
+
 /// `TraceIdRatioBased`: the low 63 bits of the trace id's last 8 bytes
 /// against the ratio's share of 2^63, as `opentelemetry_sdk` computes it.
 fn by_trace_id(ratio: f64, trace_id: &[u8; 16]) -> bool {
@@ -174,6 +188,16 @@ mod tests {
             "{sampled} of {} sampled",
             ids.len()
         );
+    }
+
+    #[test]
+    fn a_sampler_displays_as_its_variable_s_value() {
+        assert_eq!(Sampling::default().to_string(), "parentbased_always_on");
+        let ratio = Sampling {
+            root: Root::TraceIdRatio(0.25),
+            parent_based: false,
+        };
+        assert_eq!(ratio.to_string(), "traceidratio(0.25)");
     }
 
     #[test]

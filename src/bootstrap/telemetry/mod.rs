@@ -291,9 +291,10 @@ pub fn init_with(
 
 /// The lines `opentelemetry_sdk` and `opentelemetry-otlp` log for every
 /// failed export (`BatchSpanProcessor.ExportError`,
-/// `PeriodicReader.ExportError`, `Export.Failed.Exhausted`, …).
+/// `PeriodicReader.ExportError`, `Export.Failed.Exhausted`, …). Their
+/// targets are the crates' package names (`opentelemetry-otlp`).
 fn is_export_failure_line(meta: &tracing::Metadata<'_>) -> bool {
-    matches!(meta.target(), "opentelemetry_sdk" | "opentelemetry_otlp")
+    meta.target().starts_with("opentelemetry")
         && (meta.name().ends_with(".ExportError") || meta.name().starts_with("Export.Failed."))
 }
 
@@ -401,7 +402,7 @@ impl Described {
             traces: target(Signal::Traces),
             metrics: target(Signal::Metrics),
             logs: target(Signal::Logs),
-            sampler: format!("{:?}", env.sampling),
+            sampler: env.sampling.to_string(),
         }
     }
 }
