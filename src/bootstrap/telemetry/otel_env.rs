@@ -537,6 +537,22 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_s_settings_table_names_every_variable() {
+        let readme = include_str!("../../../README.md");
+        let table = readme
+            .split_once("### Settings")
+            .and_then(|(_, rest)| rest.split_once("### Pointing"))
+            .map(|(table, _)| table)
+            .expect("README's Observability settings");
+        for name in variables() {
+            assert!(
+                table.contains(&format!("`{name}`")),
+                "README's Observability settings table does not name {name}"
+            );
+        }
+    }
+
+    #[test]
     fn every_variable_read_is_listed() {
         let names = variables();
         for expected in [
