@@ -468,6 +468,7 @@ pub fn pipeline() -> &'static Pipeline {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
+            ..TelemetryOptions::default()
         };
         let guard = telemetry::init_with(&settings, &options).ok();
         Pipeline { collector, guard }

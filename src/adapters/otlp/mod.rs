@@ -22,6 +22,7 @@ mod instruments;
 mod prometheus;
 pub mod sampling;
 pub mod sdk;
+pub mod sdk_requests;
 pub mod target;
 
 use std::sync::Arc;

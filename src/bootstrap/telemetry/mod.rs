@@ -33,7 +33,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanProcessor as _};
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::{FilterExt as _, Targets, filter_fn};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
@@ -44,6 +44,7 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 use crate::adapters::otlp::export::{BatchOptions, RequestExportConfig, RequestExporter};
 use crate::adapters::otlp::health::{EXPORTER_LOG_TARGET, ExportHealth};
 use crate::adapters::otlp::sdk::{SdkExporters, sdk_exporters};
+use crate::adapters::otlp::sdk_requests::SdkRequestExport;
 use crate::adapters::otlp::target::{BuildError, HttpClients, Signal};
 use crate::bootstrap::config::OtelSettings;
 use crate::bootstrap::version::CHIMNEY_VERSION;
@@ -110,6 +111,8 @@ pub struct TelemetryOptions {
     /// The environment the OTLP exporter variables are read from
     /// ([`otel_env`]): the process's for the service, a test's own.
     pub environment: HashMap<String, String>,
+    /// Which path request records take to the collector.
+    pub request_export: RequestExportPath,
 }
 
 impl Default for TelemetryOptions {
@@ -118,19 +121,40 @@ impl Default for TelemetryOptions {
         Self {
             log_output: LogOutput::Stdout,
             environment: HashMap::new(),
+            request_export: RequestExportPath::Direct,
         }
     }
+}
+
+/// Which path each request's span and log record take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RequestExportPath {
+    /// The request exporter: encoded straight from the record (the
+    /// service's path).
+    #[default]
+    Direct,
+    /// Through the SDK and `opentelemetry-otlp`, for `bench/telemetry.sh`
+    /// to weigh the two (`CHIMNEY_BENCH_REQUEST_EXPORT=sdk`). Not a
+    /// production mode.
+    Sdk,
 }
 
 impl TelemetryOptions {
     /// Stdout, and the process environment's `OTEL_*` variables (those
     /// that are valid UTF-8; the rest are unusable values and left out).
+    /// `CHIMNEY_BENCH_REQUEST_EXPORT=sdk` picks [`RequestExportPath::Sdk`].
     pub fn from_process() -> Self {
+        let bench_sdk = std::env::var("CHIMNEY_BENCH_REQUEST_EXPORT").is_ok_and(|v| v == "sdk");
         Self {
             environment: std::env::vars_os()
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .filter(|(k, _)| k.starts_with("OTEL_"))
                 .collect(),
+            request_export: if bench_sdk {
+                RequestExportPath::Sdk
+            } else {
+                RequestExportPath::Direct
+            },
             ..Self::default()
         }
     }
@@ -156,8 +180,38 @@ struct Providers {
     tracer: SdkTracerProvider,
     meter: SdkMeterProvider,
     logger: SdkLoggerProvider,
-    requests: RequestExporter,
+    requests: Requests,
     described: Described,
+}
+
+/// Where request records go.
+#[derive(Clone)]
+enum Requests {
+    Direct(RequestExporter),
+    Sdk(Arc<SdkRequestExport>),
+}
+
+impl Requests {
+    fn export(&self) -> Arc<dyn RequestExport> {
+        match self {
+            Self::Direct(exporter) => Arc::new(exporter.clone()),
+            Self::Sdk(exporter) => Arc::clone(exporter) as Arc<dyn RequestExport>,
+        }
+    }
+
+    fn force_flush(&self, timeout: Duration) -> bool {
+        match self {
+            Self::Direct(exporter) => exporter.force_flush(timeout),
+            Self::Sdk(exporter) => exporter.force_flush(),
+        }
+    }
+
+    fn shutdown(&self, timeout: Duration) -> bool {
+        match self {
+            Self::Direct(exporter) => exporter.shutdown(timeout),
+            Self::Sdk(exporter) => exporter.shutdown(timeout),
+        }
+    }
 }
 
 /// Keeps the exporters alive; dropping it (or [`TelemetryGuard::shutdown`])
@@ -203,7 +257,7 @@ pub fn init_with(
         None
     } else {
         let env = otel_env::resolve(&settings.endpoint, &options.environment)?;
-        Some(build_providers(settings, &env)?)
+        Some(build_providers(settings, &env, options.request_export)?)
     };
     let log_filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
@@ -309,6 +363,7 @@ fn exported() -> Targets {
 fn build_providers(
     settings: &OtelSettings,
     env: &otel_env::OtelEnv,
+    request_export: RequestExportPath,
 ) -> Result<Providers, TelemetryInitError> {
     let resource = resource(settings);
     let health = Arc::new(ExportHealth::new());
@@ -318,35 +373,18 @@ fn build_providers(
         metrics,
         logs,
     } = sdk_exporters(&env.targets, &mut clients, &health)?;
-    let requests = RequestExporter::start(
-        RequestExportConfig {
-            traces: &env.targets.traces,
-            logs: &env.targets.logs,
-            resource: &resource,
-            scope: INSTRUMENTATION_SCOPE,
-            batching: BatchOptions {
-                // One batch holds both signals: neither waits longer than
-                // its own delay.
-                delay: env.span_delay.min(env.log_delay),
-                max_batch: BATCH_SIZE,
-                queue: BATCH_QUEUE,
-            },
-            sampling: env.sampling,
-            health: Arc::clone(&health),
-        },
-        &mut clients,
-    )?;
+    let span_batches = || {
+        opentelemetry_sdk::trace::BatchConfigBuilder::default()
+            .with_scheduled_delay(env.span_delay)
+            .with_max_queue_size(BATCH_QUEUE)
+            .with_max_export_batch_size(BATCH_SIZE)
+            .build()
+    };
     let tracer = SdkTracerProvider::builder()
         .with_sampler(env.sampling.sdk())
         .with_span_processor(
             BatchSpanProcessor::builder(spans)
-                .with_batch_config(
-                    opentelemetry_sdk::trace::BatchConfigBuilder::default()
-                        .with_scheduled_delay(env.span_delay)
-                        .with_max_queue_size(BATCH_QUEUE)
-                        .with_max_export_batch_size(BATCH_SIZE)
-                        .build(),
-                )
+                .with_batch_config(span_batches())
                 .build(),
         )
         .with_resource(resource.clone())
@@ -371,8 +409,42 @@ fn build_providers(
                 )
                 .build(),
         )
-        .with_resource(resource)
+        .with_resource(resource.clone())
         .build();
+    let requests = match request_export {
+        RequestExportPath::Direct => Requests::Direct(RequestExporter::start(
+            RequestExportConfig {
+                traces: &env.targets.traces,
+                logs: &env.targets.logs,
+                resource: &resource,
+                scope: INSTRUMENTATION_SCOPE,
+                batching: BatchOptions {
+                    // One batch holds both signals: neither waits longer
+                    // than its own delay.
+                    delay: env.span_delay.min(env.log_delay),
+                    max_batch: BATCH_SIZE,
+                    queue: BATCH_QUEUE,
+                },
+                sampling: env.sampling,
+                health: Arc::clone(&health),
+            },
+            &mut clients,
+        )?),
+        RequestExportPath::Sdk => {
+            let mut spans = BatchSpanProcessor::builder(
+                sdk_exporters(&env.targets, &mut clients, &health)?.spans,
+            )
+            .with_batch_config(span_batches())
+            .build();
+            spans.set_resource(&resource);
+            Requests::Sdk(Arc::new(SdkRequestExport::new(
+                spans,
+                &logger,
+                INSTRUMENTATION_SCOPE,
+                env.sampling,
+            )))
+        }
+    };
     Ok(Providers {
         tracer,
         meter,
@@ -431,9 +503,7 @@ impl TelemetryGuard {
     /// its span and log record; `None` while export is off. The wiring hands
     /// it to [`crate::bootstrap::startup::Application::build`].
     pub fn request_exporter(&self) -> Option<Arc<dyn RequestExport>> {
-        self.providers
-            .as_ref()
-            .map(|p| Arc::new(p.requests.clone()) as Arc<dyn RequestExport>)
+        self.providers.as_ref().map(|p| p.requests.export())
     }
 
     /// Whether anything is exported (false under `OTEL_SDK_DISABLED=true`).
@@ -610,7 +680,7 @@ mod tests {
         };
         let env = otel_env::resolve(&settings.endpoint, &HashMap::new()).expect("defaults");
         let started = Instant::now();
-        let providers = build_providers(&settings, &env)
+        let providers = build_providers(&settings, &env, RequestExportPath::Direct)
             .expect("exporters build without contacting the collector");
         // Contacting the silent collector would take the export timeout (3 s);
         // the margin below that absorbs a loaded machine.

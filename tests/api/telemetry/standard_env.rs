@@ -567,3 +567,36 @@ async fn a_first_run_with_no_collector_logs_one_warning() {
     assert!(output.sdk_lines().is_empty(), "{:#?}", output.sdk_lines());
     assert!(output.errors().is_empty(), "{:#?}", output.errors());
 }
+
+/// `bench/telemetry.sh` weighs the request exporter against the SDK path:
+/// that path must export the same request span and log record.
+#[tokio::test]
+async fn the_benchmark_s_sdk_path_exports_request_spans_and_records_too() {
+    let collector = FakeCollector::start();
+    let mut env = quick();
+    env.extend([
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.base_url.clone()),
+        ("CHIMNEY_BENCH_REQUEST_EXPORT", "sdk".to_owned()),
+    ]);
+    let chimney = Chimney::start(&env).await;
+    assert_eq!(chimney.get("/healthz", Some(LOW_TRACE)).await, LOW_TRACE);
+    until("the request's span and record", || {
+        span_names(&collector, LOW_TRACE).contains(&"GET /healthz".to_owned())
+            && records_of(&collector, LOW_TRACE)
+                .iter()
+                .any(|(body, flags)| body == "request" && flags & 1 == 1)
+    })
+    .await;
+    chimney.stop().await;
+    let span = collector
+        .trace(LOW_TRACE)
+        .into_iter()
+        .find(|s| s.span.name == "GET /healthz")
+        .expect("the request span");
+    assert_eq!(span.parent_span_id(), PARENT);
+    assert_eq!(span.span.kind, 2, "SPAN_KIND_SERVER");
+    assert_eq!(
+        span.attr("http.route"),
+        Some(fake_otlp::Attr::Str("/healthz".into()))
+    );
+}
