@@ -105,6 +105,7 @@ impl RequestExporter {
             pending: Arc::clone(&pending),
             dropped: Arc::clone(&dropped),
             health: config.health,
+            dropping: None,
         };
         let thread = std::thread::Builder::new()
             .name("chimney-otlp-requests".to_owned())
@@ -199,6 +200,10 @@ struct Worker {
     /// Told each post's outcome: failures are logged when they start and
     /// when they end, not once per batch.
     health: Arc<ExportHealth>,
+    /// Records dropped on a full queue since it last had room, while it
+    /// has none: logged when dropping starts and when it stops, like
+    /// export failures.
+    dropping: Option<u64>,
 }
 
 impl Worker {
@@ -230,13 +235,26 @@ impl Worker {
     /// so a steady stream cannot keep a flush waiting.
     fn drain(&mut self, queue: &Receiver<RequestRecord>, batch: &mut Vec<RequestRecord>) {
         self.pending.store(0, Ordering::Relaxed);
-        let dropped = self.dropped.swap(0, Ordering::Relaxed);
-        if dropped > 0 {
-            tracing::warn!(
-                target: EXPORTER_LOG_TARGET,
-                dropped,
-                "request telemetry queue full: records dropped (the collector is slower than the traffic)"
-            );
+        let dropped = u64::try_from(self.dropped.swap(0, Ordering::Relaxed)).unwrap_or(u64::MAX);
+        match (dropped, self.dropping) {
+            (0, None) => {}
+            (0, Some(total)) => {
+                tracing::info!(
+                    target: EXPORTER_LOG_TARGET,
+                    dropped = total,
+                    "request telemetry queue has room again"
+                );
+                self.dropping = None;
+            }
+            (n, None) => {
+                tracing::warn!(
+                    target: EXPORTER_LOG_TARGET,
+                    "request telemetry queue full: records dropped until it has room \
+                     (the collector is slower than the traffic); logged once, and again when it has"
+                );
+                self.dropping = Some(n);
+            }
+            (n, Some(total)) => self.dropping = Some(total + n),
         }
         for record in queue.try_iter().take(self.options.queue) {
             batch.push(record);
