@@ -8,8 +8,12 @@
 #
 # Usage: bash bench/telemetry.sh        (run as root so a missing wrk can be installed)
 # Knobs (env): THREADS=1 CONNECTIONS=32 DURATION=10s WARMUP=2s ROUNDS=5 SKIP_BUILD=1
-#              ON_ENV="K=V ..." extra environment for the telemetry-on instance, e.g.
-#              ON_ENV="RUST_LOG=warn"
+#              ON_ENV="K=V ..." extra environment for the telemetry-on instances, e.g.
+#              ON_ENV="RUST_LOG=warn" or ON_ENV="OTEL_EXPORTER_OTLP_COMPRESSION=gzip"
+#              COMPARE_SDK=1 adds a third instance, export on with each request's span and
+#              log record sent through the SDK and opentelemetry-otlp instead of chimney's
+#              request exporter (CHIMNEY_BENCH_REQUEST_EXPORT=sdk), measured in the same
+#              rounds: what the request exporter saves.
 #
 # Prints a Markdown table (requests/s, p99 and the server's CPU per request, per round;
 # medians; overhead) on stdout. The pass/fail gate is throughput; CPU per request is the
@@ -24,6 +28,7 @@ WARMUP=${WARMUP:-2s}
 ROUNDS=${ROUNDS:-5}
 SKIP_BUILD=${SKIP_BUILD:-0}
 ON_ENV=${ON_ENV:-}
+COMPARE_SDK=${COMPARE_SDK:-0}
 HOT_PATH='/api/github/pulls?state=open'
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -49,6 +54,11 @@ UP=$PORT
 start_announcing sink "$BIN/examples/otlp_sink" --port 0
 SINK=$PORT
 log "fake upstream on :$UP, OTLP sink on :$SINK"
+if [[ $COMPARE_SDK == 1 ]]; then
+    start_announcing sdk-sink "$BIN/examples/otlp_sink" --port 0
+    SDK_SINK=$PORT
+    log "OTLP sink of the SDK-path instance on :$SDK_SINK"
+fi
 
 # start_chimney NAME ENV... : starts chimney with extra environment; sets URL to its base URL
 # and PID to its process id.
@@ -74,6 +84,12 @@ start_chimney on OTEL_SDK_DISABLED=false "OTEL_EXPORTER_OTLP_ENDPOINT=http://127
 ON=$URL ON_PID=$PID
 [[ $(curl -sS -o /dev/null -D - "$ON$HOT_PATH" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache"{print $2}') == HIT ]] ||
     die "the hot path is not a cache hit"
+if [[ $COMPARE_SDK == 1 ]]; then
+    # shellcheck disable=SC2086 # as above.
+    start_chimney sdk OTEL_SDK_DISABLED=false "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SDK_SINK" \
+        OTEL_SERVICE_NAME=chimney-bench CHIMNEY_BENCH_REQUEST_EXPORT=sdk $ON_ENV
+    SDK=$URL SDK_PID=$PID
+fi
 
 # run_wrk URL PID : prints "rps p99_ms cpu_us_per_request".
 run_wrk() {
@@ -89,22 +105,39 @@ run_wrk() {
     echo "$rps $(to_ms "$p99") $(cpu_us_per_request "$ticks" "$total")"
 }
 
-declare -a RPS_OFF RPS_ON CPU_OFF CPU_ON
-echo "| round | telemetry off (req/s, p99 ms, CPU us/req) | telemetry on (req/s, p99 ms, CPU us/req) |"
-echo "|---|---|---|"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+declare -a RPS_OFF RPS_ON CPU_OFF CPU_ON RPS_SDK CPU_SDK
+if [[ $COMPARE_SDK == 1 ]]; then
+    echo "| round | telemetry off (req/s, p99 ms, CPU us/req) | telemetry on (req/s, p99 ms, CPU us/req) | on, requests through the SDK (req/s, p99 ms, CPU us/req) |"
+    echo "|---|---|---|---|"
+else
+    echo "| round | telemetry off (req/s, p99 ms, CPU us/req) | telemetry on (req/s, p99 ms, CPU us/req) |"
+    echo "|---|---|---|"
+fi
 for round in $(seq "$ROUNDS"); do
-    if ((round % 2)); then
-        read -r off_rps off_p99 off_cpu < <(run_wrk "$OFF" "$OFF_PID")
-        read -r on_rps on_p99 on_cpu < <(run_wrk "$ON" "$ON_PID")
-    else
-        read -r on_rps on_p99 on_cpu < <(run_wrk "$ON" "$ON_PID")
-        read -r off_rps off_p99 off_cpu < <(run_wrk "$OFF" "$OFF_PID")
-    fi
+    # Each instance goes first, second (and third) in turn.
+    order=(off on)
+    [[ $COMPARE_SDK == 1 ]] && order+=(sdk)
+    shift_by=$(((round - 1) % ${#order[@]}))
+    order=("${order[@]:shift_by}" "${order[@]:0:shift_by}")
+    for which in "${order[@]}"; do
+        case $which in
+        off) read -r off_rps off_p99 off_cpu < <(run_wrk "$OFF" "$OFF_PID") ;;
+        on) read -r on_rps on_p99 on_cpu < <(run_wrk "$ON" "$ON_PID") ;;
+        sdk) read -r sdk_rps sdk_p99 sdk_cpu < <(run_wrk "$SDK" "$SDK_PID") ;;
+        esac
+    done
     RPS_OFF+=("$off_rps")
     RPS_ON+=("$on_rps")
     CPU_OFF+=("$off_cpu")
     CPU_ON+=("$on_cpu")
-    echo "| $round | $off_rps, $off_p99, $off_cpu | $on_rps, $on_p99, $on_cpu |"
+    if [[ $COMPARE_SDK == 1 ]]; then
+        RPS_SDK+=("$sdk_rps")
+        CPU_SDK+=("$sdk_cpu")
+        echo "| $round | $off_rps, $off_p99, $off_cpu | $on_rps, $on_p99, $on_cpu | $sdk_rps, $sdk_p99, $sdk_cpu |"
+    else
+        echo "| $round | $off_rps, $off_p99, $off_cpu | $on_rps, $on_p99, $on_cpu |"
+    fi
 done
 
 med_off=$(median "%.0f" "${RPS_OFF[@]}")
@@ -127,6 +160,20 @@ echo "median req/s: off $med_off, on $med_on; telemetry overhead ${overhead}% (t
 echo "per-round overheads: ${PAIRED[*]} (%); their median ${paired}%"
 echo "median server CPU per request: off $cpu_off us, on $cpu_on us (+${cpu_overhead}%)"
 echo "exported to the sink during the run: $exported"
+if [[ $COMPARE_SDK == 1 ]]; then
+    med_sdk=$(median "%.0f" "${RPS_SDK[@]}")
+    cpu_sdk=$(median "%.1f" "${CPU_SDK[@]}")
+    sdk_overhead=$(awk -v off="$med_off" -v on="$med_sdk" 'BEGIN { printf "%.1f", (off - on) / off * 100 }')
+    declare -a SDK_PAIRED
+    for i in "${!RPS_OFF[@]}"; do
+        SDK_PAIRED+=("$(awk -v off="${RPS_OFF[$i]}" -v on="${RPS_SDK[$i]}" 'BEGIN { printf "%.1f", (off - on) / off * 100 }')")
+    done
+    sdk_paired=$(median "%.1f" "${SDK_PAIRED[@]}")
+    sdk_cpu_overhead=$(awk -v off="$cpu_off" -v on="$cpu_sdk" 'BEGIN { printf "%.1f", (on - off) / off * 100 }')
+    echo "requests through the SDK: median $med_sdk req/s, overhead ${sdk_overhead}% (per-round median ${sdk_paired}%), CPU $cpu_sdk us per request (+${sdk_cpu_overhead}%)"
+    echo "exported to its sink: $(curl -fsS --max-time 5 "http://127.0.0.1:$SDK_SINK/__count")"
+fi
 [[ -n $ON_ENV ]] && echo "telemetry-on instance also had: $ON_ENV"
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS alternating rounds, GET $HOT_PATH (memory-tier hit)"
+echo "load average before the run: $LOAD_BEFORE"
 awk -v o="$overhead" 'BEGIN { exit !(o <= 10) }' || { log "overhead above 10%"; exit 3; }

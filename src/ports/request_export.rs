@@ -10,6 +10,16 @@ use std::time::{Duration, SystemTime};
 pub trait RequestExport: Send + Sync {
     /// Hands `record` over; it may be dropped under overload.
     fn export(&self, record: RequestRecord);
+
+    /// Whether the request in trace `trace_id` is sampled (its span and
+    /// the spans made while answering it are exported), given the
+    /// caller's decision when it sent a `traceparent` (`parent_sampled`).
+    /// Asked once, when the request arrives. By default the caller
+    /// decides, and a trace that starts here is sampled.
+    fn sampled(&self, trace_id: &[u8; 16], parent_sampled: Option<bool>) -> bool {
+        let _ = trace_id;
+        parent_sampled.unwrap_or(true)
+    }
 }
 
 /// The span of the caller that sent a `traceparent`.

@@ -9,10 +9,16 @@
 //! would otherwise cost memory and CPU that the server under test shares.
 //! Either way `GET /__count` answers `traces=N metrics=N logs=N bytes=N`,
 //! so a script can check that something was exported.
+//!
+//! A test may map signals to other paths ([`OtlpSink::start_with_paths`]),
+//! make it answer with another status ([`OtlpSink::answer`]), and read every
+//! request it received with its headers ([`OtlpSink::arrivals`]); gzipped
+//! bodies are decoded.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::io::Read as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -66,7 +72,57 @@ struct Received {
     kept_traces: Mutex<Vec<ExportTraceServiceRequest>>,
     kept_metrics: Mutex<Vec<ExportMetricsServiceRequest>>,
     kept_logs: Mutex<Vec<ExportLogsServiceRequest>>,
+    arrivals: Mutex<Vec<Arrival>>,
+    /// The status every export is answered with (200 unless set).
+    answer: AtomicU16,
 }
+
+/// One request the sink received, whatever its fate (kept in
+/// [`Mode::Keep`] only).
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// The request path.
+    pub path: String,
+    /// The signal its path maps to; `None` for a path nobody configured.
+    pub signal: Option<Signal>,
+    /// Its headers, names lower-case (values of repeated names joined by
+    /// `, `).
+    pub headers: HashMap<String, String>,
+    /// The status it was answered with.
+    pub status: u16,
+    /// Whether its body decoded as the signal's OTLP request.
+    pub decoded: bool,
+}
+
+impl Arrival {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// An OTLP signal, as the sink tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    /// `ExportTraceServiceRequest`.
+    Traces,
+    /// `ExportMetricsServiceRequest`.
+    Metrics,
+    /// `ExportLogsServiceRequest`.
+    Logs,
+}
+
+impl Signal {
+    /// Every signal.
+    pub const ALL: [Self; 3] = [Self::Traces, Self::Metrics, Self::Logs];
+}
+
+/// The standard paths.
+pub const STANDARD_PATHS: [(&str, Signal); 3] = [
+    ("/v1/traces", Signal::Traces),
+    ("/v1/metrics", Signal::Metrics),
+    ("/v1/logs", Signal::Logs),
+];
 
 impl Received {
     fn counts(&self) -> Counts {
@@ -188,8 +244,30 @@ impl OtlpSink {
         Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), mode).expect("start the OTLP sink")
     }
 
+    /// Starts a sink on a free loopback port taking each signal on the
+    /// given paths; any other path is answered 404 (and recorded).
+    ///
+    /// # Panics
+    /// When it cannot bind or start its thread.
+    pub fn start_with_paths(mode: Mode, paths: &[(&str, Signal)]) -> Self {
+        Self::start_serving(SocketAddr::from(([127, 0, 0, 1], 0)), mode, paths)
+            .expect("start the OTLP sink")
+    }
+
     /// Starts a sink on `addr` (port 0 picks a free one).
     pub fn start_on(addr: SocketAddr, mode: Mode) -> std::io::Result<Self> {
+        Self::start_serving(addr, mode, &STANDARD_PATHS)
+    }
+
+    fn start_serving(
+        addr: SocketAddr,
+        mode: Mode,
+        paths: &[(&str, Signal)],
+    ) -> std::io::Result<Self> {
+        let paths: HashMap<String, Signal> = paths
+            .iter()
+            .map(|(path, signal)| ((*path).to_owned(), *signal))
+            .collect();
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -202,6 +280,8 @@ impl OtlpSink {
             kept_traces: Mutex::default(),
             kept_metrics: Mutex::default(),
             kept_logs: Mutex::default(),
+            arrivals: Mutex::default(),
+            answer: AtomicU16::new(200),
         });
         let shared = Arc::clone(&received);
         // Built here, so that a failure is this call's error.
@@ -216,20 +296,16 @@ impl OtlpSink {
                         tokio::net::TcpListener::from_std(listener).expect("adopt the listener");
                     let acceptor = TcpAcceptor::from_tokio(listener).expect("sink acceptor");
                     let report = Arc::clone(&shared);
-                    let app = Route::new()
-                        .at("/v1/traces", collect(Arc::clone(&shared), Signal::Traces))
-                        .at("/v1/metrics", collect(Arc::clone(&shared), Signal::Metrics))
-                        .at("/v1/logs", collect(shared, Signal::Logs))
-                        .at(
-                            "/__count",
-                            poem::endpoint::make_sync(move |_| {
-                                let c = report.counts();
-                                format!(
-                                    "traces={} metrics={} logs={} bytes={}\n",
-                                    c.traces, c.metrics, c.logs, c.bytes
-                                )
-                            }),
-                        );
+                    let app = Route::new().at("/*path", collect(shared, paths)).at(
+                        "/__count",
+                        poem::endpoint::make_sync(move |_| {
+                            let c = report.counts();
+                            format!(
+                                "traces={} metrics={} logs={} bytes={}\n",
+                                c.traces, c.metrics, c.logs, c.bytes
+                            )
+                        }),
+                    );
                     let _ = Server::new_with_acceptor(acceptor).run(app).await;
                 });
             })?;
@@ -238,6 +314,24 @@ impl OtlpSink {
             addr,
             received,
         })
+    }
+
+    /// Answers every export from now on with `status` (a 2xx keeps it).
+    pub fn answer(&self, status: u16) {
+        self.received.answer.store(status, Ordering::SeqCst);
+    }
+
+    /// Every request received so far, in order ([`Mode::Keep`] only).
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        lock(&self.received.arrivals).clone()
+    }
+
+    /// The requests received so far for `signal`.
+    pub fn arrivals_of(&self, signal: Signal) -> Vec<Arrival> {
+        self.arrivals()
+            .into_iter()
+            .filter(|a| a.signal == Some(signal))
+            .collect()
     }
 
     /// The address it listens on.
@@ -313,36 +407,80 @@ impl OtlpSink {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Signal {
-    Traces,
-    Metrics,
-    Logs,
-}
-
-fn collect(received: Arc<Received>, signal: Signal) -> impl Endpoint<Output = Response> {
+fn collect(
+    received: Arc<Received>,
+    paths: HashMap<String, Signal>,
+) -> impl Endpoint<Output = Response> {
+    let paths = Arc::new(paths);
     poem::endpoint::make(move |req: Request| {
         let received = Arc::clone(&received);
+        let paths = Arc::clone(&paths);
         async move {
-            let body = req.into_body().into_bytes().await.unwrap_or_default();
-            let reply = store(&received, signal, &body);
+            let path = req.uri().path().to_owned();
+            let signal = paths.get(&path).copied();
+            let mut headers: HashMap<String, String> = HashMap::new();
+            for (name, value) in req.headers() {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                headers
+                    .entry(name.as_str().to_owned())
+                    .and_modify(|v| {
+                        v.push_str(", ");
+                        v.push_str(&value);
+                    })
+                    .or_insert(value);
+            }
+            let raw = req.into_body().into_bytes().await.unwrap_or_default();
+            let body = match headers.get("content-encoding").map(String::as_str) {
+                Some("gzip") => gunzip(&raw).map(Bytes::from),
+                None => Some(raw),
+                Some(_) => None,
+            };
+            let answer = received.answer.load(Ordering::SeqCst);
+            let reply = match (signal, &body) {
+                (Some(signal), Some(body)) => {
+                    store(&received, signal, body, (200..300).contains(&answer))
+                }
+                _ => None,
+            };
+            let status = match (signal, &reply) {
+                (None, _) => 404,
+                (Some(_), None) => 400,
+                (Some(_), Some(_)) => answer,
+            };
+            if received.mode == Mode::Keep {
+                lock(&received.arrivals).push(Arrival {
+                    path,
+                    signal,
+                    headers,
+                    status,
+                    decoded: reply.is_some(),
+                });
+            }
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             Ok::<_, poem::Error>(match reply {
-                Some(bytes) => Response::builder()
-                    .status(StatusCode::OK)
+                Some(bytes) if status.is_success() => Response::builder()
+                    .status(status)
                     .content_type("application/x-protobuf")
                     .body(bytes),
-                None => Response::builder()
-                    .status(StatusCode::BAD_REQUEST)
-                    .body("undecodable OTLP payload"),
+                _ => Response::builder().status(status).finish(),
             })
         }
     })
     .map_to_response()
 }
 
-/// Counts the payload, keeps it decoded in [`Mode::Keep`], and returns the
-/// protobuf answer; `None` when it does not decode.
-fn store(received: &Received, signal: Signal, body: &Bytes) -> Option<Vec<u8>> {
+fn gunzip(body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .read_to_end(&mut out)
+        .ok()?;
+    Some(out)
+}
+
+/// Counts the payload, keeps it decoded in [`Mode::Keep`] when `keep` (the
+/// sink answers 2xx), and returns the protobuf answer; `None` when it does
+/// not decode.
+fn store(received: &Received, signal: Signal, body: &Bytes, keep: bool) -> Option<Vec<u8>> {
     received
         .bytes
         .fetch_add(body.len() as u64, Ordering::Relaxed);
@@ -352,26 +490,32 @@ fn store(received: &Received, signal: Signal, body: &Bytes) -> Option<Vec<u8>> {
         Signal::Logs => &received.logs,
     };
     counter.fetch_add(1, Ordering::Relaxed);
-    let keep = received.mode == Mode::Keep;
+    let decode = received.mode == Mode::Keep;
     match signal {
         Signal::Traces => {
-            if keep {
+            if decode {
                 let request = ExportTraceServiceRequest::decode(body.as_ref()).ok()?;
-                lock(&received.kept_traces).push(request);
+                if keep {
+                    lock(&received.kept_traces).push(request);
+                }
             }
             Some(ExportTraceServiceResponse::default().encode_to_vec())
         }
         Signal::Metrics => {
-            if keep {
+            if decode {
                 let request = ExportMetricsServiceRequest::decode(body.as_ref()).ok()?;
-                lock(&received.kept_metrics).push(request);
+                if keep {
+                    lock(&received.kept_metrics).push(request);
+                }
             }
             Some(ExportMetricsServiceResponse::default().encode_to_vec())
         }
         Signal::Logs => {
-            if keep {
+            if decode {
                 let request = ExportLogsServiceRequest::decode(body.as_ref()).ok()?;
-                lock(&received.kept_logs).push(request);
+                if keep {
+                    lock(&received.kept_logs).push(request);
+                }
             }
             Some(ExportLogsServiceResponse::default().encode_to_vec())
         }

@@ -48,7 +48,14 @@ pub fn pipeline() -> &'static Pipeline {
             } else {
                 LogOutput::Sink
             },
-            batch_delay: Duration::from_millis(100),
+            // Short batches, set the standard way.
+            environment: [
+                ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+                ("OTEL_BLRP_SCHEDULE_DELAY", "100"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
             ..TelemetryOptions::default()
         };
         let guard = telemetry::init_with(&settings, &options).ok();

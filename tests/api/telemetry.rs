@@ -1,6 +1,9 @@
 //! Telemetry on the wire (CONTRACT 8): spans, metrics and log records as the
 //! fake OTLP collector receives them, `X-Trace-ID` on every response,
-//! caught panics, and `GET /api/metrics` parsed as Prometheus text.
+//! caught panics, and `GET /api/metrics` parsed as Prometheus text. The
+//! standard `OTEL_*` variables, on the real binary: `standard_env`.
+
+mod standard_env;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -10,10 +10,20 @@
 //! behind it), and the scrape endpoint must be per application while the
 //! meter provider is process-global. Each recording point updates both, so
 //! the two never disagree about what happened.
+//!
+//! The OTLP export itself: [`target`] (where and how each signal is sent),
+//! [`sdk`] (`opentelemetry-otlp`'s exporters behind the SDK), [`export`]
+//! (the request exporter), [`sampling`] (`OTEL_TRACES_SAMPLER` for both)
+//! and [`health`] (export failures logged when they start and stop).
 
 pub mod export;
+pub mod health;
 mod instruments;
 mod prometheus;
+pub mod sampling;
+pub mod sdk;
+pub mod sdk_requests;
+pub mod target;
 
 use std::sync::Arc;
 

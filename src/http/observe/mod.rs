@@ -12,7 +12,10 @@
 //! and the log record from it (on the hit path, the `tracing` and SDK
 //! machinery cost several times the export itself: bench/telemetry.sh).
 //! With export on, the span's context is current while the handler runs,
-//! so the `tracing` spans and events inside it still attach to it.
+//! so the `tracing` spans and events inside it still attach to it; and the
+//! exporter's sampler (`OTEL_TRACES_SAMPLER`) decides, as the request
+//! arrives, whether the trace is sampled: an unsampled request exports its
+//! log record but neither its span nor its children.
 
 mod panic;
 mod trace_context;
@@ -110,7 +113,7 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         let url_path = req.uri().path().to_owned();
         let target = logged_target(req.original_uri());
         let remote = remote_parent(req.headers());
-        let ids = TraceIds::new(remote.as_ref());
+        let ids = TraceIds::new(remote.as_ref(), self.exporter.as_deref());
 
         let inner = self.inner.call(req);
         let mut inner = std::pin::pin!(inner);

@@ -8,6 +8,8 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
 use poem::http::{HeaderMap, HeaderName};
 
+use crate::ports::RequestExport;
+
 /// The parent span an incoming `traceparent` names, if valid.
 pub(super) fn remote_parent(headers: &HeaderMap) -> Option<SpanContext> {
     if !headers.contains_key("traceparent") {
@@ -36,17 +38,24 @@ impl Extractor for Headers<'_> {
 pub(super) struct TraceIds {
     pub(super) trace_id: TraceId,
     pub(super) span_id: SpanId,
-    /// The caller's sampling decision; a trace started here is sampled.
+    /// Whether the trace is sampled: the configured sampler's decision
+    /// (the exporter's), given the caller's. With export off, the caller's
+    /// decision; a trace started here is sampled.
     pub(super) sampled: bool,
 }
 
 impl TraceIds {
-    pub(super) fn new(remote: Option<&SpanContext>) -> Self {
+    pub(super) fn new(remote: Option<&SpanContext>, exporter: Option<&dyn RequestExport>) -> Self {
         let ids = RandomIdGenerator::default();
+        let trace_id = remote.map_or_else(|| ids.new_trace_id(), SpanContext::trace_id);
+        let parent_sampled = remote.map(SpanContext::is_sampled);
         Self {
-            trace_id: remote.map_or_else(|| ids.new_trace_id(), SpanContext::trace_id),
+            trace_id,
             span_id: ids.new_span_id(),
-            sampled: remote.is_none_or(SpanContext::is_sampled),
+            sampled: match exporter {
+                Some(exporter) => exporter.sampled(&trace_id.to_bytes(), parent_sampled),
+                None => parent_sampled.unwrap_or(true),
+            },
         }
     }
 
@@ -98,7 +107,7 @@ mod tests {
             HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
         );
         let remote = remote_parent(&headers).expect("valid traceparent");
-        let ids = TraceIds::new(Some(&remote));
+        let ids = TraceIds::new(Some(&remote), None);
         assert_eq!(ids.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_ne!(ids.span_id, remote.span_id());
         assert_ne!(ids.span_id, SpanId::INVALID);
@@ -113,8 +122,33 @@ mod tests {
         );
         assert!(!current.is_remote());
 
-        let fresh = TraceIds::new(None);
+        let fresh = TraceIds::new(None, None);
         assert_ne!(fresh.trace_id, TraceId::INVALID);
         assert!(fresh.sampled);
+    }
+
+    /// An exporter whose sampler samples nothing it is asked about.
+    struct SamplesNothing;
+
+    impl RequestExport for SamplesNothing {
+        fn export(&self, _: crate::ports::RequestRecord) {}
+
+        fn sampled(&self, _: &[u8; 16], _: Option<bool>) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn with_export_on_the_exporter_s_sampler_decides() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        let remote = remote_parent(&headers).expect("valid traceparent");
+        assert!(!TraceIds::new(Some(&remote), Some(&SamplesNothing)).sampled);
+        assert!(!TraceIds::new(None, Some(&SamplesNothing)).sampled);
+        let cx = TraceIds::new(None, Some(&SamplesNothing)).context(None);
+        assert!(!cx.span().span_context().is_sampled(), "children follow");
     }
 }

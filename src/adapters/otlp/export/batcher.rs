@@ -1,5 +1,6 @@
 //! [`RequestExporter`]: the queue and thread that batch request records and
-//! post them as spans and log records.
+//! post them as spans and log records, and the sampler that decides, as
+//! each request arrives, whether it has a span at all.
 //!
 //! Handing a record over is a `try_send` on a bounded queue: a request
 //! never waits for the collector, and when the queue is full (a collector
@@ -17,14 +18,13 @@ use std::time::{Duration, Instant};
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::Resource;
 
-use super::Endpoint;
 use super::common::ExportResource;
 use super::request::{logs_payload, spans_payload};
+use super::{Endpoint, PostError};
+use crate::adapters::otlp::health::{EXPORTER_LOG_TARGET, ExportHealth};
+use crate::adapters::otlp::sampling::Sampling;
+use crate::adapters::otlp::target::{BuildError, HttpClients, Signal, SignalTarget};
 use crate::ports::{RequestExport, RequestRecord};
-
-/// The `tracing` target of the exporter's own warnings; never exported
-/// (it would report a failing collector to that same collector).
-pub const EXPORTER_LOG_TARGET: &str = "chimney::otlp";
 
 /// How records are batched.
 #[derive(Debug, Clone, Copy)]
@@ -46,9 +46,29 @@ enum Control {
     Shutdown(mpsc::Sender<()>),
 }
 
+/// What the request exporter is started with.
+#[derive(Debug)]
+pub struct RequestExportConfig<'a> {
+    /// Where and how the request spans go (the traces signal's target).
+    pub traces: &'a SignalTarget,
+    /// Where and how the request log records go (the logs signal's).
+    pub logs: &'a SignalTarget,
+    /// The resource the records are sent under.
+    pub resource: &'a Resource,
+    /// The instrumentation scope's name.
+    pub scope: &'static str,
+    /// How records are batched.
+    pub batching: BatchOptions,
+    /// Which requests' traces are sampled.
+    pub sampling: Sampling,
+    /// Where each post's outcome is reported.
+    pub health: Arc<ExportHealth>,
+}
+
 /// A handle on the exporter thread; clones share it.
 #[derive(Debug, Clone)]
 pub struct RequestExporter {
+    sampling: Sampling,
     records: SyncSender<RequestRecord>,
     control: SyncSender<Control>,
     /// Records handed over since the worker last drained the queue.
@@ -60,14 +80,18 @@ pub struct RequestExporter {
 }
 
 impl RequestExporter {
-    /// Starts the thread that posts batches to `traces` and `logs`.
-    pub(super) fn start(
-        traces: Endpoint,
-        logs: Endpoint,
-        resource: &Resource,
-        scope: InstrumentationScope,
-        options: BatchOptions,
-    ) -> std::io::Result<Self> {
+    /// Starts the thread that posts batches of records to the traces and
+    /// logs targets, with HTTP clients from `clients`.
+    ///
+    /// # Errors
+    /// Fails when an HTTP client or the thread cannot be started.
+    pub fn start(
+        config: RequestExportConfig<'_>,
+        clients: &mut HttpClients,
+    ) -> Result<Self, BuildError> {
+        let options = config.batching;
+        let traces = Endpoint::new(Signal::Traces, config.traces, clients)?;
+        let logs = Endpoint::new(Signal::Logs, config.logs, clients)?;
         let (records, queue) = mpsc::sync_channel(options.queue);
         let (control, wakeups) = mpsc::sync_channel(16);
         let pending = Arc::new(AtomicUsize::new(0));
@@ -75,17 +99,20 @@ impl RequestExporter {
         let worker = Worker {
             traces,
             logs,
-            resource: ExportResource::from(resource),
-            scope,
+            resource: ExportResource::from(config.resource),
+            scope: InstrumentationScope::builder(config.scope).build(),
             options,
             pending: Arc::clone(&pending),
             dropped: Arc::clone(&dropped),
-            failing: false,
+            health: config.health,
+            dropping: None,
         };
         let thread = std::thread::Builder::new()
             .name("chimney-otlp-requests".to_owned())
-            .spawn(move || worker.run(&queue, &wakeups))?;
+            .spawn(move || worker.run(&queue, &wakeups))
+            .map_err(BuildError::Thread)?;
         Ok(Self {
+            sampling: config.sampling,
             records,
             control,
             pending,
@@ -154,6 +181,12 @@ impl RequestExport for RequestExporter {
             Err(TrySendError::Disconnected(_)) => {}
         }
     }
+
+    /// The configured sampler's decision (`OTEL_TRACES_SAMPLER`), the one
+    /// the SDK makes for every other span.
+    fn sampled(&self, trace_id: &[u8; 16], parent_sampled: Option<bool>) -> bool {
+        self.sampling.samples(trace_id, parent_sampled)
+    }
 }
 
 struct Worker {
@@ -164,9 +197,13 @@ struct Worker {
     options: BatchOptions,
     pending: Arc<AtomicUsize>,
     dropped: Arc<AtomicUsize>,
-    /// Whether the last post failed: failures are logged when they start
-    /// and when they end, not once per batch.
-    failing: bool,
+    /// Told each post's outcome: failures are logged when they start and
+    /// when they end, not once per batch.
+    health: Arc<ExportHealth>,
+    /// Records dropped on a full queue since it last had room, while it
+    /// has none: logged when dropping starts and when it stops, like
+    /// export failures.
+    dropping: Option<u64>,
 }
 
 impl Worker {
@@ -198,13 +235,26 @@ impl Worker {
     /// so a steady stream cannot keep a flush waiting.
     fn drain(&mut self, queue: &Receiver<RequestRecord>, batch: &mut Vec<RequestRecord>) {
         self.pending.store(0, Ordering::Relaxed);
-        let dropped = self.dropped.swap(0, Ordering::Relaxed);
-        if dropped > 0 {
-            tracing::warn!(
-                target: EXPORTER_LOG_TARGET,
-                dropped,
-                "request telemetry queue full: records dropped (the collector is slower than the traffic)"
-            );
+        let dropped = u64::try_from(self.dropped.swap(0, Ordering::Relaxed)).unwrap_or(u64::MAX);
+        match (dropped, self.dropping) {
+            (0, None) => {}
+            (0, Some(total)) => {
+                tracing::info!(
+                    target: EXPORTER_LOG_TARGET,
+                    dropped = total,
+                    "request telemetry queue has room again"
+                );
+                self.dropping = None;
+            }
+            (n, None) => {
+                tracing::warn!(
+                    target: EXPORTER_LOG_TARGET,
+                    "request telemetry queue full: records dropped until it has room \
+                     (the collector is slower than the traffic); logged once, and again when it has"
+                );
+                self.dropping = Some(n);
+            }
+            (n, Some(total)) => self.dropping = Some(total + n),
         }
         for record in queue.try_iter().take(self.options.queue) {
             batch.push(record);
@@ -220,28 +270,28 @@ impl Worker {
         if batch.is_empty() {
             return;
         }
-        // An unsampled request (its caller said so) has no span to send.
+        // An unsampled request has no span to send.
         let spans = batch
             .iter()
             .any(|r| r.sampled)
             .then(|| spans_payload(&self.resource, &self.scope, batch));
         let logs = logs_payload(&self.resource, &self.scope, batch);
         batch.clear();
-        let spans = spans.map_or(Ok(()), |spans| self.traces.post(spans));
-        let outcome = spans.and(self.logs.post(logs));
-        match (&outcome, self.failing) {
-            (Err(error), false) => {
-                tracing::warn!(
-                    target: EXPORTER_LOG_TARGET,
-                    %error,
-                    "request telemetry export failing; each failed batch is dropped"
-                );
-            }
-            (Ok(()), true) => {
-                tracing::info!(target: EXPORTER_LOG_TARGET, "request telemetry export recovered");
-            }
-            _ => {}
+        if let Some(spans) = spans {
+            self.report(&self.traces, self.traces.post(spans));
         }
-        self.failing = outcome.is_err();
+        self.report(&self.logs, self.logs.post(logs));
+    }
+
+    fn report(&self, endpoint: &Endpoint, outcome: Result<(), PostError>) {
+        match outcome {
+            Ok(()) => self.health.succeeded(endpoint.signal),
+            Err(error) => self.health.failed(
+                endpoint.signal,
+                &endpoint.collector,
+                error.failure,
+                &error.detail,
+            ),
+        }
     }
 }

@@ -2,14 +2,10 @@
 //! common.v1` and `resource.v1`): values, attributes, the resource and the
 //! instrumentation scope.
 
-use opentelemetry::logs::AnyValue as LogValue;
-use opentelemetry::{Array, Key, KeyValue, Value};
+use opentelemetry::{Array, KeyValue, Value};
 use opentelemetry_sdk::Resource;
 
-use super::proto::{
-    Message, Out, bool_always, bytes_always, double_always, int64_always, string, string_always,
-    uint,
-};
+use super::proto::{Message, Out, bool_always, double_always, int64_always, string, string_always};
 
 /// `AnyValue` from an attribute value.
 pub(super) struct AttrValue<'a>(pub &'a Value);
@@ -89,59 +85,8 @@ impl Message for Attr<'_> {
     }
 }
 
-/// `AnyValue` from a log record's body or attribute value.
-pub(super) struct LogAnyValue<'a>(pub &'a LogValue);
-
-impl Message for LogAnyValue<'_> {
-    fn write<O: Out>(&self, out: &mut O) {
-        match self.0 {
-            LogValue::Int(v) => Scalar::Int(*v).write(out),
-            LogValue::Double(v) => Scalar::Double(*v).write(out),
-            LogValue::String(v) => Scalar::Str(v.as_str()).write(out),
-            LogValue::Boolean(v) => Scalar::Bool(*v).write(out),
-            LogValue::Bytes(v) => bytes_always(out, 7, v),
-            LogValue::ListAny(values) => out.message(5, &LogList(values)),
-            LogValue::Map(map) => out.message(6, &LogMap(map)),
-            // Non-exhaustive: a kind added later is sent as its debug text.
-            other => Scalar::Str(&format!("{other:?}")).write(out),
-        }
-    }
-}
-
-/// `ArrayValue` from a log value list.
-struct LogList<'a>(&'a [LogValue]);
-
-impl Message for LogList<'_> {
-    fn write<O: Out>(&self, out: &mut O) {
-        for value in self.0 {
-            out.message(1, &LogAnyValue(value));
-        }
-    }
-}
-
-/// `KeyValueList` from a log value map.
-struct LogMap<'a>(&'a std::collections::HashMap<Key, LogValue>);
-
-impl Message for LogMap<'_> {
-    fn write<O: Out>(&self, out: &mut O) {
-        for (key, value) in self.0 {
-            out.message(1, &LogAttr(key, value));
-        }
-    }
-}
-
-/// `KeyValue` from a log record attribute.
-pub(super) struct LogAttr<'a>(pub &'a Key, pub &'a LogValue);
-
-impl Message for LogAttr<'_> {
-    fn write<O: Out>(&self, out: &mut O) {
-        string(out, 1, self.0.as_str());
-        out.message(2, &LogAnyValue(self.1));
-    }
-}
-
-/// The resource every exported batch is sent under, kept by the exporter
-/// from the provider's `set_resource` call.
+/// The resource every exported batch is sent under, copied once from the
+/// SDK's `Resource` when the exporter starts.
 #[derive(Debug, Default, Clone)]
 pub(super) struct ExportResource {
     attributes: Vec<KeyValue>,
@@ -172,9 +117,4 @@ impl Message for ExportResource {
             out.message(1, &Attr(attribute));
         }
     }
-}
-
-/// A `uint32` count field.
-pub(super) fn count<O: Out>(out: &mut O, tag: u32, value: u32) {
-    uint(out, tag, u64::from(value));
 }

@@ -1,201 +1,122 @@
-//! OTLP/HTTP export of spans and log records, written as protobuf straight
-//! from the data rather than through `opentelemetry-otlp`.
+//! The request exporter: each served request's server span and log record,
+//! written as OTLP protobuf straight from one plain record and posted in
+//! batches, without the SDK.
 //!
-//! Two paths:
+//! The request middleware fills one [`RequestRecord`](crate::ports::RequestRecord)
+//! per request; [`RequestExporter`] batches the records and writes both
+//! OTLP messages from each. Per request, an SDK span and log record, their
+//! batch processors' copies, `opentelemetry-proto`'s owned copy of each
+//! (a `String` per attribute key and value, a `Vec` per id) and the
+//! cross-thread frees cost several times what encoding the record does
+//! (bench/telemetry.sh, BENCHMARKS.md). The payload is the same OTLP
+//! protobuf: the tests decode it with `opentelemetry-proto` and compare it
+//! with that crate's own conversion of the equivalent SDK span and record.
 //!
-//! - Each served request's server span and log record skip the SDK: the
-//!   request middleware fills one [`RequestRecord`], and [`RequestExporter`]
-//!   batches records and writes both OTLP messages from each. Per request,
-//!   the SDK's span and log record, its batch processors' copies and the
-//!   cross-thread frees cost more CPU than encoding and sending them
-//!   (bench/telemetry.sh, BENCHMARKS.md).
-//! - Every other span and log record (the GitHub fetch, an invalidation,
-//!   start-up, a panic) goes through the SDK's batch processors to
-//!   [`OtlpSpanExporter`] and [`OtlpLogExporter`].
+//! Every other span and log record (the GitHub fetch, an invalidation,
+//! start-up, a panic), and the metrics, go through the SDK and
+//! `opentelemetry-otlp` (`super::sdk`). Both paths send each signal to the
+//! same [`SignalTarget`]: URL, headers, timeout and compression; both
+//! sample with the same [`Sampling`](super::sampling::Sampling) and report
+//! to the same [`ExportHealth`](super::health::ExportHealth).
 //!
-//! Why not `opentelemetry-otlp`'s exporters: they first copy every span and
-//! record into `opentelemetry-proto`'s owned messages (a `String` per
-//! attribute key and value, a `Vec` per id) and then encode those; on the
-//! hit path that put 12.7% of the process's CPU on the export threads. The
-//! payload is the same OTLP protobuf: the tests decode it with
-//! `opentelemetry-proto` and compare it with that crate's own conversion of
-//! the same data. Metrics, a handful of points every 15 s, stay on
-//! `opentelemetry-otlp`.
-//!
-//! Exports run on their own threads (the SDK's, and the request
-//! exporter's), so the blocking HTTP client never runs on the request
-//! runtime.
+//! Exports run on the exporter's own thread, so the blocking HTTP client
+//! never runs on the request runtime.
 
 mod batcher;
 mod common;
 mod envelope;
-mod logs;
 mod proto;
 mod request;
-mod trace;
+mod span;
 
-use std::time::Duration;
+use std::io::Write as _;
 
-use opentelemetry::InstrumentationScope;
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::logs::LogBatch;
-use opentelemetry_sdk::trace::SpanData;
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
 
-pub use batcher::{BatchOptions, EXPORTER_LOG_TARGET, RequestExporter};
-use common::ExportResource;
+use super::health::Failure;
+use super::target::{BuildError, Compression, HttpClients, OtlpHttpClient, Signal, SignalTarget};
 
-/// Why an exporter could not be built.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot build the OTLP HTTP client: {0}")]
-pub struct ExporterBuildError(String);
+pub use batcher::{BatchOptions, RequestExportConfig, RequestExporter};
 
-/// Posts encoded payloads to one OTLP/HTTP signal path.
+/// Posts encoded payloads to one signal's target.
 #[derive(Debug, Clone)]
 struct Endpoint {
-    client: reqwest::blocking::Client,
-    url: String,
-    signal: &'static str,
+    signal: Signal,
+    url: url::Url,
+    client: OtlpHttpClient,
+    compression: Compression,
+    /// The collector, as failures name it.
+    collector: String,
+}
+
+/// Why a post failed: how, for grouping, and the error's text.
+#[derive(Debug)]
+struct PostError {
+    failure: Failure,
+    detail: String,
 }
 
 impl Endpoint {
-    fn post(&self, body: Vec<u8>) -> OTelSdkResult {
-        let response = self
+    fn new(
+        signal: Signal,
+        target: &SignalTarget,
+        clients: &mut HttpClients,
+    ) -> Result<Self, BuildError> {
+        Ok(Self {
+            signal,
+            url: target.url.clone(),
+            client: clients.for_target(target)?,
+            compression: target.compression,
+            collector: target.collector(),
+        })
+    }
+
+    fn post(&self, body: Vec<u8>) -> Result<(), PostError> {
+        let body = match self.compression {
+            Compression::None => body,
+            Compression::Gzip => gzip(&body).map_err(|error| PostError {
+                failure: Failure::Other,
+                detail: format!("cannot gzip the {} payload: {error}", self.signal),
+            })?,
+        };
+        let mut request = self
             .client
-            .post(&self.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
-            .body(body)
-            .send()
+            .reqwest()
+            .post(self.url.clone())
+            .headers(self.client.headers().clone())
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-protobuf"),
+            );
+        if self.compression == Compression::Gzip {
+            request = request.header(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        let response = request.body(body).send().map_err(|error| PostError {
+            failure: Failure::NoAnswer,
             // The URL may carry credentials: never in an error message.
-            .map_err(|error| {
-                OTelSdkError::InternalFailure(format!(
-                    "OTLP {} export failed: {}",
-                    self.signal,
-                    error.without_url()
-                ))
-            })?;
+            detail: error.without_url().to_string(),
+        })?;
         let status = response.status();
         if status.is_success() {
             Ok(())
         } else {
-            Err(OTelSdkError::InternalFailure(format!(
-                "OTLP {} export answered HTTP {status}",
-                self.signal
-            )))
+            Err(PostError {
+                failure: Failure::Status(status.as_u16()),
+                detail: format!("HTTP {status}"),
+            })
         }
     }
 }
 
-/// The HTTP client both exporters share. Built on a thread of its own: a
-/// blocking reqwest client cannot be created inside the async runtime that
-/// start-up runs on.
-fn blocking_client(timeout: Duration) -> Result<reqwest::blocking::Client, ExporterBuildError> {
-    // reqwest is built without a default crypto provider (as for GitHub);
-    // an https collector needs ring installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    std::thread::Builder::new()
-        .name("chimney-otlp-client".to_owned())
-        .spawn(move || {
-            reqwest::blocking::Client::builder()
-                .timeout(timeout)
-                .user_agent(concat!("chimney/", env!("CARGO_PKG_VERSION")))
-                .build()
-        })
-        .map_err(|error| ExporterBuildError(error.to_string()))?
-        .join()
-        .map_err(|_| ExporterBuildError("the client thread panicked".to_owned()))?
-        .map_err(|error| ExporterBuildError(error.without_url().to_string()))
-}
-
-/// The exporters of spans and log records.
-#[derive(Debug)]
-pub struct Exporters {
-    /// For the SDK's batch span processor (every span but the requests').
-    pub spans: OtlpSpanExporter,
-    /// For the SDK's batch log processor (every log record but the
-    /// requests').
-    pub logs: OtlpLogExporter,
-    /// Each served request's server span and log record.
-    pub requests: RequestExporter,
-}
-
-/// Builds the exporters for `base` (the collector's base URL; `/v1/traces`
-/// and `/v1/logs` are appended), each request bounded by `timeout`, and
-/// starts the request exporter's thread. Request records are sent under
-/// `resource` and the instrumentation scope `scope`.
-///
-/// # Errors
-/// Fails when the HTTP client or the exporter thread cannot be started.
-pub fn exporters(
-    base: &str,
-    timeout: Duration,
-    resource: &Resource,
-    scope: &'static str,
-    batching: BatchOptions,
-) -> Result<Exporters, ExporterBuildError> {
-    let client = blocking_client(timeout)?;
-    let base = base.trim_end_matches('/');
-    let endpoint = |path: &str, signal| Endpoint {
-        client: client.clone(),
-        url: format!("{base}{path}"),
-        signal,
-    };
-    let requests = RequestExporter::start(
-        endpoint("/v1/traces", "traces"),
-        endpoint("/v1/logs", "logs"),
-        resource,
-        InstrumentationScope::builder(scope).build(),
-        batching,
-    )
-    .map_err(|error| ExporterBuildError(error.to_string()))?;
-    Ok(Exporters {
-        spans: OtlpSpanExporter {
-            endpoint: endpoint("/v1/traces", "traces"),
-            resource: ExportResource::default(),
-        },
-        logs: OtlpLogExporter {
-            endpoint: endpoint("/v1/logs", "logs"),
-            resource: ExportResource::default(),
-        },
-        requests,
-    })
-}
-
-/// Exports span batches as `ExportTraceServiceRequest`s.
-#[derive(Debug)]
-pub struct OtlpSpanExporter {
-    endpoint: Endpoint,
-    resource: ExportResource,
-}
-
-impl opentelemetry_sdk::trace::SpanExporter for OtlpSpanExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let body = trace::payload(&self.resource, &batch);
-        drop(batch);
-        self.endpoint.post(body)
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.resource = ExportResource::from(resource);
-    }
-}
-
-/// Exports log batches as `ExportLogsServiceRequest`s.
-#[derive(Debug)]
-pub struct OtlpLogExporter {
-    endpoint: Endpoint,
-    resource: ExportResource,
-}
-
-impl opentelemetry_sdk::logs::LogExporter for OtlpLogExporter {
-    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
-        let body = logs::payload(&self.resource, &batch);
-        self.endpoint.post(body)
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.resource = ExportResource::from(resource);
-    }
+/// `body` gzipped at the fastest level: request batches are most of what
+/// is exported, and OTLP protobuf compresses well even so.
+fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(body)?;
+    encoder.finish()
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use opentelemetry_semantic_conventions::attribute::{
 use super::common::{ExportResource, Field, Scalar};
 use super::envelope;
 use super::proto::{Message, Out, bytes, fixed32, fixed64, string, uint, unix_nanos};
-use super::trace::{SpanStatus, flags as span_flags, kind as span_kind};
+use super::span::{SpanStatus, flags as span_flags, kind as span_kind};
 use crate::ports::RequestRecord;
 
 /// W3C trace flags of the record's trace.

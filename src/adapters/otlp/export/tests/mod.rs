@@ -2,17 +2,20 @@
 //! send.
 
 mod requests;
-mod sdk_batches;
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::Resource;
 
-use super::{BatchOptions, Exporters, exporters};
+use super::{BatchOptions, RequestExportConfig, RequestExporter};
+use crate::adapters::otlp::health::ExportHealth;
+use crate::adapters::otlp::sampling::Sampling;
+use crate::adapters::otlp::target::{HttpClients, SignalTarget};
 
 pub(super) fn resource() -> Resource {
     Resource::builder_empty()
@@ -24,25 +27,55 @@ pub(super) fn resource() -> Resource {
         .build()
 }
 
-/// Builds the exporters for `base`, batching request records for 50 ms.
-fn build(base: &str, timeout: Duration) -> Exporters {
-    exporters(
-        base,
+/// `base` + `path`, with no headers and no compression.
+pub(super) fn target(base: &str, path: &str, timeout: Duration) -> SignalTarget {
+    SignalTarget::plain(
+        url::Url::parse(&format!("{base}{path}")).expect("url"),
         timeout,
-        &resource(),
-        "chimney",
+    )
+}
+
+/// Starts a request exporter sending to `traces` and `logs`.
+pub(super) fn start(
+    traces: &SignalTarget,
+    logs: &SignalTarget,
+    batching: BatchOptions,
+    health: &Arc<ExportHealth>,
+) -> RequestExporter {
+    RequestExporter::start(
+        RequestExportConfig {
+            traces,
+            logs,
+            resource: &resource(),
+            scope: "chimney",
+            batching,
+            sampling: Sampling::default(),
+            health: Arc::clone(health),
+        },
+        &mut HttpClients::default(),
+    )
+    .expect("the exporter starts")
+}
+
+/// A request exporter for the collector at `base` (`/v1/traces`,
+/// `/v1/logs`), batching records for 50 ms.
+fn build(base: &str, timeout: Duration) -> RequestExporter {
+    start(
+        &target(base, "/v1/traces", timeout),
+        &target(base, "/v1/logs", timeout),
         BatchOptions {
             delay: Duration::from_millis(50),
             max_batch: 512,
             queue: 1024,
         },
+        &Arc::new(ExportHealth::new()),
     )
-    .expect("exporters build")
 }
 
-/// Answers up to `connections` requests on a loopback port with `status`;
-/// returns the port and the (path, body) of each request received.
-fn collector_answering(status: u16) -> (u16, Receiver<(String, Vec<u8>)>) {
+/// Answers up to 8 requests on a loopback port with `status`; returns the
+/// port and the (path, head, body) of each request received (the head
+/// lower-cased).
+fn collector_answering(status: u16) -> (u16, Receiver<(String, String, Vec<u8>)>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("address").port();
     let (sender, bodies) = std::sync::mpsc::channel();
@@ -75,7 +108,11 @@ fn collector_answering(status: u16) -> (u16, Receiver<(String, Vec<u8>)>) {
                         .nth(1)
                         .unwrap_or_default()
                         .to_owned();
-                    break (path, request[end + 4..end + 4 + length].to_vec());
+                    break (
+                        path,
+                        text[..end].to_owned(),
+                        request[end + 4..end + 4 + length].to_vec(),
+                    );
                 }
             };
             let _ = sender.send(received);

@@ -4,7 +4,9 @@
 //! load without ever blocking the caller.
 
 use std::borrow::Cow;
+use std::io::Read as _;
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
@@ -21,10 +23,12 @@ use opentelemetry_sdk::logs::{LogBatch, SdkLoggerProvider};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use prost::Message as _;
 
+use super::super::BatchOptions;
 use super::super::common::ExportResource;
 use super::super::request::{logs_payload, spans_payload};
-use super::super::{BatchOptions, exporters};
-use super::{build, collector_answering, resource};
+use super::{build, collector_answering, resource, start, target};
+use crate::adapters::otlp::health::ExportHealth;
+use crate::adapters::otlp::target::Compression;
 use crate::ports::{RemoteParent, RequestExport as _, RequestRecord};
 
 fn record(n: u64) -> RequestRecord {
@@ -189,7 +193,7 @@ fn an_unsampled_request_sends_its_log_record_but_no_span() {
 #[test]
 fn the_exporter_posts_a_batch_on_flush_and_stops_on_shutdown() {
     let (port, posts) = collector_answering(200);
-    let exporter = build(&format!("http://127.0.0.1:{port}"), Duration::from_secs(5)).requests;
+    let exporter = build(&format!("http://127.0.0.1:{port}"), Duration::from_secs(5));
     for n in 0..3 {
         exporter.export(record(n));
     }
@@ -206,9 +210,9 @@ fn the_exporter_posts_a_batch_on_flush_and_stops_on_shutdown() {
     received.sort();
     assert_eq!(received[0].0, "/v1/logs");
     assert_eq!(received[1].0, "/v1/traces");
-    let logs = ExportLogsServiceRequest::decode(received[0].1.as_slice()).expect("logs");
+    let logs = ExportLogsServiceRequest::decode(received[0].2.as_slice()).expect("logs");
     assert_eq!(logs.resource_logs[0].scope_logs[0].log_records.len(), 3);
-    let spans = ExportTraceServiceRequest::decode(received[1].1.as_slice()).expect("spans");
+    let spans = ExportTraceServiceRequest::decode(received[1].2.as_slice()).expect("spans");
     assert_eq!(spans.resource_spans[0].scope_spans[0].spans.len(), 3);
 
     assert!(exporter.shutdown(Duration::from_secs(5)));
@@ -222,19 +226,17 @@ fn a_silent_collector_never_blocks_the_caller_and_shutdown_gives_up_on_time() {
     // Accepts connections into its backlog and never answers.
     let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = silent.local_addr().expect("address").port();
-    let exporter = exporters(
-        &format!("http://127.0.0.1:{port}"),
-        Duration::from_secs(3),
-        &resource(),
-        "chimney",
+    let base = format!("http://127.0.0.1:{port}");
+    let exporter = start(
+        &target(&base, "/v1/traces", Duration::from_secs(3)),
+        &target(&base, "/v1/logs", Duration::from_secs(3)),
         BatchOptions {
             delay: Duration::from_millis(10),
             max_batch: 1,
             queue: 4,
         },
-    )
-    .expect("exporters build")
-    .requests;
+        &Arc::new(ExportHealth::new()),
+    );
 
     let started = Instant::now();
     for n in 0..1000 {
@@ -250,4 +252,102 @@ fn a_silent_collector_never_blocks_the_caller_and_shutdown_gives_up_on_time() {
     assert!(!exporter.shutdown(Duration::from_millis(300)));
     assert!(started.elapsed() < Duration::from_secs(2));
     drop(silent);
+}
+
+#[test]
+fn each_signal_goes_to_its_own_url_with_its_headers_and_compression() {
+    let (traces_port, traces_posts) = collector_answering(200);
+    let (logs_port, logs_posts) = collector_answering(200);
+    let mut traces = target(
+        &format!("http://127.0.0.1:{traces_port}"),
+        "/custom/spans",
+        Duration::from_secs(5),
+    );
+    traces.headers.insert(
+        "authorization",
+        reqwest::header::HeaderValue::from_static("Bearer traces-token"),
+    );
+    traces.compression = Compression::Gzip;
+    let mut logs = target(
+        &format!("http://127.0.0.1:{logs_port}"),
+        "/",
+        Duration::from_secs(5),
+    );
+    logs.headers.insert(
+        "x-scope-orgid",
+        reqwest::header::HeaderValue::from_static("tenant-1"),
+    );
+    let health = Arc::new(ExportHealth::new());
+    let exporter = start(
+        &traces,
+        &logs,
+        BatchOptions {
+            delay: Duration::from_millis(50),
+            max_batch: 512,
+            queue: 1024,
+        },
+        &health,
+    );
+    exporter.export(record(1));
+    assert!(exporter.force_flush(Duration::from_secs(5)));
+
+    let (path, head, body) = traces_posts
+        .recv_timeout(Duration::from_secs(5))
+        .expect("spans posted");
+    assert_eq!(path, "/custom/spans");
+    assert!(
+        head.contains("\r\nauthorization: bearer traces-token"),
+        "{head}"
+    );
+    assert!(head.contains("\r\ncontent-encoding: gzip"), "{head}");
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(body.as_slice())
+        .read_to_end(&mut unzipped)
+        .expect("gzip");
+    let spans = ExportTraceServiceRequest::decode(unzipped.as_slice()).expect("spans");
+    assert_eq!(spans.resource_spans[0].scope_spans[0].spans.len(), 1);
+
+    let (path, head, body) = logs_posts
+        .recv_timeout(Duration::from_secs(5))
+        .expect("logs posted");
+    assert_eq!(path, "/");
+    assert!(head.contains("\r\nx-scope-orgid: tenant-1"), "{head}");
+    assert!(!head.contains("authorization"), "{head}");
+    assert!(!head.contains("content-encoding"), "{head}");
+    ExportLogsServiceRequest::decode(body.as_slice()).expect("plain protobuf logs");
+    assert!(!health.is_failing());
+    assert!(exporter.shutdown(Duration::from_secs(5)));
+}
+
+#[test]
+fn a_refusing_collector_is_reported_to_the_health_and_its_recovery_too() {
+    let (refusing, _) = collector_answering(401);
+    let (accepting, _) = collector_answering(200);
+    let options = BatchOptions {
+        delay: Duration::from_millis(20),
+        max_batch: 512,
+        queue: 1024,
+    };
+    let health = Arc::new(ExportHealth::new());
+    let refused = target(
+        &format!("http://127.0.0.1:{refusing}"),
+        "/v1/traces",
+        Duration::from_secs(5),
+    );
+    let exporter = start(&refused, &refused, options, &health);
+    exporter.export(record(1));
+    assert!(exporter.force_flush(Duration::from_secs(5)));
+    assert!(health.is_failing());
+    assert!(exporter.shutdown(Duration::from_secs(5)));
+
+    let accepted = target(
+        &format!("http://127.0.0.1:{accepting}"),
+        "/v1/traces",
+        Duration::from_secs(5),
+    );
+    let exporter = start(&accepted, &accepted, options, &health);
+    exporter.export(record(2));
+    assert!(exporter.force_flush(Duration::from_secs(5)));
+    assert!(!health.is_failing());
+    assert!(exporter.shutdown(Duration::from_secs(5)));
 }

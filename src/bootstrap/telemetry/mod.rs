@@ -4,24 +4,36 @@
 //! each request's span and log record ([`request_exporter`]), behind one
 //! [`TelemetryGuard`] that flushes them on shutdown.
 //!
+//! Every exporter is configured from the standard variables, resolved once
+//! by [`otel_env`]: per signal its endpoint, headers, timeout and
+//! compression, the sampler, and the batch and export intervals. The SDK's
+//! spans, log records and metrics go through `opentelemetry-otlp`; each
+//! request's span and log record through chimney's request exporter; both
+//! to the same per-signal targets, sampled alike, and every export's
+//! outcome goes to one [`ExportHealth`], which logs a failure when it
+//! starts and when it stops (the SDK's own per-export error lines are kept
+//! out of the log).
+//!
 //! Per-request instrumentation lives in `http::observe`; the metric
 //! instruments and the exporters in `adapters::otlp`. Nothing here ever
 //! blocks start-up or a request on the collector: every exporter runs on a
 //! thread of its own with batching and a timeout, and shutdown waits a
 //! bounded time.
 
+pub mod otel_env;
+
+use std::collections::HashMap;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
-use opentelemetry_otlp::{MetricExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanProcessor as _};
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::{FilterExt as _, Targets, filter_fn};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
@@ -29,7 +41,11 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
-use crate::adapters::otlp::export::{self, RequestExporter};
+use crate::adapters::otlp::export::{BatchOptions, RequestExportConfig, RequestExporter};
+use crate::adapters::otlp::health::{EXPORTER_LOG_TARGET, ExportHealth};
+use crate::adapters::otlp::sdk::{SdkExporters, sdk_exporters};
+use crate::adapters::otlp::sdk_requests::SdkRequestExport;
+use crate::adapters::otlp::target::{BuildError, HttpClients, Signal};
 use crate::bootstrap::config::OtelSettings;
 use crate::bootstrap::version::CHIMNEY_VERSION;
 use crate::http::ACCESS_LOG_TARGET;
@@ -38,15 +54,12 @@ use crate::ports::RequestExport;
 /// The instrumentation scope of chimney's tracer and meter.
 pub const INSTRUMENTATION_SCOPE: &str = "chimney";
 
-/// How often metrics are pushed over OTLP (CONTRACT 8).
-pub const METRIC_EXPORT_INTERVAL: Duration = Duration::from_secs(15);
+/// How often metrics are pushed over OTLP unless
+/// `OTEL_METRIC_EXPORT_INTERVAL` says otherwise (CONTRACT 8).
+pub const METRIC_EXPORT_INTERVAL: Duration = otel_env::DEFAULT_METRIC_INTERVAL;
 
 /// The longest a flush at shutdown may take (CONTRACT 2).
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
-
-/// Deadline of one OTLP request; a slow collector costs an export thread
-/// this long at most, never a request.
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Records buffered per signal before new ones are dropped (under a burst,
 /// telemetry is shed rather than memory or latency spent).
@@ -64,7 +77,7 @@ const DEFAULT_LOG_FILTER: &str =
 /// HTTP client stack (the exporters use it, so exporting its spans would
 /// feed on itself), the SDK itself and chimney's own exporter.
 const NOT_EXPORTED: [&str; 13] = [
-    export::EXPORTER_LOG_TARGET,
+    EXPORTER_LOG_TARGET,
     "hyper",
     "hyper_util",
     "h2",
@@ -90,23 +103,59 @@ pub enum LogOutput {
     Sink,
 }
 
-/// Knobs that differ between the service and the test suite.
+/// What differs between the service and the test suite.
 #[derive(Debug, Clone)]
 pub struct TelemetryOptions {
     /// Where JSON log lines go.
     pub log_output: LogOutput,
-    /// How long spans and log records wait in the batch before export.
-    pub batch_delay: Duration,
-    /// How often metrics are exported.
-    pub metric_interval: Duration,
+    /// The environment the OTLP exporter variables are read from
+    /// ([`otel_env`]): the process's for the service, a test's own.
+    pub environment: HashMap<String, String>,
+    /// Which path request records take to the collector.
+    pub request_export: RequestExportPath,
 }
 
 impl Default for TelemetryOptions {
+    /// Stdout, and no exporter variables (every default).
     fn default() -> Self {
         Self {
             log_output: LogOutput::Stdout,
-            batch_delay: Duration::from_secs(2),
-            metric_interval: METRIC_EXPORT_INTERVAL,
+            environment: HashMap::new(),
+            request_export: RequestExportPath::Direct,
+        }
+    }
+}
+
+/// Which path each request's span and log record take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RequestExportPath {
+    /// The request exporter: encoded straight from the record (the
+    /// service's path).
+    #[default]
+    Direct,
+    /// Through the SDK and `opentelemetry-otlp`, for `bench/telemetry.sh`
+    /// to weigh the two (`CHIMNEY_BENCH_REQUEST_EXPORT=sdk`). Not a
+    /// production mode.
+    Sdk,
+}
+
+impl TelemetryOptions {
+    /// Stdout, and the process environment's `OTEL_*` variables (those
+    /// that are valid UTF-8; the rest are unusable values and left out).
+    /// `CHIMNEY_BENCH_REQUEST_EXPORT=sdk` picks [`RequestExportPath::Sdk`].
+    pub fn from_process() -> Self {
+        let bench_sdk = std::env::var("CHIMNEY_BENCH_REQUEST_EXPORT").is_ok_and(|v| v == "sdk");
+        Self {
+            environment: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .filter(|(k, _)| k.starts_with("OTEL_"))
+                .collect(),
+            request_export: if bench_sdk {
+                RequestExportPath::Sdk
+            } else {
+                RequestExportPath::Direct
+            },
+            ..Self::default()
         }
     }
 }
@@ -114,22 +163,12 @@ impl Default for TelemetryOptions {
 /// Why telemetry could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryInitError {
-    /// An OTLP exporter could not be built (bad endpoint, no HTTP client).
-    #[error("cannot build the OTLP {signal} exporter")]
-    Exporter {
-        /// `metrics`.
-        signal: &'static str,
-        /// The exporter's complaint.
-        #[source]
-        source: opentelemetry_otlp::ExporterBuildError,
-    },
-    /// The HTTP client of the span and log exporters could not be built.
-    #[error("cannot build the OTLP span and log exporters")]
-    HttpClient {
-        /// Why.
-        #[source]
-        source: export::ExporterBuildError,
-    },
+    /// An OTLP exporter variable holds an unusable value.
+    #[error(transparent)]
+    Environment(#[from] otel_env::OtelEnvError),
+    /// An exporter could not be built (no HTTP client, no thread).
+    #[error(transparent)]
+    Exporter(#[from] BuildError),
     /// A global `tracing` subscriber was already installed.
     #[error("a tracing subscriber is already installed")]
     Subscriber(#[source] tracing_subscriber::util::TryInitError),
@@ -141,7 +180,38 @@ struct Providers {
     tracer: SdkTracerProvider,
     meter: SdkMeterProvider,
     logger: SdkLoggerProvider,
-    requests: RequestExporter,
+    requests: Requests,
+    described: Described,
+}
+
+/// Where request records go.
+#[derive(Clone)]
+enum Requests {
+    Direct(RequestExporter),
+    Sdk(Arc<SdkRequestExport>),
+}
+
+impl Requests {
+    fn export(&self) -> Arc<dyn RequestExport> {
+        match self {
+            Self::Direct(exporter) => Arc::new(exporter.clone()),
+            Self::Sdk(exporter) => Arc::clone(exporter) as Arc<dyn RequestExport>,
+        }
+    }
+
+    fn force_flush(&self, timeout: Duration) -> bool {
+        match self {
+            Self::Direct(exporter) => exporter.force_flush(timeout),
+            Self::Sdk(exporter) => exporter.force_flush(),
+        }
+    }
+
+    fn shutdown(&self, timeout: Duration) -> bool {
+        match self {
+            Self::Direct(exporter) => exporter.shutdown(timeout),
+            Self::Sdk(exporter) => exporter.shutdown(timeout),
+        }
+    }
 }
 
 /// Keeps the exporters alive; dropping it (or [`TelemetryGuard::shutdown`])
@@ -163,18 +233,22 @@ impl std::fmt::Debug for TelemetryGuard {
 }
 
 /// Starts telemetry for the service: JSON lines on stdout, and OTLP export
-/// unless `OTEL_SDK_DISABLED=true`.
+/// unless `OTEL_SDK_DISABLED=true`, configured by the process
+/// environment's exporter variables.
 ///
 /// # Errors
-/// Fails when an exporter cannot be built or a subscriber is already set.
+/// Fails when an exporter variable is unusable, an exporter cannot be
+/// built or a subscriber is already set.
 pub fn init(settings: &OtelSettings) -> Result<TelemetryGuard, TelemetryInitError> {
-    init_with(settings, &TelemetryOptions::default())
+    init_with(settings, &TelemetryOptions::from_process())
 }
 
-/// [`init`] with explicit options (tests use a sink and short batches).
+/// [`init`] with explicit options (tests use a sink and their own
+/// variables).
 ///
 /// # Errors
-/// Fails when an exporter cannot be built or a subscriber is already set.
+/// Fails when an exporter variable is unusable, an exporter cannot be
+/// built or a subscriber is already set.
 pub fn init_with(
     settings: &OtelSettings,
     options: &TelemetryOptions,
@@ -182,7 +256,8 @@ pub fn init_with(
     let providers = if settings.disabled {
         None
     } else {
-        Some(build_providers(settings, options)?)
+        let env = otel_env::resolve(&settings.endpoint, &options.environment)?;
+        Some(build_providers(settings, &env, options.request_export)?)
     };
     let log_filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
@@ -210,8 +285,12 @@ pub fn init_with(
         .with_span_list(false)
         .with_writer(writer)
         // Events only: the lines carry no span context, so formatting
-        // span fields for them would be wasted work on every request.
-        .with_filter(log_filter.and(filter_fn(|meta| meta.is_event())));
+        // span fields for them would be wasted work on every request. The
+        // SDK's line per failed export is left out: ExportHealth reports
+        // failures when they start and when they stop.
+        .with_filter(log_filter.and(filter_fn(|meta| {
+            meta.is_event() && !is_export_failure_line(meta)
+        })));
     let spans = providers.as_ref().map(|p| {
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer.tracer(INSTRUMENTATION_SCOPE))
@@ -242,16 +321,35 @@ pub fn init_with(
         opentelemetry::global::set_tracer_provider(p.tracer.clone());
         opentelemetry::global::set_meter_provider(p.meter.clone());
     }
-    tracing::info!(
-        exporting = providers.is_some(),
-        endpoint = %settings.endpoint,
-        service_name = %settings.service_name,
-        "telemetry started"
-    );
+    match &providers {
+        Some(p) => tracing::info!(
+            exporting = true,
+            traces = %p.described.traces,
+            metrics = %p.described.metrics,
+            logs = %p.described.logs,
+            sampler = %p.described.sampler,
+            service_name = %settings.service_name,
+            "telemetry started"
+        ),
+        None => tracing::info!(
+            exporting = false,
+            service_name = %settings.service_name,
+            "telemetry started"
+        ),
+    }
     Ok(TelemetryGuard {
         providers,
         _log_worker: log_worker,
     })
+}
+
+/// The lines `opentelemetry_sdk` and `opentelemetry-otlp` log for every
+/// failed export (`BatchSpanProcessor.ExportError`,
+/// `PeriodicReader.ExportError`, `Export.Failed.Exhausted`, …). Their
+/// targets are the crates' package names (`opentelemetry-otlp`).
+fn is_export_failure_line(meta: &tracing::Metadata<'_>) -> bool {
+    meta.target().starts_with("opentelemetry")
+        && (meta.name().ends_with(".ExportError") || meta.name().starts_with("Export.Failed."))
 }
 
 fn exported() -> Targets {
@@ -264,45 +362,29 @@ fn exported() -> Targets {
 
 fn build_providers(
     settings: &OtelSettings,
-    options: &TelemetryOptions,
+    env: &otel_env::OtelEnv,
+    request_export: RequestExportPath,
 ) -> Result<Providers, TelemetryInitError> {
     let resource = resource(settings);
-    let base = settings.endpoint.as_str().trim_end_matches('/');
-    let export::Exporters {
+    let health = Arc::new(ExportHealth::new());
+    let mut clients = HttpClients::default();
+    let SdkExporters {
         spans,
+        metrics,
         logs,
-        requests,
-    } = export::exporters(
-        base,
-        EXPORT_TIMEOUT,
-        &resource,
-        INSTRUMENTATION_SCOPE,
-        export::BatchOptions {
-            delay: options.batch_delay,
-            max_batch: BATCH_SIZE,
-            queue: BATCH_QUEUE,
-        },
-    )
-    .map_err(|source| TelemetryInitError::HttpClient { source })?;
-    let metrics = MetricExporter::builder()
-        .with_http()
-        .with_endpoint(format!("{base}/v1/metrics"))
-        .with_timeout(EXPORT_TIMEOUT)
-        .build()
-        .map_err(|source| TelemetryInitError::Exporter {
-            signal: "metrics",
-            source,
-        })?;
+    } = sdk_exporters(&env.targets, &mut clients, &health)?;
+    let span_batches = || {
+        opentelemetry_sdk::trace::BatchConfigBuilder::default()
+            .with_scheduled_delay(env.span_delay)
+            .with_max_queue_size(BATCH_QUEUE)
+            .with_max_export_batch_size(BATCH_SIZE)
+            .build()
+    };
     let tracer = SdkTracerProvider::builder()
+        .with_sampler(env.sampling.sdk())
         .with_span_processor(
             BatchSpanProcessor::builder(spans)
-                .with_batch_config(
-                    opentelemetry_sdk::trace::BatchConfigBuilder::default()
-                        .with_scheduled_delay(options.batch_delay)
-                        .with_max_queue_size(BATCH_QUEUE)
-                        .with_max_export_batch_size(BATCH_SIZE)
-                        .build(),
-                )
+                .with_batch_config(span_batches())
                 .build(),
         )
         .with_resource(resource.clone())
@@ -310,7 +392,7 @@ fn build_providers(
     let meter = SdkMeterProvider::builder()
         .with_reader(
             PeriodicReader::builder(metrics)
-                .with_interval(options.metric_interval)
+                .with_interval(env.metric_interval)
                 .build(),
         )
         .with_resource(resource.clone())
@@ -320,21 +402,81 @@ fn build_providers(
             BatchLogProcessor::builder(logs)
                 .with_batch_config(
                     opentelemetry_sdk::logs::BatchConfigBuilder::default()
-                        .with_scheduled_delay(options.batch_delay)
+                        .with_scheduled_delay(env.log_delay)
                         .with_max_queue_size(BATCH_QUEUE)
                         .with_max_export_batch_size(BATCH_SIZE)
                         .build(),
                 )
                 .build(),
         )
-        .with_resource(resource)
+        .with_resource(resource.clone())
         .build();
+    let requests = match request_export {
+        RequestExportPath::Direct => Requests::Direct(RequestExporter::start(
+            RequestExportConfig {
+                traces: &env.targets.traces,
+                logs: &env.targets.logs,
+                resource: &resource,
+                scope: INSTRUMENTATION_SCOPE,
+                batching: BatchOptions {
+                    // One batch holds both signals: neither waits longer
+                    // than its own delay.
+                    delay: env.span_delay.min(env.log_delay),
+                    max_batch: BATCH_SIZE,
+                    queue: BATCH_QUEUE,
+                },
+                sampling: env.sampling,
+                health: Arc::clone(&health),
+            },
+            &mut clients,
+        )?),
+        RequestExportPath::Sdk => {
+            let mut spans = BatchSpanProcessor::builder(
+                sdk_exporters(&env.targets, &mut clients, &health)?.spans,
+            )
+            .with_batch_config(span_batches())
+            .build();
+            spans.set_resource(&resource);
+            Requests::Sdk(Arc::new(SdkRequestExport::new(
+                spans,
+                &logger,
+                INSTRUMENTATION_SCOPE,
+                env.sampling,
+            )))
+        }
+    };
     Ok(Providers {
         tracer,
         meter,
         logger,
         requests,
+        described: Described::of(env),
     })
+}
+
+/// What the start-up line says about export: each signal's collector and
+/// path (never credentials, a query or a header) and the sampler.
+#[derive(Debug)]
+struct Described {
+    traces: String,
+    metrics: String,
+    logs: String,
+    sampler: String,
+}
+
+impl Described {
+    fn of(env: &otel_env::OtelEnv) -> Self {
+        let target = |signal| {
+            let target = env.targets.of(signal);
+            format!("{}{}", target.collector(), target.url.path())
+        };
+        Self {
+            traces: target(Signal::Traces),
+            metrics: target(Signal::Metrics),
+            logs: target(Signal::Logs),
+            sampler: env.sampling.to_string(),
+        }
+    }
 }
 
 /// `service.name`, `service.version` and `OTEL_RESOURCE_ATTRIBUTES`, from
@@ -361,9 +503,7 @@ impl TelemetryGuard {
     /// its span and log record; `None` while export is off. The wiring hands
     /// it to [`crate::bootstrap::startup::Application::build`].
     pub fn request_exporter(&self) -> Option<Arc<dyn RequestExport>> {
-        self.providers
-            .as_ref()
-            .map(|p| Arc::new(p.requests.clone()) as Arc<dyn RequestExport>)
+        self.providers.as_ref().map(|p| p.requests.export())
     }
 
     /// Whether anything is exported (false under `OTEL_SDK_DISABLED=true`).
@@ -415,6 +555,7 @@ impl TelemetryGuard {
             meter,
             logger,
             requests,
+            described: _,
         } = p;
         let done = within(
             SHUTDOWN_DEADLINE,
@@ -537,10 +678,11 @@ mod tests {
             endpoint: url::Url::parse(&format!("http://{address}")).expect("url"),
             ..OtelSettings::default()
         };
+        let env = otel_env::resolve(&settings.endpoint, &HashMap::new()).expect("defaults");
         let started = Instant::now();
-        let providers = build_providers(&settings, &TelemetryOptions::default())
+        let providers = build_providers(&settings, &env, RequestExportPath::Direct)
             .expect("exporters build without contacting the collector");
-        // Contacting the silent collector would take EXPORT_TIMEOUT (3 s);
+        // Contacting the silent collector would take the export timeout (3 s);
         // the margin below that absorbs a loaded machine.
         assert!(started.elapsed() < Duration::from_millis(2500));
         providers.tracer.tracer("test").in_span("work", |_| {});
@@ -554,7 +696,7 @@ mod tests {
 
         assert!(
             // Unbounded, the exporters' retries against a silent collector
-            // take several times EXPORT_TIMEOUT; the margin absorbs load.
+            // take several times the export timeout; the margin absorbs load.
             started.elapsed() < SHUTDOWN_DEADLINE + Duration::from_secs(2),
             "shutdown took {:?}",
             started.elapsed()
