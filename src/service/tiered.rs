@@ -242,9 +242,14 @@ impl TieredCache {
     /// scope while Dragonfly is still being scanned; then this memory tier
     /// and Dragonfly are cleared. A fetch in flight here will not store
     /// its result for a key in `scope` (see `put_unless_invalidated`).
+    ///
+    /// Unlike a read, an invalidation always tries a configured Dragonfly,
+    /// whatever the probe last saw (it may not have answered yet, or be
+    /// back): only a real failure may be reported as one, and the caller is
+    /// an operator who can wait the command timeout.
     async fn evict_tiers(&self, scope: &InvalidationScope) -> TierEvictions {
         self.record_invalidation(scope);
-        let remote = self.usable_remote();
+        let remote = self.remote.as_ref();
         if let Some(remote) = remote
             && let Err(error) = remote.bus.publish(scope).await
         {
