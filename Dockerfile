@@ -61,7 +61,7 @@ RUN mkdir src testkit/src \
     && cargo build --release --locked --bin chimney \
     && rm -rf src
 
-# Build-time version injection (src/app/version.rs reads both with
+# Build-time version injection (src/bootstrap/version.rs reads both with
 # option_env!). Declared after the dependency layer so a new version does
 # not rebuild the dependencies; build arguments are in the environment of
 # RUN, which is what the compiler sees. One left empty is unset, so the
