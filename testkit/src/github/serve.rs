@@ -169,6 +169,21 @@ fn header_object(headers: &HeaderMap) -> serde_json::Value {
 }
 
 impl Inner {
+    /// GitHub's secondary limit as it answers it (a 403 or a 429 with
+    /// `Retry-After`, requests still left in the primary budget).
+    fn secondary_limit(&self, status: StatusCode, retry_after_secs: u64) -> Response {
+        Response::builder()
+            .status(status)
+            .header("Content-Type", "application/json; charset=utf-8")
+            .header("Retry-After", retry_after_secs.to_string())
+            .header("X-RateLimit-Limit", "5000")
+            .header("X-RateLimit-Remaining", "4000")
+            .header("X-RateLimit-Reset", self.rate_limit_reset.to_string())
+            .body(
+                r#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again.","documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#secondary-rate-limits"}"#,
+            )
+    }
+
     /// The answer for a known resource, or GitHub's 404.
     fn normal(&self, state: &State, key: &RequestKey, request_headers: &HeaderMap) -> Response {
         let Some(resource) = state.lookup(key) else {
@@ -268,29 +283,10 @@ impl Inner {
                 .body(
                     r#"{"message":"API rate limit exceeded for user ID 1.","documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting"}"#,
                 ),
-            Fault::RateLimit(RateLimit::TooManyRequests { retry_after_secs }) => {
-                Response::builder()
-                    .status(StatusCode::TOO_MANY_REQUESTS)
-                    .header("Content-Type", "application/json; charset=utf-8")
-                    .header("Retry-After", retry_after_secs.to_string())
-                    .header("X-RateLimit-Limit", "5000")
-                    .header("X-RateLimit-Remaining", "4000")
-                    .header("X-RateLimit-Reset", self.rate_limit_reset.to_string())
-                    .body(
-                        r#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again.","documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#secondary-rate-limits"}"#,
-                    )
-            }
+            Fault::RateLimit(RateLimit::TooManyRequests { retry_after_secs }) => self
+                .secondary_limit(StatusCode::TOO_MANY_REQUESTS, *retry_after_secs),
             Fault::RateLimit(RateLimit::SecondaryForbidden { retry_after_secs }) => {
-                Response::builder()
-                    .status(StatusCode::FORBIDDEN)
-                    .header("Content-Type", "application/json; charset=utf-8")
-                    .header("Retry-After", retry_after_secs.to_string())
-                    .header("X-RateLimit-Limit", "5000")
-                    .header("X-RateLimit-Remaining", "4000")
-                    .header("X-RateLimit-Reset", self.rate_limit_reset.to_string())
-                    .body(
-                        r#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again.","documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#secondary-rate-limits"}"#,
-                    )
+                self.secondary_limit(StatusCode::FORBIDDEN, *retry_after_secs)
             }
             Fault::HugeContentLength => Response::builder()
                 .status(StatusCode::OK)
