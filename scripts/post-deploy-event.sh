@@ -16,6 +16,9 @@
 #   PR_TITLE      its title, any text                          (--pr-title)
 #   ORIGIN_IPS    comma-separated origin IPs                   (--origin-ips)
 #   DEPLOYED_AT   RFC 3339 finish time (default: now, UTC)     (--deployed-at)
+#   EVENT_ID      idempotency id, at most 128 characters       (--id)
+#                 (default in GitHub Actions: run id, attempt and
+#                 outcome, so a retried post is stored once)
 #   POST_DEPLOY_JSON_TOOL  python3 | jq: force one JSON builder (tests)
 #
 # The JSON body is built by python3 (or jq) from the environment, never by
@@ -27,7 +30,7 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -47,6 +50,7 @@ while [ $# -gt 0 ]; do
     --pr-title) PR_TITLE=${2-}; shift 2 ;;
     --origin-ips) ORIGIN_IPS=${2-}; shift 2 ;;
     --deployed-at) DEPLOYED_AT=${2-}; shift 2 ;;
+    --id) EVENT_ID=${2-}; shift 2 ;;
     -h | --help) usage ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
@@ -69,8 +73,15 @@ for name in DURATION_S PR_NUMBER; do
   fi
 done
 DEPLOYED_AT=${DEPLOYED_AT:-$(date -u +%Y-%m-%dT%H:%M:%SZ)}
+# One id per run attempt and outcome: curl's retries and a re-run of the
+# notify step land on the same event, a re-run of the job on a new one.
+if [ -z "${EVENT_ID:-}" ] && [ -n "${GITHUB_RUN_ID:-}" ]; then
+  EVENT_ID="${GITHUB_RUN_ID}.${GITHUB_RUN_ATTEMPT:-1}.${OUTCOME}"
+fi
+EVENT_ID=${EVENT_ID:-}
+[ "${#EVENT_ID}" -le 128 ] || die "EVENT_ID must be at most 128 characters"
 
-export SHA OUTCOME DEPLOYED_AT
+export SHA OUTCOME DEPLOYED_AT EVENT_ID
 export SLOT=${SLOT:-} DURATION_S=${DURATION_S:-} PR_NUMBER=${PR_NUMBER:-}
 export PR_TITLE=${PR_TITLE:-} ORIGIN_IPS=${ORIGIN_IPS:-}
 
@@ -79,6 +90,8 @@ build_with_python() {
 import json, os, sys
 env = os.environ
 body = {"sha": env["SHA"], "outcome": env["OUTCOME"], "deployed_at": env["DEPLOYED_AT"]}
+if env.get("EVENT_ID"):
+    body["id"] = env["EVENT_ID"]
 if env.get("SLOT"):
     body["slot"] = env["SLOT"]
 if env.get("DURATION_S"):
@@ -98,6 +111,7 @@ build_with_jq() {
   jq -cn '
     env as $e
     | {sha: $e.SHA, outcome: $e.OUTCOME, deployed_at: $e.DEPLOYED_AT}
+    + (if $e.EVENT_ID != "" then {id: $e.EVENT_ID} else {} end)
     + (if $e.SLOT != "" then {slot: $e.SLOT} else {} end)
     + (if $e.DURATION_S != "" then {duration_s: ($e.DURATION_S | tonumber)} else {} end)
     + (if $e.PR_NUMBER != "" then {pr_number: ($e.PR_NUMBER | tonumber)} else {} end)

@@ -191,3 +191,66 @@ async fn the_deploy_hook_refuses_bad_arguments_before_calling_chimney() {
     }
     assert_eq!(app.deploy_status().await.status, 204);
 }
+
+/// In GitHub Actions the hook names the event after the run attempt and
+/// outcome, so posting it again (curl's retry, a re-run notify step, even
+/// seconds later) stores it once.
+async fn hook_posts_a_run_once_with(tool: &str) {
+    if !tools_present(tool) {
+        return;
+    }
+    let app = spawn_admin_app().await;
+    for deployed_at in ["2026-12-04T10:00:00Z", "2026-12-04T10:00:07Z"] {
+        let output = run_hook(
+            &app,
+            &[
+                ("DEPLOY_TOKEN", DEPLOY_TOKEN),
+                ("POST_DEPLOY_JSON_TOOL", tool),
+                ("GITHUB_SHA", "3051037"),
+                ("GITHUB_RUN_ID", "987654321"),
+                ("GITHUB_RUN_ATTEMPT", "2"),
+                ("OUTCOME", "success"),
+                ("DEPLOYED_AT", deployed_at),
+            ],
+        )
+        .await;
+        assert!(output.status.success(), "hook failed: {}", printed(&output));
+    }
+
+    let status = app.deploy_status_json().await;
+    assert_eq!(status["total_deploys"], 1, "{status}");
+    assert_eq!(status["last_deploy"]["id"], "987654321.2.success");
+}
+
+#[tokio::test]
+async fn the_deploy_hook_posts_a_run_once_built_with_python() {
+    hook_posts_a_run_once_with("python3").await;
+}
+
+#[tokio::test]
+async fn the_deploy_hook_posts_a_run_once_built_with_jq() {
+    hook_posts_a_run_once_with("jq").await;
+}
+
+#[tokio::test]
+async fn the_deploy_hook_refuses_an_id_over_128_characters() {
+    if !tools_present("python3") {
+        return;
+    }
+    let app = spawn_admin_app().await;
+    let long_id = "x".repeat(129);
+
+    let output = run_hook(
+        &app,
+        &[
+            ("DEPLOY_TOKEN", DEPLOY_TOKEN),
+            ("SHA", "abc"),
+            ("OUTCOME", "success"),
+            ("EVENT_ID", &long_id),
+        ],
+    )
+    .await;
+
+    assert_eq!(output.status.code(), Some(2), "{}", printed(&output));
+    assert_eq!(app.deploy_status().await.status, 204);
+}
