@@ -53,6 +53,7 @@ SLOT_ENV_KEYS = [
     "INVALIDATE_TOKEN",
     "INVALIDATE_ALL_ALLOWED",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
     "OTEL_SERVICE_NAME",
     "OTEL_RESOURCE_ATTRIBUTES",
 ]
@@ -60,6 +61,8 @@ SLOT_ENV_KEYS = [
 # environment, empty when unset, and never be written in the file: the
 # switch that widens what a leaked invalidation token can do.
 OPERATOR_SWITCHES = ["INVALIDATE_ALL_ALLOWED"]
+# Not a chimney secret, but it carries a collector's credentials.
+OPERATOR_CREDENTIALS = ["OTEL_EXPORTER_OTLP_HEADERS"]
 DRAGONFLY_MIB_PER_THREAD = 256
 # What chimney does after CHIMNEY_SHUTDOWN_GRACE on SIGTERM, at most: drain
 # in-flight requests (5 s), then flush telemetry (5 s); CONTRACT 2 and the
@@ -215,10 +218,24 @@ def readme_settings(root: Path) -> dict[str, bool]:
     return settings
 
 
+def readme_otel_variables(root: Path) -> set[str]:
+    """The OpenTelemetry variables chimney honours: every name in the first
+    column of the table under the README's Observability "### Settings"."""
+    text = (root / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"^## Observability\n.*?^### Settings\n(.*?)(?=^### |^## |\Z)", text, re.S | re.M)
+    if not match:
+        raise ValueError(f"{root / 'README.md'}: no Settings table under Observability")
+    names = set()
+    for line in match.group(1).splitlines():
+        if line.startswith("|"):
+            names.update(re.findall(r"`(OTEL_[A-Z_]+)`", line.strip("|").split("|")[0]))
+    return names
+
+
 def operator_only(root: Path) -> list[str]:
     """Variables a slot must take from the operator's environment as ${X:-}."""
     secrets = [name for name, secret in readme_settings(root).items() if secret]
-    return secrets + OPERATOR_SWITCHES
+    return secrets + OPERATOR_SWITCHES + OPERATOR_CREDENTIALS
 
 
 # --- policy -------------------------------------------------------------------
@@ -355,7 +372,7 @@ def check_compose(root: Path, problems: Problems) -> dict:
         )
 
     deploy_ports = deploy_workflow_ports(root)
-    known = readme_settings(root)
+    known = set(readme_settings(root)) | readme_otel_variables(root)
     operator_keys = operator_only(root)
     slot_envs = {}
     for name, colour in SLOTS.items():
@@ -372,7 +389,8 @@ def check_compose(root: Path, problems: Problems) -> dict:
         for key in sorted(env):
             problems.check(
                 key in known,
-                f"compose: {name} sets {key}, which is not a chimney setting (README's Configuration table)",
+                f"compose: {name} sets {key}, which is not a chimney setting "
+                "(README's Configuration table or its Observability settings)",
             )
         for key in operator_keys:
             text = str(raw_env.get(key, "")) if isinstance(raw_env, dict) else ""
