@@ -73,6 +73,11 @@ TELEMETRY_FLUSH_S = 5
 # Caddy's defaults (reverse_proxy directive) when the snippet leaves them out.
 CADDY_DEFAULT_HEALTH_TIMEOUT_S = 5.0
 CADDY_DEFAULT_HEALTH_FAILS = 1
+# Caddy keeps an idle upstream connection this long unless told otherwise
+# (`transport http { keepalive }`); chimney closes one after 10 s idle
+# (CONTRACT 2), and a request Caddy sends as chimney closes is lost.
+CADDY_DEFAULT_KEEPALIVE_S = 120.0
+CHIMNEY_IDLE_CLOSE_S = 10.0
 
 
 class Problems:
@@ -696,6 +701,14 @@ def check_caddy(root: Path, compose: dict, problems: Problems) -> None:
                 f"health_timeout {timeout:g}s = {out_after:g}s is not shorter than {name}'s "
                 f"CHIMNEY_SHUTDOWN_GRACE {grace:g}s: Caddy would still send requests when the listener closes",
             )
+    keepalive = seconds("keepalive", CADDY_DEFAULT_KEEPALIVE_S)
+    if keepalive is not None:
+        problems.check(
+            keepalive < CHIMNEY_IDLE_CLOSE_S,
+            f"README Caddy: idle upstream connections are kept {keepalive:g}s (transport http keepalive), "
+            f"not less than chimney's {CHIMNEY_IDLE_CLOSE_S:g}s idle close: a request sent as chimney closes "
+            "one fails (a POST is not retried)",
+        )
     for key, why in (
         ("lb_try_duration", "a request that fails on a closing slot is not retried on the other one"),
         ("fail_duration", "a slot that just failed a request is not avoided by the retry"),
@@ -1269,6 +1282,18 @@ MUTATIONS: list[tuple[str, str, object, str]] = [
         "README.md",
         text_edit("health_interval 2s", ""),
         "README Caddy: no health_interval",
+    ),
+    (
+        "Caddy keeps idle connections to a slot longer than chimney does",
+        "README.md",
+        text_edit("keepalive 5s", "keepalive 30s"),
+        "not less than chimney's 10s idle close",
+    ),
+    (
+        "Caddy at its default idle keepalive (2 minutes)",
+        "README.md",
+        text_edit("keepalive 5s", ""),
+        "are kept 120s",
     ),
     (
         "Caddy does not retry (no lb_try_duration)",
