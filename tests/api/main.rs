@@ -4,6 +4,7 @@
 mod admin_body;
 mod admin_client;
 mod cache_admin;
+mod bounded_waiting;
 mod coalescing;
 mod connections;
 mod deploy_hook;
