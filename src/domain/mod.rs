@@ -33,7 +33,8 @@ pub use entry::{
 };
 pub use etag::IfNoneMatch;
 pub use freshness::{
-    DEFAULT_STALE_WHILE_REVALIDATE, Freshness, STALE_IF_ERROR_WINDOW, TtlPolicy, TtlRule, retention};
+    DEFAULT_STALE_WHILE_REVALIDATE, Freshness, STALE_IF_ERROR_WINDOW, TtlPolicy, TtlRule, retention,
+};
 pub use headers::{HeaderList, is_hop_by_hop};
 pub use invalidation::{InvalidationScope, PIPELINE_SUMMARY_KEY};
 pub use link::{LinkTarget, local_location, rewrite_link_header};

@@ -33,7 +33,9 @@ async fn hold_the_slot(app: &TestApp, rel: &str) -> tokio::task::JoinHandle<Test
     let holder = {
         let client = app.client.clone();
         let url = format!("{}{}", app.address, app.github_path(rel));
-        tokio::spawn(async move { read(client.get(url).send().await.expect("holder answered")).await })
+        tokio::spawn(
+            async move { read(client.get(url).send().await.expect("holder answered")).await },
+        )
     };
     app.github
         .wait_for_requests(&upstream, 1, Duration::from_secs(5))
@@ -159,7 +161,10 @@ async fn queued_fetches_whose_clients_left_are_never_sent() {
             .send()
     }))
     .await;
-    assert!(gave_up.iter().all(Result::is_err), "a queued request was answered");
+    assert!(
+        gave_up.iter().all(Result::is_err),
+        "a queued request was answered"
+    );
 
     // The slot comes free; the abandoned fetches must not take it.
     assert_eq!(holder.await.unwrap().status, 200);
@@ -171,7 +176,10 @@ async fn queued_fetches_whose_clients_left_are_never_sent() {
         .iter()
         .filter(|rel| app.github.requests_for(&app.upstream(rel)) > 0)
         .collect();
-    assert!(sent.is_empty(), "abandoned fetches reached GitHub: {sent:?}");
+    assert!(
+        sent.is_empty(),
+        "abandoned fetches reached GitHub: {sent:?}"
+    );
     // A later request for one of them is fetched afresh.
     let again = app.get_github(&rels[1]).await;
     assert_eq!(again.status, 200, "{}", again.text());

@@ -3,8 +3,8 @@
 
 mod admin_body;
 mod admin_client;
-mod cache_admin;
 mod bounded_waiting;
+mod cache_admin;
 mod coalescing;
 mod connections;
 mod deploy_hook;

@@ -96,11 +96,7 @@ pub(crate) enum Role {
 /// Removes `key` from the locked map if it still belongs to the fetch
 /// whose waiters are `interest` (a fetch that gave up may have been
 /// replaced by a newer one).
-fn remove_own<K: Eq + Hash, V>(
-    map: &mut HashMap<K, Flight<V>>,
-    key: &K,
-    interest: &Arc<Interest>,
-) {
+fn remove_own<K: Eq + Hash, V>(map: &mut HashMap<K, Flight<V>>, key: &K, interest: &Arc<Interest>) {
     if map
         .get(key)
         .is_some_and(|flight| Arc::ptr_eq(&flight.interest, interest))
@@ -279,7 +275,9 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_fetch_releases_its_key() {
         let coalescer: Coalescer<&'static str, u32> = Coalescer::new();
-        let (v, _) = coalescer.run(&"k", |_| async { panic!("boom") }, || 7).await;
+        let (v, _) = coalescer
+            .run(&"k", |_| async { panic!("boom") }, || 7)
+            .await;
         assert_eq!(*v, 7);
         assert_eq!(coalescer.in_flight(), 0);
         let (v, _) = coalescer.run(&"k", |_| async { 3 }, || 7).await;

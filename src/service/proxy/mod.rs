@@ -24,8 +24,8 @@ use tracing::Instrument as _;
 
 use crate::domain::{
     CacheKey, CachedResponse, DEFAULT_NEGATIVE_TTL, DEFAULT_RATE_LIMIT_RESERVE_PCT,
-    DEFAULT_STALE_WHILE_REVALIDATE, Decision, GithubPath, HeaderList, IfNoneMatch,
-    NormalisedQuery, PathPolicy, RepoName, TtlPolicy, decide,
+    DEFAULT_STALE_WHILE_REVALIDATE, Decision, GithubPath, HeaderList, IfNoneMatch, NormalisedQuery,
+    PathPolicy, RepoName, TtlPolicy, decide,
 };
 use crate::ports::{CacheStore, CacheTier, NoTelemetry, Telemetry, UpstreamGithub};
 
@@ -389,7 +389,11 @@ impl ProxyService {
                 };
                 let (result, role) = inner
                     .coalescer
-                    .run(&key, |waiters| job.start(waiters), FetchResult::internal_failure)
+                    .run(
+                        &key,
+                        |waiters| job.start(waiters),
+                        FetchResult::internal_failure,
+                    )
                     .await;
                 match role {
                     Role::Leader => self.telemetry.cache_miss(),
@@ -425,7 +429,11 @@ impl ProxyService {
             async move {
                 let key = job.key.clone();
                 coalescer
-                    .run(&key, |waiters| job.start(waiters), FetchResult::internal_failure)
+                    .run(
+                        &key,
+                        |waiters| job.start(waiters),
+                        FetchResult::internal_failure,
+                    )
                     .await;
             }
             .instrument(tracing::Span::current()),
