@@ -310,7 +310,9 @@ async fn an_untrusted_certificate_is_unavailable_within_the_timeout() {
 
 /// Unavailable, saying the handshake failed and why, without the password.
 fn assert_reported_as_tls_failure(err: &CacheError) {
-    let CacheError::Unavailable { store, .. } = err;
+    let CacheError::Unavailable { store, .. } = err else {
+        panic!("expected unavailable: {err:?}");
+    };
     assert_eq!(*store, "dragonfly");
     let text = chain(err);
     assert!(

@@ -236,10 +236,13 @@ fn wire(
         settings.github_api_url.as_str(),
         &ProxyLimits {
             upstream_concurrency: settings.upstream_concurrency,
+            upstream_queue: settings.upstream_queue,
+            upstream_queue_timeout: settings.upstream_queue_timeout,
         },
         ProxyPolicy {
             paths: settings.proxy_paths.clone(),
             negative_ttl: settings.negative_ttl,
+            stale_while_revalidate: settings.stale_while_revalidate,
             gate: Arc::clone(&gate),
         },
     )

@@ -15,6 +15,13 @@ pub enum Decision {
     NotModified,
     /// Serve the fresh entry from cache.
     ServeFresh,
+    /// Serve the stale entry at once and revalidate it in the background
+    /// (stale-while-revalidate): it is past its TTL by no more than the
+    /// window.
+    ServeStaleAndRevalidate {
+        /// ETag to send as `If-None-Match`.
+        etag: Option<String>,
+    },
     /// Ask GitHub, conditionally when an ETag is known.
     Fetch {
         /// ETag to send as `If-None-Match`.
@@ -26,12 +33,16 @@ pub enum Decision {
 
 /// Decides how to answer a request given the cached entry (if any).
 /// Negative entries (404/410) are fresh for `negative_ttl` and then good
-/// for nothing: no stale fallback, no revalidation.
+/// for nothing: no stale fallback, no revalidation. A stale entry at most
+/// `stale_while_revalidate` past its TTL is served while it is revalidated
+/// (zero switches that off); one with a fetch time in the future is not,
+/// since its age is unknown.
 pub fn decide(
     entry: Option<&CachedResponse>,
     if_none_match: Option<&IfNoneMatch>,
     ttl: Duration,
     negative_ttl: Duration,
+    stale_while_revalidate: Duration,
     now: SystemTime,
 ) -> Decision {
     let Some(entry) = entry else {
@@ -50,6 +61,15 @@ pub fn decide(
                 Decision::NotModified
             } else {
                 Decision::ServeFresh
+            }
+        }
+        Freshness::Stale
+            if !stale_while_revalidate.is_zero()
+                && entry.fetched_at <= now
+                && entry.age(now) <= ttl.saturating_add(stale_while_revalidate) =>
+        {
+            Decision::ServeStaleAndRevalidate {
+                etag: entry.etag().map(str::to_owned),
             }
         }
         freshness => Decision::Fetch {
@@ -131,7 +151,65 @@ mod tests {
         ttl: Duration,
         now: SystemTime,
     ) -> Decision {
-        super::decide(entry, inm, ttl, NEG, now)
+        super::decide(entry, inm, ttl, NEG, Duration::ZERO, now)
+    }
+
+    const SWR: Duration = Duration::from_secs(60);
+
+    fn decide_swr(entry: &CachedResponse, now: SystemTime) -> Decision {
+        super::decide(Some(entry), None, TTL, NEG, SWR, now)
+    }
+
+    #[test]
+    fn a_stale_entry_within_the_window_is_served_while_revalidated() {
+        let e = entry_at(0, Some("\"a\""));
+        let updating = Decision::ServeStaleAndRevalidate {
+            etag: Some("\"a\"".into()),
+        };
+        assert_eq!(decide_swr(&e, at(30)), updating);
+        assert_eq!(decide_swr(&e, at(90)), updating);
+        assert_eq!(decide_swr(&e, at(10)), Decision::ServeFresh);
+    }
+
+    #[test]
+    fn a_stale_entry_past_the_window_makes_the_client_wait() {
+        let e = entry_at(0, Some("\"a\""));
+        assert_eq!(
+            decide_swr(&e, at(91)),
+            Decision::Fetch {
+                etag: Some("\"a\"".into()),
+                stale_usable: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_zero_window_never_serves_stale_at_once() {
+        let e = entry_at(0, None);
+        assert_eq!(
+            decide(Some(&e), None, TTL, at(31)),
+            Decision::Fetch {
+                etag: None,
+                stale_usable: true
+            }
+        );
+    }
+
+    #[test]
+    fn negative_and_future_entries_are_not_served_while_revalidated() {
+        let missing = CachedResponse::new(404, HeaderList::default(), Bytes::new(), at(0));
+        assert_eq!(
+            decide_swr(&missing, at(31)),
+            Decision::Fetch {
+                etag: None,
+                stale_usable: false
+            }
+        );
+        let future = entry_at(100, Some("\"a\""));
+        assert!(matches!(
+            decide_swr(&future, at(50)),
+            Decision::Fetch { .. }
+        ));
     }
 
     fn after_fetch(v: Option<UpstreamVerdict>, had: bool, stale: bool) -> AfterFetch {

@@ -10,6 +10,10 @@ use super::request::CacheKey;
 /// revalidation.
 pub const STALE_IF_ERROR_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// How long past its TTL an entry is served at once while one background
+/// fetch revalidates it (stale-while-revalidate), unless configured.
+pub const DEFAULT_STALE_WHILE_REVALIDATE: Duration = Duration::from_secs(60);
+
 /// TTL of a path that matches no rule.
 const FALLBACK_TTL: Duration = Duration::from_secs(30);
 

@@ -32,7 +32,9 @@ pub use entry::{
     is_negative_status, is_servable_content_type,
 };
 pub use etag::IfNoneMatch;
-pub use freshness::{Freshness, STALE_IF_ERROR_WINDOW, TtlPolicy, TtlRule, retention};
+pub use freshness::{
+    DEFAULT_STALE_WHILE_REVALIDATE, Freshness, STALE_IF_ERROR_WINDOW, TtlPolicy, TtlRule, retention,
+};
 pub use headers::{HeaderList, is_hop_by_hop};
 pub use invalidation::{InvalidationScope, PIPELINE_SUMMARY_KEY};
 pub use link::{LinkTarget, local_location, rewrite_link_header};

@@ -56,11 +56,14 @@ pub enum ProblemType {
     NotReady,
     /// 503: an invalidation could not reach Dragonfly.
     SharedTierUnavailable,
+    /// 503: too many fetches already wait for GitHub, or this one waited
+    /// too long, and nothing usable was cached.
+    UpstreamBusy,
 }
 
 impl ProblemType {
     /// Every type, in the order the index page lists them.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 18] = [
         Self::BadRequest,
         Self::Unauthorized,
         Self::CorsRefused,
@@ -78,6 +81,7 @@ impl ProblemType {
         Self::RateLimitReserve,
         Self::NotReady,
         Self::SharedTierUnavailable,
+        Self::UpstreamBusy,
     ];
 
     /// The last segment of the type URI.
@@ -100,6 +104,7 @@ impl ProblemType {
             Self::RateLimitReserve => "rate-limit-reserve",
             Self::NotReady => "not-ready",
             Self::SharedTierUnavailable => "shared-tier-unavailable",
+            Self::UpstreamBusy => "upstream-busy",
         }
     }
 
@@ -119,7 +124,8 @@ impl ProblemType {
             | Self::EndpointDisabled
             | Self::RateLimitReserve
             | Self::NotReady
-            | Self::SharedTierUnavailable => "Service Unavailable",
+            | Self::SharedTierUnavailable
+            | Self::UpstreamBusy => "Service Unavailable",
         }
     }
 
@@ -168,6 +174,9 @@ impl ProblemType {
             }
             Self::SharedTierUnavailable => {
                 "The invalidation cleared this instance's memory tier, but Dragonfly, the tier the instances share, could not be reached, so its entries (and the other instances that read them) may still serve what was invalidated. Retry the invalidation."
+            }
+            Self::UpstreamBusy => {
+                "Too many requests were already waiting for GitHub (more than `upstream_queue`), or this one waited longer than `upstream_queue_timeout` for a free connection, and chimney had no cached copy to serve instead. Nothing was sent to GitHub. Retry after the `Retry-After` seconds."
             }
             Self::NotReady => {
                 "This instance received a stop signal: it still answers the requests that reach it, but a load balancer polling `/readyz` should send new traffic to another instance."
@@ -256,6 +265,16 @@ impl Problem {
             StatusCode::SERVICE_UNAVAILABLE,
             ProblemType::UpstreamRateLimited,
             format!("GitHub's rate limit is exhausted; retry in {retry_after_secs} s"),
+        )
+    }
+
+    /// `503 Service Unavailable`: no outbound slot for the fetch and
+    /// nothing usable cached.
+    pub fn upstream_busy() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProblemType::UpstreamBusy,
+            "too many requests are waiting for GitHub; retry in 1 s",
         )
     }
 

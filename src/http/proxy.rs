@@ -139,6 +139,18 @@ fn cache_outcome(request: &ProxyRequest, reply: &ProxyReply) -> CacheOutcome {
             x_cache: XCache::Hit,
             tier,
             ..
+        }
+        // Served from the cache without waiting, though a background fetch
+        // renews it.
+        | ProxyReply::Cached {
+            x_cache: XCache::Updating,
+            tier,
+            ..
+        }
+        | ProxyReply::PassThrough {
+            x_cache: XCache::Updating,
+            tier,
+            ..
         } => *tier,
         _ => None,
     };
@@ -214,6 +226,14 @@ fn render(reply: ProxyReply, now: SystemTime) -> Response {
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            set_cache_headers(&mut response, XCache::Miss, 0);
+            response
+        }
+        ProxyReply::UpstreamBusy => {
+            let mut response = Problem::upstream_busy().into_response();
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
             set_cache_headers(&mut response, XCache::Miss, 0);
             response
         }

@@ -34,8 +34,11 @@ pub enum ProxyAnswer {
         Option<String>,
         /// How the answer was produced: `HIT` (fresh from either cache
         /// tier), `MISS` (fetched with no usable entry), `REVALIDATED`
-        /// (GitHub answered 304), `STALE` (served after GitHub failed),
-        /// `COALESCED` (shared a concurrent request's fetch).
+        /// (GitHub answered 304), `STALE` (served after GitHub failed or
+        /// while it rate limits or is busy), `COALESCED` (shared a
+        /// concurrent request's fetch), `UPDATING` (a stale entry, at most
+        /// `stale_while_revalidate` past its TTL, served at once while one
+        /// background fetch revalidates it).
         #[oai(header = "X-Cache")]
         String,
         /// Whole seconds since the representation was fetched from GitHub.
@@ -92,11 +95,14 @@ pub enum ProxyAnswer {
     /// GitHub's rate limit is exhausted, or chimney holds back after a
     /// rate-limited answer until the reset (`upstream-rate-limited`), and no
     /// stale entry was available; or the limit is below the reserve and the
-    /// key has no cached entry (`rate-limit-reserve`).
+    /// key has no cached entry (`rate-limit-reserve`); or more than
+    /// `upstream_queue` fetches already wait for a GitHub connection, or
+    /// this one waited `upstream_queue_timeout`, with no stale entry
+    /// available (`upstream-busy`, `Retry-After: 1`; nothing was sent).
     #[oai(status = 503, content_type = "application/problem+json")]
     RateLimited(
         Json<Problem>,
-        /// Seconds until GitHub answers again.
+        /// Seconds until a retry may succeed.
         #[oai(header = "Retry-After")]
         u64,
     ),

@@ -70,6 +70,14 @@ pub enum CacheError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Every connection to the backing service was busy for the whole
+    /// wait: this process's own congestion, not an outage. The operation
+    /// is skipped (a read is a miss) but the store stays in use.
+    #[error("cache store {store} busy: no free connection in time")]
+    Congested {
+        /// Which store was busy.
+        store: &'static str,
+    },
 }
 
 /// A store of cached GitHub responses, keyed by [`CacheKey`].

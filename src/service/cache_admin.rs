@@ -223,6 +223,10 @@ impl CacheAdminService {
                     tracing::warn!(path = %label, retry_after_secs, "warming was rate limited");
                     None
                 }
+                ProxyReply::UpstreamBusy => {
+                    tracing::warn!(path = %label, "warming found GitHub too busy");
+                    None
+                }
                 ProxyReply::Refused(refusal) => {
                     tracing::warn!(path = %label, %refusal, "warming was refused");
                     None

@@ -357,7 +357,15 @@ impl TieredCache {
         before
     }
 
+    /// Stops using Dragonfly until the probe reaches it again, unless the
+    /// failure was only this process running out of free connections: then
+    /// the one operation goes without Dragonfly (a read is a miss) and every
+    /// other keeps using it.
     fn mark_down(&self, error: &CacheError) {
+        if matches!(error, CacheError::Congested { .. }) {
+            tracing::debug!(%error, "Dragonfly skipped for one operation: every connection was busy");
+            return;
+        }
         self.snapshot
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -285,6 +285,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         github_api_url: github.base_url(),
         github_token: None,
         proxy_paths: test_proxy_paths(),
+        // Off unless a test turns it on, so a stale entry's revalidation is
+        // what the client sees (stale_while_revalidate.rs tests the window).
+        stale_while_revalidate: Duration::ZERO,
         ..Settings::default()
     };
     settings.otel.disabled = true;

@@ -3,6 +3,7 @@
 
 mod admin_body;
 mod admin_client;
+mod bounded_waiting;
 mod cache_admin;
 mod coalescing;
 mod connections;

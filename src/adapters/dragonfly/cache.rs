@@ -159,8 +159,7 @@ impl DragonflyCache {
 
     /// A pooled connection for a multi-step operation, within the timeout.
     async fn checkout(&self, operation: &'static str) -> Result<Connection, Error> {
-        self.deadline(operation, command::checkout(&self.pool, operation))
-            .await
+        command::checkout(&self.pool, self.command_timeout, operation).await
     }
 
     /// One command of a multi-step operation, within the timeout.

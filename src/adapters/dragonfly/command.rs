@@ -23,11 +23,29 @@ pub(super) async fn within<T>(
         }))
 }
 
-/// A pooled connection for `operation` (no deadline of its own).
-pub(super) async fn checkout(pool: &Pool, operation: &'static str) -> Result<Connection, Error> {
-    pool.get()
-        .await
-        .map_err(|source| Error::checkout(operation, source))
+/// A pooled connection for `operation` within `timeout`. Running out of
+/// time while every connection is checked out is [`Error::Congested`]: this
+/// process is busy, which says nothing about Dragonfly (the operations
+/// holding the connections report an outage themselves if there is one).
+pub(super) async fn checkout(
+    pool: &Pool,
+    timeout: Duration,
+    operation: &'static str,
+) -> Result<Connection, Error> {
+    match tokio::time::timeout(timeout, pool.get()).await {
+        Ok(got) => got.map_err(|source| Error::checkout(operation, source)),
+        Err(_) if exhausted(pool) => Err(Error::Congested { operation }),
+        Err(_) => Err(Error::Timeout {
+            operation,
+            after: timeout,
+        }),
+    }
+}
+
+/// Every connection the pool may have is open and checked out.
+fn exhausted(pool: &Pool) -> bool {
+    let status = pool.status();
+    status.available == 0 && status.size >= status.max_size
 }
 
 /// Runs a single-command operation with one deadline covering both the
@@ -42,11 +60,21 @@ where
     F: FnOnce(Connection) -> Fut,
     Fut: Future<Output = Result<T, RedisError>>,
 {
-    within(timeout, operation, async {
-        let conn = checkout(pool, operation).await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let conn = checkout(pool, timeout, operation).await?;
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    within(left, operation, async {
         command(conn)
             .await
             .map_err(|source| Error::Command { operation, source })
     })
     .await
+    .map_err(|err| match err {
+        // The deadline is the whole operation's.
+        Error::Timeout { operation, .. } => Error::Timeout {
+            operation,
+            after: timeout,
+        },
+        other => other,
+    })
 }

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use deadpool_redis::PoolError;
 use deadpool_redis::redis::RedisError;
+use deadpool_redis::{PoolError, TimeoutType};
 
 use crate::ports::CacheError;
 
@@ -49,6 +49,10 @@ pub(super) enum Error {
         #[source]
         source: RedisError,
     },
+    /// Every pooled connection stayed checked out for the whole wait: this
+    /// process is busy, Dragonfly may be fine.
+    #[error("every Dragonfly connection was busy for {operation}")]
+    Congested { operation: &'static str },
     /// The whole operation, connection checkout included, overran its
     /// deadline.
     #[error("Dragonfly {operation} timed out after {after:?}")]
@@ -61,7 +65,11 @@ pub(super) enum Error {
 impl Error {
     /// The error for a failed connection checkout: [`Error::Tls`] when the
     /// TLS handshake is what failed, [`Error::Pool`] otherwise.
+    /// A wait for a free slot that timed out is [`Error::Congested`].
     pub(super) fn checkout(operation: &'static str, source: PoolError) -> Self {
+        if matches!(source, PoolError::Timeout(TimeoutType::Wait)) {
+            return Self::Congested { operation };
+        }
         match tls_failure(&source) {
             Some(reason) => Self::Tls { operation, reason },
             None => Self::Pool { operation, source },
@@ -97,6 +105,9 @@ fn tls_failure(err: &(dyn std::error::Error + 'static)) -> Option<String> {
 
 impl From<Error> for CacheError {
     fn from(err: Error) -> Self {
+        if let Error::Congested { .. } = err {
+            return Self::Congested { store: STORE };
+        }
         Self::Unavailable {
             store: STORE,
             source: Box::new(err),
@@ -128,9 +139,25 @@ mod tests {
             after: Duration::from_millis(200),
         }
         .into();
-        let CacheError::Unavailable { store, source } = err;
+        let CacheError::Unavailable { store, source } = err else {
+            panic!("a timeout is an outage: {err:?}");
+        };
         assert_eq!(store, "dragonfly");
         assert_eq!(source.to_string(), "Dragonfly GET timed out after 200ms");
+    }
+
+    #[test]
+    fn a_pool_wait_timeout_is_congestion_not_an_outage() {
+        let err = Error::checkout("GET", PoolError::Timeout(TimeoutType::Wait));
+        assert!(matches!(err, Error::Congested { .. }), "{err:?}");
+        let err: CacheError = err.into();
+        assert!(
+            matches!(err, CacheError::Congested { store: "dragonfly" }),
+            "{err:?}"
+        );
+        // Failing to connect in time is an outage.
+        let err = Error::checkout("GET", PoolError::Timeout(TimeoutType::Create));
+        assert!(matches!(err, Error::Pool { .. }), "{err:?}");
     }
 
     #[test]

@@ -116,7 +116,9 @@ mod tests {
     async fn a_url_that_is_not_redis_is_a_configuration_error() {
         let url = url::Url::parse("http://user:hunter2@127.0.0.1:6379").expect("valid URL");
         let err = build_pool(&url, Duration::from_millis(200)).expect_err("http is refused");
-        let CacheError::Unavailable { store, source } = err;
+        let CacheError::Unavailable { store, source } = err else {
+            panic!("expected unavailable: {err:?}");
+        };
         assert_eq!(store, "dragonfly");
         assert!(!source.to_string().contains("hunter2"));
     }

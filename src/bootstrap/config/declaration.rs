@@ -155,6 +155,45 @@ pub(super) const SPECS: &[SettingSpec] = &[
         },
     },
     SettingSpec {
+        key: "upstream_queue",
+        help: "Fetches that may wait for an outbound GitHub slot; past it the stale entry or a 503 answers",
+        default: DefaultText::Value("256"),
+        reach: Reach::Layered {
+            env: "CHIMNEY_UPSTREAM_QUEUE",
+            flag: None,
+            apply: Layered::Text(|s, text| {
+                s.upstream_queue = values::queue_length(text)?;
+                Ok(())
+            }),
+        },
+    },
+    SettingSpec {
+        key: "upstream_queue_timeout",
+        help: "How long a fetch waits for an outbound GitHub slot before the stale entry or a 503 answers",
+        default: DefaultText::Value("5s"),
+        reach: Reach::Layered {
+            env: "CHIMNEY_UPSTREAM_QUEUE_TIMEOUT",
+            flag: None,
+            apply: Layered::Text(|s, text| {
+                s.upstream_queue_timeout = values::duration(text)?;
+                Ok(())
+            }),
+        },
+    },
+    SettingSpec {
+        key: "stale_while_revalidate",
+        help: "How long past its TTL an entry is served at once while one background fetch revalidates it (0s = off)",
+        default: DefaultText::Value("60s"),
+        reach: Reach::Layered {
+            env: "CHIMNEY_STALE_WHILE_REVALIDATE",
+            flag: None,
+            apply: Layered::Text(|s, text| {
+                s.stale_while_revalidate = values::duration(text)?;
+                Ok(())
+            }),
+        },
+    },
+    SettingSpec {
         key: "max_connections",
         help: "Open connections at most; more wait in the kernel's queue until one closes",
         default: DefaultText::Value("10000"),

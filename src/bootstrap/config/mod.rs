@@ -26,8 +26,10 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::domain::{
-    DEFAULT_NEGATIVE_TTL, DEFAULT_RATE_LIMIT_RESERVE_PCT, PathPolicy, RepoName, TtlPolicy,
+    DEFAULT_NEGATIVE_TTL, DEFAULT_RATE_LIMIT_RESERVE_PCT, DEFAULT_STALE_WHILE_REVALIDATE,
+    PathPolicy, RepoName, TtlPolicy,
 };
+use crate::service::proxy::{DEFAULT_UPSTREAM_QUEUE, DEFAULT_UPSTREAM_QUEUE_TIMEOUT};
 
 pub use provenance::{Mode, Origin, Provenance, StartupReport};
 
@@ -70,6 +72,15 @@ pub struct Settings {
     pub memory_capacity_bytes: u64,
     /// Maximum concurrent requests to GitHub (`CHIMNEY_UPSTREAM_CONCURRENCY`).
     pub upstream_concurrency: usize,
+    /// Fetches that may wait for an outbound slot at once
+    /// (`CHIMNEY_UPSTREAM_QUEUE`).
+    pub upstream_queue: usize,
+    /// How long a fetch may wait for an outbound slot
+    /// (`CHIMNEY_UPSTREAM_QUEUE_TIMEOUT`).
+    pub upstream_queue_timeout: Duration,
+    /// How long past its TTL an entry is served at once while it is
+    /// revalidated in the background (`CHIMNEY_STALE_WHILE_REVALIDATE`).
+    pub stale_while_revalidate: Duration,
     /// Most connections open at once; more wait in the kernel's backlog
     /// (`CHIMNEY_MAX_CONNECTIONS`).
     pub max_connections: usize,
@@ -142,6 +153,9 @@ impl Default for Settings {
             invalidate_all_allowed: false,
             memory_capacity_bytes: 64 * 1024 * 1024,
             upstream_concurrency: 32,
+            upstream_queue: DEFAULT_UPSTREAM_QUEUE,
+            upstream_queue_timeout: DEFAULT_UPSTREAM_QUEUE_TIMEOUT,
+            stale_while_revalidate: DEFAULT_STALE_WHILE_REVALIDATE,
             max_connections: 10_000,
             cors_origins: vec!["*".to_owned()],
             summary_workflow: "goose-build.yml".to_owned(),

@@ -182,6 +182,14 @@ pub(super) fn concurrency(text: &str) -> Result<usize, Expected> {
     }
 }
 
+/// A queue length: zero (nothing waits) or more.
+pub(super) fn queue_length(text: &str) -> Result<usize, Expected> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n <= tokio::sync::Semaphore::MAX_PERMITS => Ok(n),
+        _ => Err("expected a whole number, zero or more"),
+    }
+}
+
 /// `*` or a browser origin. An origin with a path or a trailing slash
 /// never equals a browser's `Origin` header, so it is refused rather than
 /// silently never matching.

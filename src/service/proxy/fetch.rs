@@ -12,6 +12,8 @@ use futures::future::BoxFuture;
 use tracing::Instrument as _;
 use tracing::field::Empty;
 
+use super::coalesce::Waiters;
+use super::slots::NoSlot;
 use super::{ProxyService, ProxyTarget, Refusal};
 use crate::domain::UpstreamVerdict;
 use crate::domain::{
@@ -41,6 +43,8 @@ pub(super) enum FetchResult {
     BadGateway(String),
     /// GitHub is rate limiting with nothing to fall back on.
     RateLimited(u64),
+    /// No outbound slot, with nothing to fall back on; nothing was sent.
+    Busy,
     /// GitHub's answer may not reach clients at all.
     Refused(Refusal),
 }
@@ -76,7 +80,9 @@ impl FetchJob {
     ///
     /// Boxed, because a fetch may look up the repository's id through the
     /// service, which may start another fetch.
-    pub(super) fn start(self) -> BoxFuture<'static, FetchResult> {
+    /// `waiters` tells the fetch when nobody wants it any more: one still
+    /// waiting for a slot then gives up without asking GitHub.
+    pub(super) fn start(self, waiters: Waiters) -> BoxFuture<'static, FetchResult> {
         let path = self.path.upstream_path(&self.target.repo);
         let span = tracing::info_span!(
             target: "chimney::github",
@@ -88,10 +94,12 @@ impl FetchJob {
             github.conditional = self.etag.is_some(),
             github.not_modified = Empty,
         );
-        self.fetch(path, span.clone()).instrument(span).boxed()
+        self.fetch(path, span.clone(), waiters)
+            .instrument(span)
+            .boxed()
     }
 
-    async fn fetch(self, path: String, span: tracing::Span) -> FetchResult {
+    async fn fetch(self, path: String, span: tracing::Span, waiters: Waiters) -> FetchResult {
         let inner = &self.service.inner;
         let mut path_and_query = path;
         if !self.query.is_empty() {
@@ -103,9 +111,10 @@ impl FetchJob {
             if_none_match: self.etag.clone(),
         };
         let outcome = {
-            // The semaphore is never closed, so acquire cannot fail; if it
-            // somehow did, going ahead unthrottled beats failing the request.
-            let _permit = inner.outbound.acquire().await.ok();
+            let _permit = match inner.outbound.acquire(waiters.all_gone()).await {
+                Ok(permit) => permit,
+                Err(reason) => return self.no_slot(reason, &span),
+            };
             // The gate may have closed while this fetch waited for a slot.
             match inner.policy.gate.closed(SystemTime::now()) {
                 Some(retry_after_secs) => Err(UpstreamError::RateLimited { retry_after_secs }),
@@ -130,6 +139,21 @@ impl FetchJob {
                 tracing::warn!(key = %self.key, error = %error, "GitHub fetch failed");
                 self.fail_with_detail(self.after(None), error.to_string())
             }
+        }
+    }
+
+    /// Nothing was sent: the stale entry stands in, else the waiters (if
+    /// any are left) hear that GitHub is busy.
+    fn no_slot(&self, reason: NoSlot, span: &tracing::Span) -> FetchResult {
+        if reason == NoSlot::Abandoned {
+            tracing::debug!(key = %self.key, "fetch dropped before it was sent: {reason}");
+        } else {
+            tracing::warn!(key = %self.key, "fetch not sent: {reason}");
+        }
+        span.record("otel.status_description", reason.to_string());
+        match &self.previous {
+            Some(previous) if self.stale_usable => FetchResult::Stale(Arc::clone(previous)),
+            _ => FetchResult::Busy,
         }
     }
 

@@ -1,12 +1,15 @@
 //! `ProxyService`: answers `/api/github/...` from the cache, or from GitHub
 //! when the decision table says so, with per-key coalescing and an outbound
-//! concurrency cap. Paths outside the path policy are refused before the
-//! cache is read, and the rate-limit gate decides whether GitHub may be
-//! asked at all (CONTRACT 3, v2).
+//! concurrency cap and a bounded queue in front of it. Paths outside the
+//! path policy are refused before the cache is read, and the rate-limit gate
+//! decides whether GitHub may be asked at all (CONTRACT 3, v2). An entry just
+//! past its TTL is served at once while one background fetch revalidates it
+//! (stale-while-revalidate).
 
 pub(crate) mod coalesce;
 mod fetch;
 mod gate;
+mod slots;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -17,17 +20,25 @@ use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
-use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 
 use crate::domain::{
-    CacheKey, CachedResponse, DEFAULT_NEGATIVE_TTL, DEFAULT_RATE_LIMIT_RESERVE_PCT, Decision,
-    GithubPath, HeaderList, IfNoneMatch, NormalisedQuery, PathPolicy, RepoName, TtlPolicy, decide,
+    CacheKey, CachedResponse, DEFAULT_NEGATIVE_TTL, DEFAULT_RATE_LIMIT_RESERVE_PCT,
+    DEFAULT_STALE_WHILE_REVALIDATE, Decision, GithubPath, HeaderList, IfNoneMatch, NormalisedQuery,
+    PathPolicy, RepoName, TtlPolicy, decide,
 };
 use crate::ports::{CacheStore, CacheTier, NoTelemetry, Telemetry, UpstreamGithub};
 
 use coalesce::{Coalescer, Role};
 use fetch::{FetchJob, FetchResult};
 pub use gate::{GatedUpstream, UpstreamGate};
+use slots::UpstreamSlots;
+
+/// Fetches that may wait for an outbound slot, unless configured.
+pub const DEFAULT_UPSTREAM_QUEUE: usize = 256;
+
+/// How long a fetch may wait for an outbound slot, unless configured.
+pub const DEFAULT_UPSTREAM_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Which repository a request is for and where chimney serves it.
 #[derive(Debug, Clone)]
@@ -79,6 +90,9 @@ pub enum XCache {
     Stale,
     /// Shared a concurrent request's fetch.
     Coalesced,
+    /// A stale entry served at once while a background fetch revalidates
+    /// it.
+    Updating,
 }
 
 impl XCache {
@@ -90,6 +104,7 @@ impl XCache {
             Self::Revalidated => "REVALIDATED",
             Self::Stale => "STALE",
             Self::Coalesced => "COALESCED",
+            Self::Updating => "UPDATING",
         }
     }
 }
@@ -168,6 +183,9 @@ pub enum ProxyReply {
         /// Seconds for `Retry-After`.
         retry_after_secs: u64,
     },
+    /// No outbound slot could be had (the queue was full or the wait too
+    /// long) and nothing usable is cached.
+    UpstreamBusy,
     /// Chimney's own refusal; nothing of GitHub's answer (if any) is shown.
     Refused(Refusal),
 }
@@ -177,6 +195,20 @@ pub enum ProxyReply {
 pub struct ProxyLimits {
     /// Maximum concurrent requests to GitHub.
     pub upstream_concurrency: usize,
+    /// Fetches that may wait for one of those slots at once.
+    pub upstream_queue: usize,
+    /// How long a fetch may wait for a slot.
+    pub upstream_queue_timeout: Duration,
+}
+
+impl Default for ProxyLimits {
+    fn default() -> Self {
+        Self {
+            upstream_concurrency: 32,
+            upstream_queue: DEFAULT_UPSTREAM_QUEUE,
+            upstream_queue_timeout: DEFAULT_UPSTREAM_QUEUE_TIMEOUT,
+        }
+    }
 }
 
 /// What the service proxies and how it spends the token (CONTRACT 3, v2).
@@ -186,6 +218,9 @@ pub struct ProxyPolicy {
     pub paths: PathPolicy,
     /// How long 404/410 answers are cached; zero caches none.
     pub negative_ttl: Duration,
+    /// How long past its TTL an entry is served while it is revalidated in
+    /// the background; zero makes every stale read wait for GitHub.
+    pub stale_while_revalidate: Duration,
     /// The gate every fetch consults and feeds; share it with anything
     /// else sending the token (see [`GatedUpstream`]).
     pub gate: Arc<UpstreamGate>,
@@ -196,6 +231,7 @@ impl Default for ProxyPolicy {
         Self {
             paths: PathPolicy::default(),
             negative_ttl: DEFAULT_NEGATIVE_TTL,
+            stale_while_revalidate: DEFAULT_STALE_WHILE_REVALIDATE,
             gate: Arc::new(UpstreamGate::new(DEFAULT_RATE_LIMIT_RESERVE_PCT)),
         }
     }
@@ -211,7 +247,7 @@ pub struct ProxyService {
 struct Inner {
     cache: Arc<dyn CacheStore>,
     upstream: Arc<dyn UpstreamGithub>,
-    outbound: Arc<Semaphore>,
+    outbound: UpstreamSlots,
     coalescer: Coalescer<CacheKey, FetchResult>,
     ttl: TtlPolicy,
     api_base: String,
@@ -237,7 +273,11 @@ impl ProxyService {
             inner: Arc::new(Inner {
                 cache,
                 upstream,
-                outbound: Arc::new(Semaphore::new(limits.upstream_concurrency.max(1))),
+                outbound: UpstreamSlots::new(
+                    limits.upstream_concurrency,
+                    limits.upstream_queue,
+                    limits.upstream_queue_timeout,
+                ),
                 coalescer: Coalescer::new(),
                 ttl,
                 api_base: api_base.trim_end_matches('/').to_owned(),
@@ -290,12 +330,34 @@ impl ProxyService {
             request.if_none_match.as_ref(),
             ttl,
             inner.policy.negative_ttl,
+            inner.policy.stale_while_revalidate,
             now,
         );
         match (decision, cached) {
             (Decision::NotModified | Decision::ServeFresh, Some(hit)) => {
                 self.telemetry.cache_hit(hit.tier);
                 reply_with(request, &hit.entry, XCache::Hit, Some(hit.tier), now)
+            }
+            (Decision::ServeStaleAndRevalidate { etag }, Some(hit)) => {
+                if inner.policy.gate.closed(now).is_some() {
+                    // Asking GitHub now would only prolong the limit.
+                    return reply_with(request, &hit.entry, XCache::Stale, None, now);
+                }
+                self.telemetry.cache_hit(hit.tier);
+                let job = FetchJob {
+                    service: self.clone(),
+                    target: request.target.clone(),
+                    path: request.path.clone(),
+                    query: request.query.clone(),
+                    key,
+                    ttl,
+                    etag,
+                    previous: Some(Arc::clone(&hit.entry)),
+                    stale_usable: true,
+                    mark,
+                };
+                self.revalidate_in_background(job);
+                reply_with(request, &hit.entry, XCache::Updating, Some(hit.tier), now)
             }
             (Decision::Fetch { etag, stale_usable }, cached) => {
                 let gate = &inner.policy.gate;
@@ -327,7 +389,11 @@ impl ProxyService {
                 };
                 let (result, role) = inner
                     .coalescer
-                    .run(&key, || job.start(), FetchResult::internal_failure)
+                    .run(
+                        &key,
+                        |waiters| job.start(waiters),
+                        FetchResult::internal_failure,
+                    )
                     .await;
                 match role {
                     Role::Leader => self.telemetry.cache_miss(),
@@ -337,10 +403,41 @@ impl ProxyService {
             }
             // `decide` only serves what it was given; without an entry it
             // always fetches.
-            (Decision::NotModified | Decision::ServeFresh, None) => ProxyReply::BadGateway {
+            (
+                Decision::NotModified
+                | Decision::ServeFresh
+                | Decision::ServeStaleAndRevalidate { .. },
+                None,
+            ) => ProxyReply::BadGateway {
                 detail: "internal cache inconsistency".to_owned(),
             },
         }
+    }
+
+    /// Runs `job` through the coalescer in a task of its own, which stays
+    /// its one waiter until it lands: no client waits for it, and a fetch
+    /// already running for the key is joined rather than doubled. The
+    /// task carries the request's span, so the fetch is traced under the
+    /// request that prompted it.
+    fn revalidate_in_background(&self, job: FetchJob) {
+        let coalescer = &self.inner.coalescer;
+        if coalescer.is_running(&job.key) {
+            return;
+        }
+        let coalescer = coalescer.clone();
+        tokio::spawn(
+            async move {
+                let key = job.key.clone();
+                coalescer
+                    .run(
+                        &key,
+                        |waiters| job.start(waiters),
+                        FetchResult::internal_failure,
+                    )
+                    .await;
+            }
+            .instrument(tracing::Span::current()),
+        );
     }
 
     /// The numeric id of `target`'s repository, from memory or from its
@@ -475,6 +572,7 @@ fn reply_from_fetch(
         FetchResult::RateLimited(retry_after_secs) => ProxyReply::RateLimited {
             retry_after_secs: *retry_after_secs,
         },
+        FetchResult::Busy => ProxyReply::UpstreamBusy,
         FetchResult::Refused(refusal) => ProxyReply::Refused(*refusal),
     }
 }

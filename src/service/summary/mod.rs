@@ -172,7 +172,7 @@ impl SummaryService {
         let (built, role) = self
             .inner
             .builds
-            .run(&key, || build, move || Built::panicked(&version))
+            .run(&key, |_| build, move || Built::panicked(&version))
             .await;
         let x_cache = match (built.reused, role) {
             (true, _) => XCache::Hit,
@@ -291,6 +291,10 @@ impl Inner {
             }
             ProxyReply::RateLimited { retry_after_secs } => {
                 tracing::warn!(retry_after_secs, key = %request.cache_key(), "GitHub rate-limited a summary list");
+                None
+            }
+            ProxyReply::UpstreamBusy => {
+                tracing::warn!(key = %request.cache_key(), "GitHub was too busy for a summary list");
                 None
             }
             ProxyReply::Refused(refusal) => {

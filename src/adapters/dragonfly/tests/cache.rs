@@ -34,7 +34,9 @@ fn key(text: &str) -> CacheKey {
 }
 
 fn assert_unavailable(err: CacheError) {
-    let CacheError::Unavailable { store, .. } = err;
+    let CacheError::Unavailable { store, .. } = err else {
+        panic!("expected unavailable: {err:?}");
+    };
     assert_eq!(store, "dragonfly");
 }
 
@@ -484,4 +486,40 @@ async fn namespaces_never_see_each_others_entries() {
         .expect("invalidate");
     assert_eq!(removed, std::slice::from_ref(&key));
     assert!(ours.get(&key).await.expect("get").is_some());
+}
+
+#[tokio::test]
+async fn a_pool_with_every_connection_busy_is_congested_not_down() {
+    let Some(url) = shared_url() else { return };
+    let (pool, cache) = cache_at(&url);
+    let key = key("/dragonfly-congestion/pulls");
+    cache
+        .put(&key, entry(b"[1]"), Duration::from_secs(60))
+        .await
+        .expect("put");
+
+    // Every connection the pool may open, checked out and kept busy.
+    let mut held = Vec::new();
+    for _ in 0..pool.status().max_size {
+        held.push(pool.get().await.expect("a connection"));
+    }
+    let started = Instant::now();
+    let err = cache.get(&key).await.expect_err("no connection is free");
+    assert!(
+        matches!(err, CacheError::Congested { store: "dragonfly" }),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < TIMEOUT * 3,
+        "waited {:?}",
+        started.elapsed()
+    );
+
+    drop(held);
+    let hit = cache
+        .get(&key)
+        .await
+        .expect("a free connection")
+        .expect("stored");
+    assert_eq!(hit.entry.body, Bytes::from_static(b"[1]"));
 }

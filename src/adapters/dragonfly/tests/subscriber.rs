@@ -262,7 +262,9 @@ async fn publishing_to_a_dead_server_is_unavailable_within_the_timeout() {
     )
     .await
     .expect_err("no server");
-    let crate::ports::CacheError::Unavailable { store, .. } = err;
+    let crate::ports::CacheError::Unavailable { store, .. } = err else {
+        panic!("expected unavailable: {err:?}");
+    };
     assert_eq!(store, "dragonfly");
     assert!(started.elapsed() < Duration::from_secs(1));
 }
