@@ -43,6 +43,9 @@ pub(super) enum FetchResult {
     RateLimited(u64),
     /// GitHub's answer may not reach clients at all.
     Refused(Refusal),
+    /// Another instance fetched the key; its entry, read from the shared
+    /// tier (fleet single flight).
+    Coalesced(Arc<CachedResponse>),
 }
 
 impl FetchResult {
@@ -88,7 +91,10 @@ impl FetchJob {
             github.conditional = self.etag.is_some(),
             github.not_modified = Empty,
         );
-        self.fetch(path, span.clone()).instrument(span).boxed()
+        let fetch_span = span.clone();
+        super::fleet::fly(self, move |job| job.fetch(path, fetch_span))
+            .instrument(span)
+            .boxed()
     }
 
     async fn fetch(self, path: String, span: tracing::Span) -> FetchResult {

@@ -6,6 +6,7 @@
 
 pub(crate) mod coalesce;
 mod fetch;
+mod fleet;
 mod gate;
 
 use std::collections::HashMap;
@@ -23,10 +24,12 @@ use crate::domain::{
     CacheKey, CachedResponse, DEFAULT_NEGATIVE_TTL, DEFAULT_RATE_LIMIT_RESERVE_PCT, Decision,
     GithubPath, HeaderList, IfNoneMatch, NormalisedQuery, PathPolicy, RepoName, TtlPolicy, decide,
 };
-use crate::ports::{CacheStore, CacheTier, NoTelemetry, Telemetry, UpstreamGithub};
+use crate::ports::{CacheStore, CacheTier, FleetLock, NoTelemetry, Telemetry, UpstreamGithub};
 
 use coalesce::{Coalescer, Role};
 use fetch::{FetchJob, FetchResult};
+use fleet::Fleet;
+pub use fleet::FlightNotices;
 pub use gate::{GatedUpstream, UpstreamGate};
 
 /// Which repository a request is for and where chimney serves it.
@@ -206,6 +209,7 @@ impl Default for ProxyPolicy {
 pub struct ProxyService {
     inner: Arc<Inner>,
     telemetry: Arc<dyn Telemetry>,
+    fleet: Arc<Fleet>,
 }
 
 struct Inner {
@@ -245,7 +249,23 @@ impl ProxyService {
                 repo_ids: Mutex::new(HashMap::new()),
             }),
             telemetry: Arc::new(NoTelemetry),
+            fleet: Arc::default(),
         }
+    }
+
+    /// Coordinates fetches with the other instances sharing the cache
+    /// through `lock` (fleet single flight), waiting at most `wait` (the
+    /// upstream timeout) for another instance's fetch. Deliver the
+    /// finished-fetch notices to [`Self::flight_notices`].
+    #[must_use]
+    pub fn with_fleet(mut self, lock: Arc<dyn FleetLock>, wait: Duration) -> Self {
+        self.fleet = Arc::new(Fleet::new(lock, wait));
+        self
+    }
+
+    /// Where the notices of other instances' finished fetches go.
+    pub fn flight_notices(&self) -> FlightNotices {
+        self.fleet.notices()
     }
 
     /// Reports hits, misses, coalesced requests, rate limits and upstream
@@ -476,5 +496,6 @@ fn reply_from_fetch(
             retry_after_secs: *retry_after_secs,
         },
         FetchResult::Refused(refusal) => ProxyReply::Refused(*refusal),
+        FetchResult::Coalesced(entry) => reply_with(request, entry, XCache::Coalesced, None, now),
     }
 }
