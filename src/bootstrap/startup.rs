@@ -15,8 +15,8 @@ use url::Url;
 
 use crate::adapters::dragonfly::DragonflyDeployLog;
 use crate::adapters::dragonfly::{
-    DragonflyCache, DragonflyInvalidationBus, InvalidationNotice, build_pool, database_of,
-    invalidation_channel, run_invalidation_listener,
+    DragonflyCache, DragonflyFleetLock, DragonflyInvalidationBus, InvalidationNotice, Subscription,
+    build_pool, database_of, flight_channel, invalidation_channel, run_listener,
 };
 use crate::adapters::github::{GithubHttp, GithubHttpConfig};
 use crate::adapters::memory::MemoryCache;
@@ -37,7 +37,8 @@ use crate::service::org::{
     DiscoveryTask, OrgDirectory, OrgDiscovery, OrgDiscoveryConfig, OrgService, REFRESH_EVERY,
 };
 use crate::service::proxy::{
-    GatedUpstream, ProxyLimits, ProxyPolicy, ProxyService, ProxyTarget, UpstreamGate,
+    FlightNotices, GatedUpstream, ProxyLimits, ProxyPolicy, ProxyService, ProxyTarget,
+    UpstreamGate,
 };
 use crate::service::stats::CacheCounters;
 use crate::service::summary::SummaryService;
@@ -69,6 +70,9 @@ struct Background {
     redis: Option<Url>,
     /// The deployment's invalidation channel.
     channel: String,
+    /// The deployment's finished-fetch channel and where its notices go
+    /// (fleet single flight).
+    flights: (String, FlightNotices),
     instance_id: String,
     discovery: Option<OrgDiscovery>,
     /// Turned off when the stop signal arrives.
@@ -146,13 +150,14 @@ impl Application {
             cache,
             redis,
             channel,
+            flights,
             instance_id,
             discovery,
             readiness,
             shutdown_grace,
             deploy_log,
         } = self.background;
-        let _cache_tasks = CacheTasks::spawn(redis, channel, &cache, instance_id);
+        let _cache_tasks = CacheTasks::spawn(redis, channel, flights, &cache, instance_id);
         let _discovery = DiscoveryTask::spawn(discovery);
         let _deploy_replay = AbortOnDrop(tokio::spawn(deploy_log.run_replay()));
         server::serve(
@@ -247,6 +252,14 @@ fn wire(
         },
     )
     .with_telemetry(telemetry.clone());
+    let proxy = match &pool {
+        Some(pool) => proxy.with_fleet(
+            Arc::new(build_fleet_lock(settings, pool.clone(), &namespace, &instance_id)?),
+            settings.upstream_timeout,
+        ),
+        None => proxy,
+    };
+    let flights = (flight_channel(&namespace), proxy.flight_notices());
     let gated: Arc<dyn UpstreamGithub> = Arc::new(GatedUpstream::new(upstream, gate));
     let default_target = ProxyTarget {
         repo: settings.repo.clone(),
@@ -329,6 +342,7 @@ fn wire(
         cache: tiered,
         redis: settings.redis.clone(),
         channel: invalidation_channel(&namespace),
+        flights,
         instance_id,
         discovery,
         readiness,
@@ -397,8 +411,32 @@ fn build_cache(
     ))
 }
 
+/// The fleet-wide fetch lock (fleet single flight) over `pool`, with this
+/// instance's id as its token.
+fn build_fleet_lock(
+    settings: &Settings,
+    pool: Pool,
+    namespace: &CacheNamespace,
+    instance_id: &str,
+) -> anyhow::Result<DragonflyFleetLock> {
+    let url = settings
+        .redis
+        .as_ref()
+        .context("a Dragonfly pool without a URL")?;
+    let database = database_of(url).context("failed to read the Dragonfly database number")?;
+    Ok(DragonflyFleetLock::new(
+        pool,
+        settings.redis_timeout,
+        namespace,
+        flight_channel(namespace),
+        instance_id,
+        database,
+    ))
+}
+
 /// The cache's background work, stopped when the server stops: the
-/// Dragonfly probe and the cross-instance invalidation listener.
+/// Dragonfly probe and the cross-instance listener (invalidations and
+/// finished fetches).
 struct CacheTasks {
     probe: Option<tokio::task::JoinHandle<()>>,
     stop_listener: Option<tokio::sync::watch::Sender<bool>>,
@@ -408,6 +446,7 @@ impl CacheTasks {
     fn spawn(
         redis: Option<Url>,
         channel: String,
+        (flight_channel, flights): (String, FlightNotices),
         tiered: &TieredCache,
         instance_id: String,
     ) -> Self {
@@ -431,7 +470,11 @@ impl CacheTasks {
                 );
             }
         };
-        tokio::spawn(run_invalidation_listener(url, channel, on_notice, stopped));
+        let subscriptions = vec![
+            Subscription::invalidations(channel, on_notice),
+            Subscription::flights(flight_channel, move |notice| flights.deliver(notice)),
+        ];
+        tokio::spawn(run_listener(url, subscriptions, stopped));
         Self {
             probe: Some(probe),
             stop_listener: Some(stop_listener),

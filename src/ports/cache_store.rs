@@ -148,6 +148,24 @@ pub trait CacheStore: Send + Sync + 'static {
         self.put(key, entry, retain_for).await.map(|()| true)
     }
 
+    /// Whether a tier shared with other instances is in use right now, so
+    /// that fetching a key is worth coordinating with them (fleet single
+    /// flight). Stores private to one process keep the default.
+    fn shares_with_fleet(&self) -> bool {
+        false
+    }
+
+    /// Reads `key` from the tier shared with other instances, past this
+    /// process's own copy (which another instance's fetch has not
+    /// replaced), and keeps what it finds as this process's copy. Stores
+    /// without a shared tier read as [`CacheStore::get`] does.
+    ///
+    /// # Errors
+    /// MUST return [`CacheError::Unavailable`] when the backing service fails.
+    async fn get_shared(&self, key: &CacheKey) -> Result<Option<CacheHit>, CacheError> {
+        self.get(key).await
+    }
+
     /// One page of the keys held, starting at `cursor` (0 to begin), about
     /// `count` keys long. Keys may repeat across pages.
     ///

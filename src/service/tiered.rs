@@ -343,6 +343,25 @@ impl TieredCache {
         }
     }
 
+    /// Reads Dragonfly (when in use) and fills memory from a hit.
+    async fn read_shared(&self, key: &CacheKey) -> Result<Option<CacheHit>, CacheError> {
+        let Some(remote) = self.usable_remote() else {
+            return Ok(None);
+        };
+        match remote.store.get(key).await {
+            Ok(Some(hit)) => {
+                let left = STALE_IF_ERROR_WINDOW.saturating_sub(hit.entry.age(SystemTime::now()));
+                self.memory.put(key, Arc::clone(&hit.entry), left).await?;
+                Ok(Some(hit))
+            }
+            Ok(None) => Ok(None),
+            Err(error) => {
+                self.mark_down(&error);
+                Ok(None)
+            }
+        }
+    }
+
     fn usable_remote(&self) -> Option<&Arc<RemoteTier>> {
         let remote = self.remote.as_ref()?;
         (self.dragonfly_state() == DragonflyState::Connected).then_some(remote)
@@ -384,21 +403,17 @@ impl CacheStore for TieredCache {
         if let Some(hit) = self.memory.get(key).await? {
             return Ok(Some(hit));
         }
-        let Some(remote) = self.usable_remote() else {
-            return Ok(None);
-        };
-        match remote.store.get(key).await {
-            Ok(Some(hit)) => {
-                let left = STALE_IF_ERROR_WINDOW.saturating_sub(hit.entry.age(SystemTime::now()));
-                self.memory.put(key, Arc::clone(&hit.entry), left).await?;
-                Ok(Some(hit))
-            }
-            Ok(None) => Ok(None),
-            Err(error) => {
-                self.mark_down(&error);
-                Ok(None)
-            }
-        }
+        self.read_shared(key).await
+    }
+
+    fn shares_with_fleet(&self) -> bool {
+        self.usable_remote().is_some()
+    }
+
+    /// Another instance's fetch lands in Dragonfly, not in this memory
+    /// tier, whose copy is the one being replaced.
+    async fn get_shared(&self, key: &CacheKey) -> Result<Option<CacheHit>, CacheError> {
+        self.read_shared(key).await
     }
 
     async fn put(

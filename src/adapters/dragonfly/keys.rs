@@ -7,12 +7,16 @@
 //!
 //! * cache entries: `chimney:{namespace}:{cache key}`;
 //! * the invalidation channel: `chimney:{namespace}:invalidate`;
+//! * fleet single flight: the lock on fetching a key,
+//!   `chimney:{namespace}:lock:{cache key}`, and the channel announcing
+//!   finished fetches, `chimney:{namespace}:fetched`;
 //! * the deploy history: `chimney-deploys:v1:{namespace}`, outside
 //!   `chimney:`, because a full invalidation deletes every key under its
 //!   namespace's cache prefix.
 //!
 //! A namespace never contains `:`, and cache keys start with `/` or `_`,
-//! so one namespace's prefix never matches another's keys.
+//! so one namespace's prefix never matches another's keys, and a lock
+//! (`lock:…` below the prefix) is never taken for a cache entry.
 
 use crate::domain::{CacheKey, CacheNamespace};
 
@@ -25,6 +29,12 @@ const DEPLOY_LOG_ROOT: &str = "chimney-deploys:v1:";
 /// The invalidation channel of `namespace`.
 pub fn invalidation_channel(namespace: &CacheNamespace) -> String {
     format!("{KEY_PREFIX}{namespace}:invalidate")
+}
+
+/// The channel on which `namespace`'s instances announce finished fetches
+/// (fleet single flight).
+pub fn flight_channel(namespace: &CacheNamespace) -> String {
+    format!("{KEY_PREFIX}{namespace}:fetched")
 }
 
 /// The Redis key of `namespace`'s deploy history.
@@ -51,13 +61,19 @@ impl NamespacedKeys {
         format!("{}{}", self.prefix, key.as_str())
     }
 
+    /// The Redis key of the fleet-wide lock on fetching `key`.
+    pub(super) fn lock_key(&self, key: &CacheKey) -> String {
+        format!("{}lock:{}", self.prefix, key.as_str())
+    }
+
     /// The cache key text of a Redis key, or `None` when the key is not an
-    /// entry of this namespace (another namespace's, or not UTF-8 and so
-    /// not written by chimney).
+    /// entry of this namespace (another namespace's, a fetch lock, or not
+    /// UTF-8 and so not written by chimney).
     pub(super) fn cache_key_text<'k>(&self, redis_key: &'k [u8]) -> Option<&'k str> {
         std::str::from_utf8(redis_key)
             .ok()?
             .strip_prefix(self.prefix.as_str())
+            .filter(|text| text.starts_with(['/', '_']))
     }
 
     /// A SCAN MATCH pattern for every entry of this namespace whose cache
@@ -111,6 +127,7 @@ mod tests {
         assert_eq!(keys.cache_key_text(b"chimney:/pulls"), None);
         assert_eq!(keys.cache_key_text(b"chimney:octo/hello-2:/pulls"), None);
         assert_eq!(keys.cache_key_text(b"chimney:octo/hello:\xff"), None);
+        assert_eq!(keys.cache_key_text(b"chimney:octo/hello:lock:/pulls"), None);
     }
 
     #[test]
@@ -133,6 +150,17 @@ mod tests {
         assert_eq!(keys.match_pattern("/[pi]"), r"chimney:o/r:/\[pi\]*");
         assert_eq!(keys.match_pattern(r"a\b"), r"chimney:o/r:a\\b*");
         assert_eq!(keys.match_pattern("/ž"), "chimney:o/r:/ž*");
+    }
+
+    #[test]
+    fn fetch_locks_and_their_channel_are_namespaced() {
+        let ns = namespace("Octo/Hello");
+        let key = CacheKey::from_stored("/pulls?state=open".to_owned());
+        assert_eq!(
+            NamespacedKeys::new(&ns).lock_key(&key),
+            "chimney:octo/hello:lock:/pulls?state=open"
+        );
+        assert_eq!(flight_channel(&ns), "chimney:octo/hello:fetched");
     }
 
     #[test]

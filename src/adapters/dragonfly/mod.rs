@@ -18,6 +18,9 @@
 //! * `notice`, `subscriber`, `bus`: the invalidation message, its pub/sub
 //!   plumbing and the `InvalidationBus` port on top; `backoff`: the
 //!   reconnect schedule.
+//! * `flight`, `flight_notice`: fleet single flight, the `FleetLock` port
+//!   (a short lock per key) and the notice announcing a finished fetch,
+//!   heard by the same subscriber.
 //! * `error`: the adapter's private error and its mapping to `CacheError`.
 
 mod backoff;
@@ -26,6 +29,8 @@ mod cache;
 mod command;
 mod deploy_log;
 mod error;
+mod flight;
+mod flight_notice;
 mod keys;
 mod notice;
 mod pool;
@@ -39,10 +44,12 @@ mod tests;
 pub use bus::DragonflyInvalidationBus;
 pub use cache::DragonflyCache;
 pub use deploy_log::DragonflyDeployLog;
-pub use keys::{deploy_log_key, invalidation_channel};
+pub use flight::DragonflyFleetLock;
+pub use keys::{deploy_log_key, flight_channel, invalidation_channel};
 pub use notice::InvalidationNotice;
 pub use pool::{build_pool, build_pool_with_trust, database_of};
 pub use subscriber::{
-    publish_invalidation, run_invalidation_listener, run_invalidation_listener_with_trust,
+    Subscription, publish_invalidation, run_invalidation_listener,
+    run_invalidation_listener_with_trust, run_listener, run_listener_with_trust,
 };
 pub use tls::{CA_BUNDLE_VAR, TlsTrust};

@@ -5,6 +5,11 @@
 //! format lives in `notice.rs`. Deployments for other repositories listen
 //! on other channels and never hear each other.
 //!
+//! The same listener, on the same connection, also hears the
+//! `chimney:{namespace}:fetched` notices of fleet single flight
+//! (`flight_notice.rs`): one subscriber connection per instance, whatever
+//! it listens to.
+//!
 //! Pub/sub is fire-and-forget: a notice published while a listener is
 //! reconnecting is lost to it. The memory tier's freshness TTL bounds how
 //! long such an instance can serve the invalidated data.
@@ -23,9 +28,10 @@ use url::Url;
 
 use super::backoff::Backoff;
 use super::command;
+use super::flight_notice::PublishedFlight;
 use super::notice::InvalidationNotice;
 use super::tls::{self, TlsTrust};
-use crate::ports::CacheError;
+use crate::ports::{CacheError, FlightNotice};
 
 /// First reconnect delay; doubles after each failed attempt.
 const RECONNECT_INITIAL: Duration = Duration::from_millis(100);
@@ -73,33 +79,66 @@ pub async fn publish_invalidation(
     Ok(receivers)
 }
 
+/// A channel the listener subscribes to and what it does with a message
+/// that applies to its database.
+pub struct Subscription {
+    channel: String,
+    deliver: Box<dyn Fn(&[u8], i64) + Send + Sync>,
+}
+
+impl Subscription {
+    /// Invalidation notices on `channel` (see [`InvalidationNotice`]).
+    pub fn invalidations(
+        channel: impl Into<String>,
+        on_message: impl Fn(InvalidationNotice) + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            channel: channel.into(),
+            deliver: Box::new(move |payload, database| {
+                match InvalidationNotice::decode(payload) {
+                    Ok(notice) if notice.applies_to(database) => on_message(notice),
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = %err, "ignoring invalid invalidation message"),
+                }
+            }),
+        }
+    }
+
+    /// Finished-fetch notices of fleet single flight on `channel` (see
+    /// [`flight_channel`](super::flight_channel)).
+    pub fn flights(
+        channel: impl Into<String>,
+        on_notice: impl Fn(FlightNotice) + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            channel: channel.into(),
+            deliver: Box::new(
+                move |payload, database| match PublishedFlight::decode(payload) {
+                    Ok(published) if published.applies_to(database) => on_notice(published.notice),
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = %err, "ignoring invalid fetch notice"),
+                },
+            ),
+        }
+    }
+}
+
 /// Listens on `channel` at `url` and calls `on_message` for
 /// every notice that applies to the database `url` selects (see
 /// [`InvalidationNotice::applies_to`]), until `shutdown` becomes `true` or
-/// its sender is dropped.
-///
-/// The subscription uses a dedicated connection (a subscribed connection
-/// can do nothing else). When it drops, or fails a keep-alive ping, the
-/// listener reconnects and resubscribes with capped exponential backoff
-/// (100 ms doubling to 5 s) for as long as it runs, so it survives
-/// Dragonfly restarts. Messages that are not valid notices are logged and
-/// skipped. `on_message` runs on the listener's task: keep it quick and
-/// non-blocking (evicting from the memory tier is).
-///
-/// A `rediss://` subscription trusts the system's roots plus the bundle
-/// `SSL_CERT_FILE` names, as the pool does ([`TlsTrust::from_env`]).
-///
-/// Returns at once, after logging an error, only when `url` cannot describe
-/// a Redis server at all or its trusted certificates cannot be read;
-/// retrying would never help then.
+/// its sender is dropped; [`run_listener`] with one subscription.
 pub async fn run_invalidation_listener(
     url: Url,
     channel: String,
     on_message: impl Fn(InvalidationNotice) + Send + Sync + 'static,
     shutdown: watch::Receiver<bool>,
 ) {
-    run_invalidation_listener_with_trust(url, TlsTrust::from_env(), channel, on_message, shutdown)
-        .await;
+    run_listener(
+        url,
+        vec![Subscription::invalidations(channel, on_message)],
+        shutdown,
+    )
+    .await;
 }
 
 /// [`run_invalidation_listener`] with the certificates a `rediss://`
@@ -109,6 +148,49 @@ pub async fn run_invalidation_listener_with_trust(
     trust: TlsTrust,
     channel: String,
     on_message: impl Fn(InvalidationNotice) + Send + Sync + 'static,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_listener_with_trust(
+        url,
+        trust,
+        vec![Subscription::invalidations(channel, on_message)],
+        shutdown,
+    )
+    .await;
+}
+
+/// Listens on every subscription's channel at `url` and hands each
+/// message that applies to the database `url` selects to its
+/// subscription, until `shutdown` becomes `true` or its sender is dropped.
+///
+/// The subscription uses a dedicated connection (a subscribed connection
+/// can do nothing else). When it drops, or fails a keep-alive ping, the
+/// listener reconnects and resubscribes with capped exponential backoff
+/// (100 ms doubling to 5 s) for as long as it runs, so it survives
+/// Dragonfly restarts. Messages that are not valid notices are logged and
+/// skipped. The callbacks run on the listener's task: keep them quick and
+/// non-blocking (evicting from the memory tier, waking a waiter, are).
+///
+/// A `rediss://` subscription trusts the system's roots plus the bundle
+/// `SSL_CERT_FILE` names, as the pool does ([`TlsTrust::from_env`]).
+///
+/// Returns at once, after logging an error, only when `url` cannot describe
+/// a Redis server at all or its trusted certificates cannot be read;
+/// retrying would never help then.
+pub async fn run_listener(
+    url: Url,
+    subscriptions: Vec<Subscription>,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_listener_with_trust(url, TlsTrust::from_env(), subscriptions, shutdown).await;
+}
+
+/// [`run_listener`] with the certificates a `rediss://` subscription
+/// trusts given explicitly (read once, before subscribing).
+pub async fn run_listener_with_trust(
+    url: Url,
+    trust: TlsTrust,
+    subscriptions: Vec<Subscription>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let client = match tls::client(&url, &trust) {
@@ -121,18 +203,19 @@ pub async fn run_invalidation_listener_with_trust(
         }
     };
     let database = client.get_connection_info().redis_settings().db();
+    let channels: Vec<&str> = subscriptions.iter().map(|s| s.channel.as_str()).collect();
     let mut backoff = Backoff::new(RECONNECT_INITIAL, RECONNECT_MAX);
     loop {
         let attempt = tokio::select! {
             biased;
             () = shutdown_requested(&mut shutdown) => return,
-            attempt = subscribe(&client, &channel) => attempt,
+            attempt = subscribe(&client, &channels) => attempt,
         };
         match attempt {
             Ok(pubsub) => {
                 backoff.reset();
-                tracing::info!(%channel, "invalidation listener subscribed");
-                match listen(pubsub, &channel, database, &on_message, &mut shutdown).await {
+                tracing::info!(?channels, "invalidation listener subscribed");
+                match listen(pubsub, &subscriptions, database, &mut shutdown).await {
                     Ended::Shutdown => return,
                     Ended::Dropped(reason) => {
                         tracing::warn!(%reason, "invalidation subscription lost; reconnecting");
@@ -160,10 +243,13 @@ enum Ended {
 
 /// Opens a dedicated pub/sub connection and subscribes, within
 /// [`SUBSCRIBE_TIMEOUT`].
-async fn subscribe(client: &Client, channel: &str) -> Result<redis::aio::PubSub, SubscribeError> {
+async fn subscribe(
+    client: &Client,
+    channels: &[&str],
+) -> Result<redis::aio::PubSub, SubscribeError> {
     let work = async {
         let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(channel).await?;
+        pubsub.subscribe(channels).await?;
         Ok::<_, RedisError>(pubsub)
     };
     match tokio::time::timeout(SUBSCRIBE_TIMEOUT, work).await {
@@ -184,9 +270,8 @@ enum SubscribeError {
 /// Delivers notices from one subscription until it drops or shutdown.
 async fn listen(
     pubsub: redis::aio::PubSub,
-    channel: &str,
+    subscriptions: &[Subscription],
     database: i64,
-    on_message: &(impl Fn(InvalidationNotice) + Send + Sync),
     shutdown: &mut watch::Receiver<bool>,
 ) -> Ended {
     let (mut sink, mut stream) = pubsub.split();
@@ -200,7 +285,7 @@ async fn listen(
             biased;
             () = shutdown_requested(shutdown) => return Ended::Shutdown,
             msg = stream.next() => match msg {
-                Some(msg) => deliver(&msg, channel, database, on_message),
+                Some(msg) => deliver(&msg, subscriptions, database),
                 None => return Ended::Dropped("connection closed"),
             },
             _ = keepalive.tick() => {
@@ -218,14 +303,10 @@ async fn listen(
     }
 }
 
-fn deliver(msg: &Msg, channel: &str, database: i64, on_message: &impl Fn(InvalidationNotice)) {
-    if msg.get_channel_name() != channel {
-        return;
-    }
-    match InvalidationNotice::decode(msg.get_payload_bytes()) {
-        Ok(notice) if notice.applies_to(database) => on_message(notice),
-        Ok(_) => {}
-        Err(err) => tracing::warn!(error = %err, "ignoring invalid invalidation message"),
+fn deliver(msg: &Msg, subscriptions: &[Subscription], database: i64) {
+    let channel = msg.get_channel_name();
+    if let Some(subscription) = subscriptions.iter().find(|s| s.channel == channel) {
+        (subscription.deliver)(msg.get_payload_bytes(), database);
     }
 }
 

@@ -47,6 +47,9 @@ pub(super) enum FetchResult {
     Busy,
     /// GitHub's answer may not reach clients at all.
     Refused(Refusal),
+    /// Another instance fetched the key; its entry, read from the shared
+    /// tier (fleet single flight).
+    Coalesced(Arc<CachedResponse>),
 }
 
 impl FetchResult {
@@ -94,7 +97,8 @@ impl FetchJob {
             github.conditional = self.etag.is_some(),
             github.not_modified = Empty,
         );
-        self.fetch(path, span.clone(), waiters)
+        let fetch_span = span.clone();
+        super::fleet::fly(self, move |job| job.fetch(path, fetch_span, waiters))
             .instrument(span)
             .boxed()
     }

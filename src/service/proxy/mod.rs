@@ -8,6 +8,7 @@
 
 pub(crate) mod coalesce;
 mod fetch;
+mod fleet;
 mod gate;
 mod slots;
 
@@ -27,10 +28,12 @@ use crate::domain::{
     DEFAULT_STALE_WHILE_REVALIDATE, Decision, GithubPath, HeaderList, IfNoneMatch, NormalisedQuery,
     PathPolicy, RepoName, TtlPolicy, decide,
 };
-use crate::ports::{CacheStore, CacheTier, NoTelemetry, Telemetry, UpstreamGithub};
+use crate::ports::{CacheStore, CacheTier, FleetLock, NoTelemetry, Telemetry, UpstreamGithub};
 
 use coalesce::{Coalescer, Role};
 use fetch::{FetchJob, FetchResult};
+use fleet::Fleet;
+pub use fleet::FlightNotices;
 pub use gate::{GatedUpstream, UpstreamGate};
 use slots::UpstreamSlots;
 
@@ -242,6 +245,7 @@ impl Default for ProxyPolicy {
 pub struct ProxyService {
     inner: Arc<Inner>,
     telemetry: Arc<dyn Telemetry>,
+    fleet: Arc<Fleet>,
 }
 
 struct Inner {
@@ -285,7 +289,23 @@ impl ProxyService {
                 repo_ids: Mutex::new(HashMap::new()),
             }),
             telemetry: Arc::new(NoTelemetry),
+            fleet: Arc::default(),
         }
+    }
+
+    /// Coordinates fetches with the other instances sharing the cache
+    /// through `lock` (fleet single flight), waiting at most `wait` (the
+    /// upstream timeout) for another instance's fetch. Deliver the
+    /// finished-fetch notices to [`Self::flight_notices`].
+    #[must_use]
+    pub fn with_fleet(mut self, lock: Arc<dyn FleetLock>, wait: Duration) -> Self {
+        self.fleet = Arc::new(Fleet::new(lock, wait));
+        self
+    }
+
+    /// Where the notices of other instances' finished fetches go.
+    pub fn flight_notices(&self) -> FlightNotices {
+        self.fleet.notices()
     }
 
     /// Reports hits, misses, coalesced requests, rate limits and upstream
@@ -574,5 +594,6 @@ fn reply_from_fetch(
         },
         FetchResult::Busy => ProxyReply::UpstreamBusy,
         FetchResult::Refused(refusal) => ProxyReply::Refused(*refusal),
+        FetchResult::Coalesced(entry) => reply_with(request, entry, XCache::Coalesced, None, now),
     }
 }
