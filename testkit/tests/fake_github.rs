@@ -33,6 +33,17 @@ impl Answer {
 /// purpose: reqwest's features depend on what else the workspace builds
 /// (chimney's leave it without a TLS provider), and nothing here needs more.
 async fn send(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> Answer {
+    send_body(addr, method, target, headers, "").await
+}
+
+/// Like [`send`], with a body.
+async fn send_body(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect to the fake");
@@ -41,13 +52,14 @@ async fn send(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &s
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
-    request.push_str("Content-Length: 0\r\n\r\n");
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     stream
         .write_all(request.as_bytes())
         .await
         .expect("write request");
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read response");
+    // A broken-off answer ends in a reset: what arrived before it is kept.
+    let _ = stream.read_to_end(&mut raw).await;
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -164,4 +176,121 @@ async fn the_control_endpoints_report_and_forget_requests_without_being_recorded
     );
     assert_eq!(github.total_requests(), 0);
     assert_eq!(get(&github, "/__count").await.json(), json!({}));
+}
+
+/// Posts a fault to the control endpoint; returns the status.
+async fn post_fault(github: &FakeGithub, spec: Value) -> u16 {
+    send_body(
+        github.addr(),
+        "POST",
+        "/__faults",
+        &[("Content-Type", "application/json")],
+        &spec.to_string(),
+    )
+    .await
+    .status
+}
+
+#[tokio::test]
+async fn faults_are_switched_on_and_off_over_http() {
+    let github = without_recordings().await;
+    github.set_json("/repos/*/*/**", &json!([{"number": 1}]));
+    let pulls = "/repos/o/r/pulls";
+
+    assert_eq!(
+        post_fault(&github, json!({"fault": "status", "status": 502})).await,
+        204
+    );
+    assert_eq!(get(&github, pulls).await.status, 502);
+
+    let scoped =
+        json!({"fault": "too_many_requests", "retry_after_secs": 7, "path": "/repos/*/*/issues"});
+    assert_eq!(post_fault(&github, scoped).await, 204);
+    let limited = get(&github, "/repos/o/r/issues").await;
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.header("retry-after"), "7");
+
+    assert_eq!(
+        post_fault(&github, json!({"fault": "rate_limit", "reset_in_secs": 30})).await,
+        204
+    );
+    let exhausted = get(&github, pulls).await;
+    assert_eq!(exhausted.status, 403);
+    assert_eq!(exhausted.header("x-ratelimit-remaining"), "0");
+    let reset: u64 = exhausted
+        .header("x-ratelimit-reset")
+        .parse()
+        .expect("a reset");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    assert!(
+        (now + 28..=now + 31).contains(&reset),
+        "reset {reset}, now {now}"
+    );
+
+    assert_eq!(
+        post_fault(&github, json!({"fault": "break_connection"})).await,
+        204
+    );
+    let broken = get(&github, pulls).await;
+    assert_eq!(broken.status, 200);
+    assert!(broken.body.len() < 1000, "the body broke off");
+
+    assert_eq!(
+        send(github.addr(), "DELETE", "/__faults", &[]).await.status,
+        204
+    );
+    assert_eq!(
+        post_fault(&github, json!({"fault": "delay", "ms": 300})).await,
+        204
+    );
+    let started = std::time::Instant::now();
+    let slow = get(&github, pulls).await;
+    assert_eq!(slow.status, 200);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+
+    assert_eq!(
+        send(github.addr(), "DELETE", "/__faults", &[]).await.status,
+        204
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(get(&github, pulls).await.json(), json!([{"number": 1}]));
+    assert!(started.elapsed() < std::time::Duration::from_millis(300));
+
+    for nonsense in [
+        json!({"fault": "flood"}),
+        json!({"fault": "status", "status": 7}),
+    ] {
+        assert_eq!(post_fault(&github, nonsense).await, 400);
+    }
+}
+
+#[tokio::test]
+async fn recorded_requests_carry_their_arrival_and_the_limit_they_were_answered() {
+    let github = without_recordings().await;
+    github.set_json("/repos/*/*/**", &json!([]));
+    let before_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64()
+        * 1000.0;
+    get(&github, "/repos/o/r/pulls").await;
+    post_fault(
+        &github,
+        json!({"fault": "too_many_requests", "retry_after_secs": 5}),
+    )
+    .await;
+    get(&github, "/repos/o/r/pulls").await;
+
+    let requests = get(&github, "/__requests").await.json();
+    let at = |i: usize| requests[i]["at_ms"].as_f64().expect("at_ms");
+    assert!(at(0) >= before_ms - 1.0 && at(1) >= at(0), "{requests}");
+    assert_eq!(
+        requests[0]["answer_headers"]["x-ratelimit-remaining"],
+        "4999"
+    );
+    assert_eq!(requests[1]["status"], 429);
+    assert_eq!(requests[1]["answer_headers"]["retry-after"], "5");
 }

@@ -10,8 +10,10 @@
 //! an ETag, rate-limit headers); `PATH` may be a pattern such as
 //! `/repos/*/*/pulls`. Once it serves, it prints `PORT=NNNN` and then
 //! `URL=http://127.0.0.1:NNNN` on stdout, and serves until it is killed.
-//! Scripts read what it saw from `GET /__requests` (see the crate's
-//! `github` module).
+//! Scripts read what it saw from `GET /__requests`, and switch faults on
+//! and off while it serves with `POST /__faults` (a JSON body such as
+//! `{"fault": "status", "status": 502}`) and `DELETE /__faults` (see the
+//! crate's `github` module; `bench/soak.sh` uses both).
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -7,11 +7,13 @@
 //! tests change the world (a new body, an outage, a rate limit, a slow or
 //! hanging answer) through methods on the handle. Every request is recorded
 //! so tests can assert what chimney actually sent, and so can scripts,
-//! through the control endpoints under `/__` (see `serve.rs`). A resource's
+//! through the control endpoints under `/__` (see `serve.rs`), which also
+//! set and clear faults at run time (`control.rs`). A resource's
 //! path may be a pattern (`/repos/*/*/pulls`, `/repos/*/*/**`), for tools
 //! that answer every repository alike. What it does not do: authenticate,
 //! or serve anything but GET/HEAD-shaped reads.
 
+mod control;
 mod key;
 mod recordings;
 mod serve;
@@ -19,7 +21,7 @@ mod serve;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use poem::Server;
@@ -27,6 +29,7 @@ use poem::http::{HeaderMap, Method};
 use poem::listener::TcpAcceptor;
 use url::Url;
 
+pub use control::{FaultKind, FaultSpec};
 use key::RequestKey;
 pub use recordings::{RECORDINGS, Recording};
 use serve::{fnv1a, lock, unix_now};
@@ -138,6 +141,11 @@ pub struct RecordedRequest {
     pub headers: HeaderMap,
     /// The status answered; `None` while the answer is pending (or hangs).
     pub status: Option<u16>,
+    /// When it arrived (its head had been read).
+    pub received_at: SystemTime,
+    /// The headers of the answer (empty while pending or hanging), so a
+    /// script can tell which rate limit an answer announced.
+    pub answer_headers: HeaderMap,
     key: RequestKey,
 }
 

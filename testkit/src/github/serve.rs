@@ -6,9 +6,14 @@
 //! - `GET /__requests`: every request so far, in arrival order, as a JSON
 //!   list of `{"method", "path", "headers": {name: value}, "status"}`
 //!   (`path` with its query as received, header names lower-case, values
-//!   of a repeated header joined with `, `, `status` null while pending);
+//!   of a repeated header joined with `, `, `status` null while pending,
+//!   `at_ms` the arrival in Unix milliseconds, `answer_headers` the
+//!   answer's headers like `headers`);
 //! - `GET /__count`: `{"<path and query>": n, ...}`, the requests per path;
-//! - `POST /__reset`: forgets every request so far (`204`).
+//! - `POST /__reset`: forgets every request so far (`204`);
+//! - `POST /__faults`: adds the fault its JSON body describes (`204`; `400`
+//!   naming what is wrong), see `control.rs`;
+//! - `DELETE /__faults`: removes every fault and delay (`204`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,8 +25,9 @@ use bytes::Bytes;
 use poem::http::{HeaderMap, Method, StatusCode};
 use poem::{Body, Request, Response};
 
+use super::control::FaultSpec;
 use super::key::RequestKey;
-use super::{Fault, Inner, RateLimit, RecordedRequest, State};
+use super::{FakeGithub, Fault, Inner, RateLimit, RecordedRequest, State};
 
 /// The origin the recordings were made against; rewritten to the fake's own
 /// origin in `Link` and `Location` so nothing ever points at the internet.
@@ -54,7 +60,7 @@ enum Plan {
 
 pub(super) async fn answer(inner: Arc<Inner>, req: Request) -> Response {
     if req.uri().path().starts_with(CONTROL_PREFIX) {
-        return control(&inner, &req);
+        return control(inner, req).await;
     }
     let now_in_flight = inner.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     inner
@@ -75,6 +81,8 @@ pub(super) async fn answer(inner: Arc<Inner>, req: Request) -> Response {
             path_and_query,
             headers: req.headers().clone(),
             status: None,
+            received_at: SystemTime::now(),
+            answer_headers: HeaderMap::new(),
             key: key.clone(),
         });
         let index = state.requests.len() - 1;
@@ -97,7 +105,9 @@ pub(super) async fn answer(inner: Arc<Inner>, req: Request) -> Response {
             None => Plan::Respond(inner.normal(&state, &key, req.headers())),
         };
         if let Plan::Respond(response) = &plan {
-            state.requests[index].status = Some(response.status().as_u16());
+            let recorded = &mut state.requests[index];
+            recorded.status = Some(response.status().as_u16());
+            recorded.answer_headers = response.headers().clone();
         }
         (delay, plan)
     };
@@ -116,7 +126,7 @@ pub(super) async fn answer(inner: Arc<Inner>, req: Request) -> Response {
 }
 
 /// A control request (see the module docs); `404` for an unknown one.
-fn control(inner: &Inner, req: &Request) -> Response {
+async fn control(inner: Arc<Inner>, mut req: Request) -> Response {
     let json = |value: serde_json::Value| {
         Response::builder()
             .content_type("application/json")
@@ -124,7 +134,7 @@ fn control(inner: &Inner, req: &Request) -> Response {
     };
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/__requests") => {
-            let requests: Vec<serde_json::Value> = lock(inner)
+            let requests: Vec<serde_json::Value> = lock(&inner)
                 .requests
                 .iter()
                 .map(|r| {
@@ -133,6 +143,8 @@ fn control(inner: &Inner, req: &Request) -> Response {
                         "path": r.path_and_query,
                         "headers": header_object(&r.headers),
                         "status": r.status,
+                        "at_ms": unix_millis(r.received_at),
+                        "answer_headers": header_object(&r.answer_headers),
                     })
                 })
                 .collect();
@@ -140,13 +152,30 @@ fn control(inner: &Inner, req: &Request) -> Response {
         }
         (&Method::GET, "/__count") => {
             let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-            for request in &lock(inner).requests {
+            for request in &lock(&inner).requests {
                 *counts.entry(request.path_and_query.clone()).or_default() += 1;
             }
             json(serde_json::json!(counts))
         }
         (&Method::POST, "/__reset") => {
-            lock(inner).requests.clear();
+            lock(&inner).requests.clear();
+            Response::builder().status(StatusCode::NO_CONTENT).finish()
+        }
+        (&Method::POST, "/__faults") => {
+            let body = match req.take_body().into_bytes().await {
+                Ok(body) => body,
+                Err(error) => return inner.github_error(400, &error.to_string()),
+            };
+            match FaultSpec::parse(&body) {
+                Ok(spec) => {
+                    spec.apply(&FakeGithub { inner });
+                    Response::builder().status(StatusCode::NO_CONTENT).finish()
+                }
+                Err(reason) => inner.github_error(400, &reason),
+            }
+        }
+        (&Method::DELETE, "/__faults") => {
+            FakeGithub { inner }.clear_faults();
             Response::builder().status(StatusCode::NO_CONTENT).finish()
         }
         _ => inner.github_error(404, "Not Found"),
@@ -404,6 +433,12 @@ fn stalled_body() -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> 
             }
         }
     })
+}
+
+/// Unix time in milliseconds, with the sub-millisecond part.
+fn unix_millis(at: SystemTime) -> f64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 pub(super) fn unix_now() -> u64 {
