@@ -14,7 +14,7 @@
 #
 # Usage: bash bench/swr.sh     (run as root so a missing wrk can be installed)
 # Knobs (env): THREADS=2 CONNECTIONS=16 DURATION=12s ROUNDS=3 DELAY_MS=100 TTL_SECS=2
-#              SKIP_BUILD=1 (use existing release binaries)
+#              SKIP_BUILD=1 (use existing binaries) PROFILE=release (or debug)
 set -euo pipefail
 
 THREADS=${THREADS:-2}
@@ -24,6 +24,7 @@ ROUNDS=${ROUNDS:-3}
 DELAY_MS=${DELAY_MS:-100}
 TTL_SECS=${TTL_SECS:-2}
 SKIP_BUILD=${SKIP_BUILD:-0}
+PROFILE=${PROFILE:-release}
 
 # What the dashboard polls.
 PATHS=(
@@ -42,16 +43,18 @@ cd "$ROOT"
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET_DIR/release
+BIN=$TARGET_DIR/$PROFILE
+profile_flag=()
+[[ $PROFILE == release ]] && profile_flag=(--release)
 
 need_tools wrk:wrk curl:curl python3:python3
 bench_workdir chimney-swr
 
 if [[ $SKIP_BUILD != 1 ]]; then
-    log "cargo build --release --bin chimney --example bench_upstream"
-    cargo build --release --bin chimney --example bench_upstream
+    log "cargo build ${profile_flag[*]} --bin chimney --example bench_upstream"
+    cargo build "${profile_flag[@]}" --bin chimney --example bench_upstream
 fi
-[[ -x $BIN/chimney && -x $BIN/examples/bench_upstream ]] || die "release binaries missing under $BIN"
+[[ -x $BIN/chimney && -x $BIN/examples/bench_upstream ]] || die "binaries missing under $BIN"
 
 start_announcing upstream "$BIN/examples/bench_upstream" --port 0 --delay-ms "$DELAY_MS"
 UP=$PORT
