@@ -13,10 +13,10 @@ use crate::helpers::{TestApp, spawn_app_with};
 const ISSUE: &str = "/issues/1";
 
 /// How long GitHub takes to answer once the entry has expired.
-const UPSTREAM_DELAY: Duration = Duration::from_millis(400);
+const UPSTREAM_DELAY: Duration = Duration::from_millis(600);
 
 /// An answer from the cache comes well within this, even on a busy machine.
-const AT_ONCE: Duration = Duration::from_millis(250);
+const AT_ONCE: Duration = Duration::from_millis(400);
 
 fn ttl(duration: Duration) -> TtlPolicy {
     TtlPolicy::new(vec![TtlRule {
