@@ -200,6 +200,18 @@ mod tests {
     }
 
     #[test]
+    fn retention_covers_the_stale_while_revalidate_window() {
+        // A window longer than the stale-if-error window has no effect: an
+        // entry that old is never served (`Freshness::TooOld`).
+        let ttl = Duration::from_secs(30);
+        assert!(retention(ttl) >= ttl + DEFAULT_STALE_WHILE_REVALIDATE);
+        assert_eq!(
+            Freshness::at(STALE_IF_ERROR_WINDOW + Duration::from_secs(1), ttl),
+            Freshness::TooOld
+        );
+    }
+
+    #[test]
     fn retention_covers_the_stale_window() {
         assert_eq!(
             retention(Duration::from_secs(30)),

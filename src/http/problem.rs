@@ -207,7 +207,7 @@ pub struct Problem {
     /// `cors-refused`, `endpoint-disabled`, `invalidate-all-disabled`,
     /// `payload-too-large`, `path-not-proxied`, `uri-too-long`,
     /// `upstream-failure`, `upstream-redirect`, `upstream-rate-limited`,
-    /// `rate-limit-reserve`, `not-ready`, `shared-tier-unavailable` or
+    /// `rate-limit-reserve`, `upstream-busy`, `not-ready`, `shared-tier-unavailable` or
     /// `internal`.
     #[oai(rename = "type")]
     #[serde(rename = "type")]

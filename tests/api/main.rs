@@ -28,6 +28,7 @@ mod redirects;
 mod redis_proxy;
 mod request_log;
 mod shared_tier;
+mod stale_while_revalidate;
 mod startup_checks;
 mod summary;
 mod telemetry;

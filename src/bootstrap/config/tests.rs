@@ -693,3 +693,45 @@ fn a_variable_another_component_reads_is_reported_but_never_judged() {
     let blank = load(&[], &[("RUST_LOG", "")], None).unwrap();
     assert_eq!(blank.provenance.origin("log_filter"), &Origin::Default);
 }
+
+#[test]
+fn the_upstream_queue_and_stale_window_come_from_env_and_file() {
+    let d = load(&[], &[], None).unwrap();
+    assert_eq!(d.upstream_queue, 256);
+    assert_eq!(d.upstream_queue_timeout, Duration::from_secs(5));
+    assert_eq!(d.stale_while_revalidate, Duration::from_secs(60));
+
+    let s = load(
+        &[],
+        &[
+            ("CHIMNEY_UPSTREAM_QUEUE", "0"),
+            ("CHIMNEY_STALE_WHILE_REVALIDATE", "0s"),
+        ],
+        Some("upstream_queue = 8\nupstream_queue_timeout = \"250ms\"\n"),
+    )
+    .unwrap();
+    assert_eq!(s.upstream_queue, 0, "the environment wins over the file");
+    assert_eq!(s.upstream_queue_timeout, Duration::from_millis(250));
+    assert_eq!(s.stale_while_revalidate, Duration::ZERO);
+
+    for (var, value, key) in [
+        ("CHIMNEY_UPSTREAM_QUEUE", "-1", "upstream_queue"),
+        ("CHIMNEY_UPSTREAM_QUEUE", "lots", "upstream_queue"),
+        (
+            "CHIMNEY_UPSTREAM_QUEUE_TIMEOUT",
+            "5",
+            "upstream_queue_timeout",
+        ),
+        (
+            "CHIMNEY_STALE_WHILE_REVALIDATE",
+            "soon",
+            "stale_while_revalidate",
+        ),
+    ] {
+        let message = error(&[], &[(var, value)], None);
+        assert!(
+            message.starts_with(&format!("invalid value for {key} ({var})")),
+            "{message}"
+        );
+    }
+}
