@@ -10,6 +10,7 @@ mod deploy_hook;
 mod deploy_repeats;
 mod deploys;
 mod failures;
+mod fleet;
 mod health;
 mod helpers;
 mod hostile;

@@ -94,13 +94,15 @@ impl Subscription {
     ) -> Self {
         Self {
             channel: channel.into(),
-            deliver: Box::new(move |payload, database| {
-                match InvalidationNotice::decode(payload) {
+            deliver: Box::new(
+                move |payload, database| match InvalidationNotice::decode(payload) {
                     Ok(notice) if notice.applies_to(database) => on_message(notice),
                     Ok(_) => {}
-                    Err(err) => tracing::warn!(error = %err, "ignoring invalid invalidation message"),
-                }
-            }),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "ignoring invalid invalidation message")
+                    }
+                },
+            ),
         }
     }
 
