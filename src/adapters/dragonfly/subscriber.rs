@@ -79,11 +79,14 @@ pub async fn publish_invalidation(
     Ok(receivers)
 }
 
+/// Handles one message's payload for a listener caching in a database.
+type Deliver = Box<dyn Fn(&[u8], i64) + Send + Sync>;
+
 /// A channel the listener subscribes to and what it does with a message
 /// that applies to its database.
 pub struct Subscription {
     channel: String,
-    deliver: Box<dyn Fn(&[u8], i64) + Send + Sync>,
+    deliver: Deliver,
 }
 
 impl Subscription {
