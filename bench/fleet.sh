@@ -134,7 +134,7 @@ for _ in $(seq 100); do
 done
 
 # --- 1. stampede -------------------------------------------------------------------------------
-declare -A ST_UP ST_X ST_P99
+declare -A ST_UP ST_X ST_P99 ST_OUT
 stampede() { # pair cold-rel
     local pair=$1 rel=$2 half=$((STAMPEDE_N / 2)) side pids=()
     # Opens each instance's Redis connections first (every request that misses memory reads
@@ -145,6 +145,7 @@ stampede() { # pair cold-rel
             --timeout-secs 30 >/dev/null || true
         wait_connected "${BASE[$pair-$side]}"
     done
+    local before=$(($(outages "$pair-a") + $(outages "$pair-b")))
     upstream_reset
     log "stampede: $pair: $STAMPEDE_N concurrent GET /api/github$rel ($half on each instance, cold)"
     for side in a b; do
@@ -155,6 +156,7 @@ stampede() { # pair cold-rel
     wait "${pids[@]}" || true
     cat "$WORK/stampede-$pair-a.txt" "$WORK/stampede-$pair-b.txt"
     ST_UP[$pair]=$(upstream_count "$UPSTREAM_PREFIX$rel")
+    ST_OUT[$pair]=$(($(outages "$pair-a") + $(outages "$pair-b") - before))
     ST_X[$pair]=$(cat "$WORK/stampede-$pair-a.txt" "$WORK/stampede-$pair-b.txt" | sed -n 's/^X_CACHE //p' |
         tr ' ' '\n' | awk -F= 'NF == 2 { n[$1] += $2 } END { for (k in n) printf "%s=%d ", k, n[k] }')
     ST_P99[$pair]=$(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' "$WORK/stampede-$pair-a.txt" "$WORK/stampede-$pair-b.txt" |
@@ -211,7 +213,8 @@ echo
 echo "== Machine: $(nproc) CPUs, ${CPU_MODEL:-unknown CPU}; load average now $(cut -d' ' -f1-3 /proc/loadavg); $PROFILE build"
 echo "== Stampede: $STAMPEDE_N concurrent GETs of one cold key, half on each instance, upstream ${DELAY_MS} ms"
 for pair in fleet apart; do
-    printf '   %-6s upstream requests: %s   X-Cache: %s  worst p99 %s ms\n' "$pair" "${ST_UP[$pair]}" "${ST_X[$pair]}" "${ST_P99[$pair]:-n/a}"
+    printf '   %-6s upstream requests: %s   X-Cache: %s  worst p99 %s ms; Redis outages during it: %s\n' \
+        "$pair" "${ST_UP[$pair]}" "${ST_X[$pair]}" "${ST_P99[$pair]:-n/a}" "${ST_OUT[$pair]}"
 done
 echo "== Dashboard: both instances under wrk for ${DASH_SECS} s; upstream requests per key per TTL window"
 for pair in fleet apart; do

@@ -45,6 +45,9 @@ const RELEASE_GRACE: Duration = Duration::from_millis(20);
 /// the wait began still counts as the result waited for.
 const CLOCK_SLACK: Duration = Duration::from_secs(1);
 
+/// How precisely the shared tier keeps an entry's fetch time.
+const STORED_PRECISION: Duration = Duration::from_millis(1);
+
 /// The upstream timeout unless told otherwise.
 const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 
@@ -302,15 +305,17 @@ async fn landed(job: &FetchJob, waiting_since: SystemTime) -> Option<FetchResult
     is_news(job, &hit.entry, waiting_since).then(|| FetchResult::Coalesced(hit.entry))
 }
 
-/// Whether `entry` is a result this job can serve instead of fetching: not
-/// the entry it started from, and fresh, or fetched after the wait began
-/// (an entry with a zero TTL is never fresh).
+/// Whether `entry` is a result this job can serve instead of fetching:
+/// fetched after the entry it started from, and fresh, or fetched after
+/// the wait began (an entry with a zero TTL is never fresh).
 fn is_news(job: &FetchJob, entry: &CachedResponse, waiting_since: SystemTime) -> bool {
-    let same = job
+    // The shared tier keeps fetch times to the millisecond, so the entry
+    // started from, read back, may differ from its memory copy by less.
+    let newer = job
         .previous
         .as_ref()
-        .is_some_and(|previous| previous.fetched_at == entry.fetched_at);
-    if same {
+        .is_none_or(|previous| entry.fetched_at >= previous.fetched_at + STORED_PRECISION);
+    if !newer {
         return false;
     }
     let now = SystemTime::now();
