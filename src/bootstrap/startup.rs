@@ -37,8 +37,7 @@ use crate::service::org::{
     DiscoveryTask, OrgDirectory, OrgDiscovery, OrgDiscoveryConfig, OrgService, REFRESH_EVERY,
 };
 use crate::service::proxy::{
-    FlightNotices, GatedUpstream, ProxyLimits, ProxyPolicy, ProxyService, ProxyTarget,
-    UpstreamGate,
+    FlightNotices, GatedUpstream, ProxyLimits, ProxyPolicy, ProxyService, ProxyTarget, UpstreamGate,
 };
 use crate::service::stats::CacheCounters;
 use crate::service::summary::SummaryService;
@@ -254,7 +253,12 @@ fn wire(
     .with_telemetry(telemetry.clone());
     let proxy = match &pool {
         Some(pool) => proxy.with_fleet(
-            Arc::new(build_fleet_lock(settings, pool.clone(), &namespace, &instance_id)?),
+            Arc::new(build_fleet_lock(
+                settings,
+                pool.clone(),
+                &namespace,
+                &instance_id,
+            )?),
             settings.upstream_timeout,
         ),
         None => proxy,

@@ -11,6 +11,7 @@ mod deploy_hook;
 mod deploy_repeats;
 mod deploys;
 mod failures;
+mod fleet;
 mod health;
 mod helpers;
 mod hostile;

@@ -141,12 +141,12 @@ impl FleetLock for DragonflyFleetLock {
         Ok(set.is_some())
     }
 
-    /// Unlocks first, so a waiter woken by the notice can take the lock at
-    /// once if it must fetch for itself.
+    /// Announces first: a waiter that finds the lock free has the notice
+    /// already, so it never fetches again what just failed.
     async fn release(&self, key: &CacheKey, outcome: FlightOutcome) -> Result<(), CacheError> {
-        let unlocked = self.unlock(key).await;
         let announced = self.announce(key, outcome).await;
-        unlocked.map(|_| ())?;
-        announced
+        let unlocked = self.unlock(key).await;
+        announced?;
+        unlocked.map(|_| ())
     }
 }

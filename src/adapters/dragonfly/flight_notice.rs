@@ -171,8 +171,8 @@ mod tests {
         let notice = published(FlightOutcome::Failed);
         assert!(notice.applies_to(3));
         assert!(!notice.applies_to(4));
-        let by_hand = PublishedFlight::decode(br#"{"v":1,"key":"/x","outcome":"failed"}"#)
-            .expect("decodes");
+        let by_hand =
+            PublishedFlight::decode(br#"{"v":1,"key":"/x","outcome":"failed"}"#).expect("decodes");
         assert!(by_hand.applies_to(9999));
     }
 
@@ -205,7 +205,10 @@ mod tests {
         assert!(refused(br#"{"v":1,"key":"/x\n","outcome":"stored"}"#));
         assert!(refused(br#"{"v":1,"key":"/x","outcome":"exploded"}"#));
         assert!(refused(br#"{"v":1,"outcome":"stored"}"#));
-        let long = format!(r#"{{"v":1,"key":"/{}","outcome":"stored"}}"#, "a".repeat(9000));
+        let long = format!(
+            r#"{{"v":1,"key":"/{}","outcome":"stored"}}"#,
+            "a".repeat(9000)
+        );
         assert!(refused(long.as_bytes()));
     }
 }

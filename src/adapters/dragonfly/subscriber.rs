@@ -79,11 +79,14 @@ pub async fn publish_invalidation(
     Ok(receivers)
 }
 
+/// Handles one message's payload for a listener caching in a database.
+type Deliver = Box<dyn Fn(&[u8], i64) + Send + Sync>;
+
 /// A channel the listener subscribes to and what it does with a message
 /// that applies to its database.
 pub struct Subscription {
     channel: String,
-    deliver: Box<dyn Fn(&[u8], i64) + Send + Sync>,
+    deliver: Deliver,
 }
 
 impl Subscription {
@@ -94,13 +97,15 @@ impl Subscription {
     ) -> Self {
         Self {
             channel: channel.into(),
-            deliver: Box::new(move |payload, database| {
-                match InvalidationNotice::decode(payload) {
+            deliver: Box::new(
+                move |payload, database| match InvalidationNotice::decode(payload) {
                     Ok(notice) if notice.applies_to(database) => on_message(notice),
                     Ok(_) => {}
-                    Err(err) => tracing::warn!(error = %err, "ignoring invalid invalidation message"),
-                }
-            }),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "ignoring invalid invalidation message")
+                    }
+                },
+            ),
         }
     }
 

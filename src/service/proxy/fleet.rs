@@ -37,9 +37,16 @@ const LOCK_MARGIN: Duration = Duration::from_secs(2);
 /// reconnects is lost.
 const RECHECK_EVERY: Duration = Duration::from_millis(500);
 
+/// How soon a waiter told that nothing was stored tries the lock again,
+/// when the holder had not yet let go of it.
+const RELEASE_GRACE: Duration = Duration::from_millis(20);
+
 /// Instances' clocks differ a little: an entry fetched this much before
 /// the wait began still counts as the result waited for.
 const CLOCK_SLACK: Duration = Duration::from_secs(1);
+
+/// How precisely the shared tier keeps an entry's fetch time.
+const STORED_PRECISION: Duration = Duration::from_millis(1);
 
 /// The upstream timeout unless told otherwise.
 const DEFAULT_WAIT: Duration = Duration::from_secs(10);
@@ -113,7 +120,9 @@ impl FlightNotices {
         }
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, watch::Sender<Option<FlightOutcome>>>> {
+    fn map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<CacheKey, watch::Sender<Option<FlightOutcome>>>> {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -131,6 +140,17 @@ struct NoticeWatch {
 }
 
 impl NoticeWatch {
+    /// A notice delivered since the last one read, if any, without
+    /// waiting.
+    fn pending(&mut self) -> Option<FlightOutcome> {
+        let receiver = self.receiver.as_mut()?;
+        if receiver.has_changed().unwrap_or(false) {
+            *receiver.borrow_and_update()
+        } else {
+            None
+        }
+    }
+
     /// The next notice for the key.
     async fn next(&mut self) -> Option<FlightOutcome> {
         let receiver = self.receiver.as_mut()?;
@@ -198,20 +218,11 @@ async fn take_turn(fleet: &Fleet, job: &FetchJob) -> Turn {
     let waiting_since = SystemTime::now();
     let deadline = Instant::now() + fleet.wait;
     let hold = fleet.wait + LOCK_MARGIN;
+    let mut nap = RECHECK_EVERY;
     let mut waited = false;
     loop {
         match fleet.lock.try_lock(key, hold).await {
-            Ok(true) => {
-                // The holder before may have finished between this
-                // instance's cache read and now.
-                if let Some(result) = landed(job, waiting_since).await {
-                    if let Err(error) = fleet.lock.release(key, FlightOutcome::Stored).await {
-                        tracing::debug!(%error, key = %key, "could not release the fetch lock");
-                    }
-                    return Turn::Shared(result);
-                }
-                return Turn::Fetch { announce: true };
-            }
+            Ok(true) => return after_locking(fleet, job, &mut watch, waiting_since).await,
             Ok(false) => {}
             Err(error) => {
                 tracing::debug!(%error, key = %key, "fetch lock unavailable; fetching without it");
@@ -237,17 +248,16 @@ async fn take_turn(fleet: &Fleet, job: &FetchJob) -> Turn {
         }
         let heard = tokio::select! {
             outcome = watch.next() => outcome,
-            () = tokio::time::sleep(RECHECK_EVERY.min(deadline - now)) => None,
+            () = tokio::time::sleep(nap.min(deadline - now)) => None,
         };
+        nap = RECHECK_EVERY;
         match heard {
-            Some(FlightOutcome::Failed) => {
-                return Turn::Shared(failed_elsewhere(job, FetchResult::BadGateway(FAILED_ELSEWHERE.to_owned())));
+            Some(outcome @ (FlightOutcome::Failed | FlightOutcome::RateLimited { .. })) => {
+                return Turn::Shared(failed_elsewhere(job, outcome));
             }
-            Some(FlightOutcome::RateLimited { retry_after_secs }) => {
-                return Turn::Shared(failed_elsewhere(job, FetchResult::RateLimited(retry_after_secs)));
-            }
-            // Nothing to read: the lock is free, take it.
-            Some(FlightOutcome::NotStored) => {}
+            // Nothing to read, and the holder is letting go of the lock
+            // (it announces first): try again shortly.
+            Some(FlightOutcome::NotStored) => nap = RELEASE_GRACE,
             Some(FlightOutcome::Stored) | None => {
                 if let Some(result) = landed(job, waiting_since).await {
                     return Turn::Shared(result);
@@ -255,6 +265,31 @@ async fn take_turn(fleet: &Fleet, job: &FetchJob) -> Turn {
             }
         }
     }
+}
+
+/// This instance holds the lock. The holder before it may have finished
+/// just before: between this instance's cache read and its lock, or
+/// while it waited, with the notice still on its way. Then its result is
+/// shared instead of fetched again.
+async fn after_locking(
+    fleet: &Fleet,
+    job: &FetchJob,
+    watch: &mut NoticeWatch,
+    waiting_since: SystemTime,
+) -> Turn {
+    let (result, outcome) = match landed(job, waiting_since).await {
+        Some(result) => (result, FlightOutcome::Stored),
+        None => match watch.pending() {
+            Some(outcome @ (FlightOutcome::Failed | FlightOutcome::RateLimited { .. })) => {
+                (failed_elsewhere(job, outcome), outcome)
+            }
+            _ => return Turn::Fetch { announce: true },
+        },
+    };
+    if let Err(error) = fleet.lock.release(&job.key, outcome).await {
+        tracing::debug!(%error, key = %job.key, "could not release the fetch lock; it expires by itself");
+    }
+    Turn::Shared(result)
 }
 
 /// The entry another instance stored for the key since this one read it,
@@ -270,15 +305,17 @@ async fn landed(job: &FetchJob, waiting_since: SystemTime) -> Option<FetchResult
     is_news(job, &hit.entry, waiting_since).then(|| FetchResult::Coalesced(hit.entry))
 }
 
-/// Whether `entry` is a result this job can serve instead of fetching: not
-/// the entry it started from, and fresh, or fetched after the wait began
-/// (an entry with a zero TTL is never fresh).
+/// Whether `entry` is a result this job can serve instead of fetching:
+/// fetched after the entry it started from, and fresh, or fetched after
+/// the wait began (an entry with a zero TTL is never fresh).
 fn is_news(job: &FetchJob, entry: &CachedResponse, waiting_since: SystemTime) -> bool {
-    let same = job
+    // The shared tier keeps fetch times to the millisecond, so the entry
+    // started from, read back, may differ from its memory copy by less.
+    let newer = job
         .previous
         .as_ref()
-        .is_some_and(|previous| previous.fetched_at == entry.fetched_at);
-    if same {
+        .is_none_or(|previous| entry.fetched_at >= previous.fetched_at + STORED_PRECISION);
+    if !newer {
         return false;
     }
     let now = SystemTime::now();
@@ -289,10 +326,13 @@ fn is_news(job: &FetchJob, entry: &CachedResponse, waiting_since: SystemTime) ->
 
 /// What a waiter answers when the fetch it waited for failed: its own
 /// stale entry when usable, else the holder's kind of failure.
-fn failed_elsewhere(job: &FetchJob, otherwise: FetchResult) -> FetchResult {
-    match &job.previous {
-        Some(previous) if job.stale_usable => FetchResult::Stale(Arc::clone(previous)),
-        _ => otherwise,
+fn failed_elsewhere(job: &FetchJob, outcome: FlightOutcome) -> FetchResult {
+    match (&job.previous, outcome) {
+        (Some(previous), _) if job.stale_usable => FetchResult::Stale(Arc::clone(previous)),
+        (_, FlightOutcome::RateLimited { retry_after_secs }) => {
+            FetchResult::RateLimited(retry_after_secs)
+        }
+        _ => FetchResult::BadGateway(FAILED_ELSEWHERE.to_owned()),
     }
 }
 
