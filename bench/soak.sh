@@ -197,6 +197,7 @@ for entry in "${SCHEDULE[@]}"; do
 done
 # The load stops at START + DURATION; requests still out end within the client's 10 s timeout.
 for _ in $(seq 300); do kill -0 "$LOAD_PID" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$LOAD_PID" 2>/dev/null && die "the load generator is still running 30 s after the end"
 wait "$LOAD_PID" || die "the load generator failed: $(tail -n 5 "$OUT/load.err")"
 
 # --- collect and report ------------------------------------------------------------------
