@@ -215,10 +215,10 @@ CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
     echo "   machine: $(nproc) CPUs, ${CPU_MODEL:-unknown CPU}, load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "   hang-ups sent: $(cat "$OUT/load.json")"
     for i in 0 1; do
-        printf '   chimney %s after the run: /healthz dragonfly: %s; ' "${NAMES[$i]}" "$(curl -fsS --max-time 2 \
+        printf '   chimney %s after the run: /healthz dragonfly: %s\n' "${NAMES[$i]}" "$(curl -fsS --max-time 2 \
             "${BASES[$i]}/healthz" | python3 -c 'import json, sys; print(json.load(sys.stdin).get("dragonfly"))' || echo '?')"
     done
-    echo "keys in the restarted Redis: $(redis-cli -p "$RP" dbsize 2>/dev/null || echo '?')"
+    echo "   keys in the restarted Redis: $(redis-cli -p "$RP" dbsize 2>/dev/null || echo '?')"
     echo
 } >"$OUT/report.txt"
 status=0
