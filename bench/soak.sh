@@ -92,6 +92,7 @@ start_announcing upstream "$BIN/fake-github" --addr 127.0.0.1:0 --no-recordings 
     --json '/repos/*/*/issues' "$(fixture issues)" \
     --json '/repos/*/*/actions/runs' "$(fixture runs)" \
     --json '/repos/*/*/actions/workflows/*/runs' "$(fixture runs)"
+# shellcheck disable=SC2153 # PORT is set by start_announcing (bench/lib.sh)
 UP=http://127.0.0.1:$PORT
 log "fake GitHub on $UP"
 fault() { curl -fsS --max-time 5 -X POST -H 'Content-Type: application/json' -d "$1" "$UP/__faults"; }
@@ -196,6 +197,7 @@ for entry in "${SCHEDULE[@]}"; do
 done
 # The load stops at START + DURATION; requests still out end within the client's 10 s timeout.
 for _ in $(seq 300); do kill -0 "$LOAD_PID" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$LOAD_PID" 2>/dev/null && die "the load generator is still running 30 s after the end"
 wait "$LOAD_PID" || die "the load generator failed: $(tail -n 5 "$OUT/load.err")"
 
 # --- collect and report ------------------------------------------------------------------
@@ -212,6 +214,11 @@ CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
         "slow $SLOW_MS ms, limits $LIMIT_SECS s; chimney a/b share redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')"
     echo "   machine: $(nproc) CPUs, ${CPU_MODEL:-unknown CPU}, load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "   hang-ups sent: $(cat "$OUT/load.json")"
+    for i in 0 1; do
+        printf '   chimney %s after the run: /healthz dragonfly: %s\n' "${NAMES[$i]}" "$(curl -fsS --max-time 2 \
+            "${BASES[$i]}/healthz" | python3 -c 'import json, sys; print(json.load(sys.stdin).get("dragonfly"))' || echo '?')"
+    done
+    echo "   keys in the restarted Redis: $(redis-cli -p "$RP" dbsize 2>/dev/null || echo '?')"
     echo
 } >"$OUT/report.txt"
 status=0

@@ -72,7 +72,8 @@ def phase_of(phases, t):
     for name, start, end in phases:
         if start <= t < end:
             return name
-    return phases[-1][0] if phases and t >= phases[-1][2] else "before"
+    # The load starts a moment before the first phase and may end after the last.
+    return phases[-1][0] if t >= phases[-1][2] else phases[0][0]
 
 
 def instance_of(request, tokens):
@@ -215,8 +216,13 @@ def main(dirname):
             if after:
                 s = (max(after) - min(after)) / min(after) * 100
                 spread.append(s)
+                # Growth, as apart from the spread: the median of the last quarter of the
+                # samples against that of the first (a leak grows; allocator noise does not).
+                q = max(1, len(after) // 4)
+                first_q, last_q = pct(after[:q], 50), pct(after[-q:], 50)
                 p(f"  {n}: after warm-up min {min(after) / 1024:.1f} MiB, max {max(after) / 1024:.1f} MiB,"
-                  f" spread {s:.1f}%; first {after[0] / 1024:.1f}, last {after[-1] / 1024:.1f}")
+                  f" spread {s:.1f}%; median of the first quarter {first_q / 1024:.1f} MiB, of the last"
+                  f" {last_q / 1024:.1f} MiB (growth {(last_q - first_q) / first_q * 100:+.1f}%)")
 
     # --- verdicts ------------------------------------------------------------------------
     targets = [
