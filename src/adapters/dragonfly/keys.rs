@@ -22,10 +22,10 @@ use crate::domain::{CacheKey, CacheNamespace};
 
 /// The root of every cache key and channel name.
 pub(super) const KEY_PREFIX: &str = "chimney:";
-/// What follows the namespace in a fetch lock's key. No cache key starts
-/// with it (they start with `/` or `_`), so a lock is never read as an
-/// entry.
-const LOCK_SEGMENT: &str = "lock:";
+
+/// Where fetch locks live below a namespace's prefix. Proxied keys start
+/// with `/` and chimney's own with `_`, so no cache key starts with it.
+const LOCK_ROOT: &str = "lock:";
 
 /// The root of deploy history keys; the `v1` names the stored JSON format.
 const DEPLOY_LOG_ROOT: &str = "chimney-deploys:v1:";
@@ -67,7 +67,7 @@ impl NamespacedKeys {
 
     /// The Redis key of the fleet-wide lock on fetching `key`.
     pub(super) fn lock_key(&self, key: &CacheKey) -> String {
-        format!("{}{LOCK_SEGMENT}{}", self.prefix, key.as_str())
+        format!("{}{LOCK_ROOT}{}", self.prefix, key.as_str())
     }
 
     /// The cache key text of a Redis key, or `None` when the key is not an
@@ -77,7 +77,7 @@ impl NamespacedKeys {
         std::str::from_utf8(redis_key)
             .ok()?
             .strip_prefix(self.prefix.as_str())
-            .filter(|text| !text.starts_with(LOCK_SEGMENT))
+            .filter(|text| !text.starts_with(LOCK_ROOT))
     }
 
     /// A SCAN MATCH pattern for every entry of this namespace whose cache
