@@ -48,6 +48,8 @@ struct Counts {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    // reqwest is built without a crypto provider of its own (Cargo.toml).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = match reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(args.concurrency)

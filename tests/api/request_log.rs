@@ -193,7 +193,10 @@ impl Binary {
         }
         let child = command.spawn().expect("chimney starts");
         let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::builder().no_proxy().build().expect("client");
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
         let started = Instant::now();
         while client.get(format!("{base}/healthz")).send().await.is_err() {
             assert!(
@@ -285,9 +288,10 @@ async fn no_request_line_is_lost_when_stopped_right_after_a_burst() {
         .iter()
         .filter_map(|l| l["path"].as_str())
         .filter_map(|p| {
-            p.rsplit_once("?n=")
-                .map(|(_, n)| n)
-                .or_else(|| p.strip_prefix("/api/nothing/%22%7D%0A").map(|r| r.split('?').next().unwrap_or(r)))
+            p.rsplit_once("?n=").map(|(_, n)| n).or_else(|| {
+                p.strip_prefix("/api/nothing/%22%7D%0A")
+                    .map(|r| r.split('?').next().unwrap_or(r))
+            })
         })
         .map(|n| n.parse().expect("a request number"))
         .collect();
@@ -301,7 +305,10 @@ async fn a_warn_log_filter_turns_the_request_log_off() {
     init_test_process();
     let github = FakeGithub::start().await;
     let chimney = Binary::start(&github, &[("RUST_LOG", "warn")]).await;
-    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
     for _ in 0..3 {
         let status = client
             .get(format!("{}{README}", chimney.base))

@@ -311,7 +311,10 @@ mod tests {
         let headers: HeaderList = [
             ("content-type", "application/json; charset=utf-8".to_owned()),
             ("etag", "W/\"0123456789abcdef\"".to_owned()),
-            ("link", "<https://api.github.com/x?page=2>; rel=\"next\"".repeat(40)),
+            (
+                "link",
+                "<https://api.github.com/x?page=2>; rel=\"next\"".repeat(40),
+            ),
         ]
         .into_iter()
         .collect();
@@ -361,7 +364,11 @@ mod tests {
                 SystemTime::now(),
             ));
             cache
-                .put(&key(&format!("/issues/{i}")), stored, Duration::from_secs(60))
+                .put(
+                    &key(&format!("/issues/{i}")),
+                    stored,
+                    Duration::from_secs(60),
+                )
                 .await
                 .unwrap();
         }

@@ -343,11 +343,7 @@ mod tests {
         let mut pages: Vec<usize> = lines.iter().map(page).collect();
         // Each thread's lines stay in its order.
         for t in 0..4 {
-            let own: Vec<usize> = pages
-                .iter()
-                .copied()
-                .filter(|p| p / 5_000 == t)
-                .collect();
+            let own: Vec<usize> = pages.iter().copied().filter(|p| p / 5_000 == t).collect();
             assert!(own.windows(2).all(|w| w[0] < w[1]), "thread {t} in order");
         }
         pages.sort_unstable();
