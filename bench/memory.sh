@@ -45,7 +45,7 @@ done
 
 # status_kib PID FIELD : prints a /proc/PID/status field (VmRSS, VmHWM, RssAnon, RssFile) in KiB.
 status_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.2f", k / 1024 }'; }
 
 start_announcing upstream "$BIN/examples/bench_upstream" --port 0 --delay-ms 0 --body-bytes "$BODY_BYTES"
 UP=$PORT

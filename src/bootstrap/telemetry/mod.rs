@@ -268,8 +268,7 @@ pub fn init_with(
         let env = otel_env::resolve(&settings.endpoint, &options.environment)?;
         Some(build_providers(settings, &env, options.request_export)?)
     };
-    let log_filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let log_filter = log_filter();
     let mut log_worker = None;
     let writer = match options.log_output {
         LogOutput::Stdout => {
@@ -367,11 +366,16 @@ fn start_access_log(output: LogOutput) -> Result<Option<AccessLogGuard>, Telemet
     if output != LogOutput::Stdout {
         return Ok(None);
     }
-    let enabled = tracing::enabled!(
-        kind: tracing::metadata::Kind::EVENT,
-        target: ACCESS_LOG_TARGET,
-        tracing::Level::INFO
-    );
+    // Asked of the filter alone: the installed subscriber would also count
+    // its absent OpenTelemetry layers, which enable everything.
+    let probe = tracing::Dispatch::new(tracing_subscriber::registry().with(log_filter()));
+    let enabled = tracing::dispatcher::with_default(&probe, || {
+        tracing::enabled!(
+            kind: tracing::metadata::Kind::EVENT,
+            target: ACCESS_LOG_TARGET,
+            tracing::Level::INFO
+        )
+    });
     if !enabled {
         access_log::install(None);
         return Ok(None);
@@ -380,6 +384,11 @@ fn start_access_log(output: LogOutput) -> Result<Option<AccessLogGuard>, Telemet
         AccessLogWriter::start(Box::new(std::io::stdout()), WriterOptions::default())
             .map_err(TelemetryInitError::AccessLog)?;
     Ok(access_log::install(Some(writer)).then_some(guard))
+}
+
+/// The JSON log's filter: `RUST_LOG`, else [`DEFAULT_LOG_FILTER`].
+fn log_filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))
 }
 
 /// The lines `opentelemetry_sdk` and `opentelemetry-otlp` log for every

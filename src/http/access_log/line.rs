@@ -144,7 +144,7 @@ mod tests {
     #[test]
     fn the_line_carries_every_field_of_the_contract() {
         let json = parsed(&line("/api/github/pulls?state=open"));
-        assert_eq!(json["timestamp"], "2026-12-04T00:00:00.123456Z");
+        assert_eq!(json["timestamp"], "2026-12-05T00:00:00.123456Z");
         assert_eq!(json["level"], "INFO");
         assert_eq!(json["message"], "request");
         assert_eq!(json["target"], ACCESS_LOG_TARGET);

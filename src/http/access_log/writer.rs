@@ -260,10 +260,13 @@ mod tests {
         bytes: Arc<Mutex<Vec<u8>>>,
         writes: Arc<Mutex<usize>>,
         blocked: Arc<AtomicBool>,
+        /// Writes begun (a blocked one included).
+        entered: Arc<std::sync::atomic::AtomicUsize>,
     }
 
     impl Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.entered.fetch_add(1, Ordering::SeqCst);
             let started = Instant::now();
             while self.blocked.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(10)
             {
@@ -383,13 +386,30 @@ mod tests {
         // The first line is taken and stuck in the blocked write; then the
         // queue fills.
         writer.push(line(0));
-        std::thread::sleep(Duration::from_millis(50));
+        let started = Instant::now();
+        while sink.entered.load(Ordering::SeqCst) == 0 {
+            assert!(started.elapsed() < Duration::from_secs(5), "never written");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         for n in 1..=30 {
             writer.push(line(n));
         }
         sink.blocked.store(false, Ordering::SeqCst);
-        // Room again: a line pushed now is kept.
-        std::thread::sleep(Duration::from_millis(50));
+        // Once the queue is written, a line pushed is kept again.
+        let started = Instant::now();
+        while sink
+            .lines()
+            .iter()
+            .filter(|l| l["message"] == "request")
+            .count()
+            < 11
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "queue never written"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
         writer.push(line(99));
         assert!(guard.shutdown(Duration::from_secs(10)));
         let lines = sink.lines();
