@@ -84,7 +84,9 @@ impl std::fmt::Debug for AccessLogWriter {
 pub struct AccessLogGuard {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
-    finished: mpsc::Receiver<()>,
+    /// Told when the thread is done. In a mutex only so that the guard
+    /// (held by the telemetry guard) is `Sync`.
+    finished: Mutex<mpsc::Receiver<()>>,
 }
 
 impl std::fmt::Debug for AccessLogGuard {
@@ -127,7 +129,7 @@ impl AccessLogWriter {
             AccessLogGuard {
                 shared,
                 thread: Some(thread),
-                finished,
+                finished: Mutex::new(finished),
             },
         ))
     }
@@ -166,7 +168,12 @@ impl AccessLogGuard {
         };
         self.shared.lock().stopping = true;
         self.shared.wake.notify_one();
-        let finished = self.finished.recv_timeout(timeout).is_ok();
+        let finished = self
+            .finished
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .recv_timeout(timeout)
+            .is_ok();
         if finished {
             let _ = thread.join();
         }
