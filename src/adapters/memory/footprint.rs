@@ -83,7 +83,7 @@ pub fn allocated(size: usize) -> usize {
     } else {
         4 * 1024 * 1024
     };
-    let start = if block % OS_PAGE == 0 {
+    let start = if block.is_multiple_of(OS_PAGE) {
         OS_PAGE
     } else if block.is_power_of_two() {
         PAGE_INFO.next_multiple_of(block)
