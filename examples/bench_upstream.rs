@@ -36,6 +36,10 @@ struct Args {
     /// Artificial latency added to every repo request, in milliseconds.
     #[arg(long, default_value_t = 50)]
     delay_ms: u64,
+    /// Serve a JSON body of exactly this many bytes instead of the list
+    /// (bench/memory.sh fills the cache with 8 KiB bodies).
+    #[arg(long)]
+    body_bytes: Option<usize>,
 }
 
 /// What the canned list answers: every path below a repository.
@@ -85,6 +89,13 @@ fn pull_requests_body() -> Bytes {
     Bytes::from(serde_json::to_vec(&pulls).expect("a JSON value serialises"))
 }
 
+/// A JSON object of exactly `size` bytes (at least 16): `{"padding":"xx…"}`.
+fn padded_body(size: usize) -> Bytes {
+    let frame = r#"{"padding":""}"#.len();
+    let padding = "x".repeat(size.max(frame) - frame);
+    Bytes::from(format!(r#"{{"padding":"{padding}"}}"#))
+}
+
 /// A weak ETag over the body, shaped like GitHub's list ETags.
 fn etag_of(body: &[u8]) -> String {
     let mut hasher = DefaultHasher::new();
@@ -100,7 +111,7 @@ async fn main() -> std::io::Result<()> {
         recordings: false,
     })
     .await?;
-    let body = pull_requests_body();
+    let body = args.body_bytes.map_or_else(pull_requests_body, padded_body);
     let etag = etag_of(&body);
     let reset = github.rate_limit_reset().to_string();
     github.set_resource(
@@ -133,6 +144,13 @@ async fn main() -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_padded_body_has_the_size_asked_for() {
+        let body = padded_body(8192);
+        assert_eq!(body.len(), 8192);
+        let _: Value = serde_json::from_slice(&body).expect("valid JSON");
+    }
 
     #[test]
     fn body_is_about_fifteen_kilobytes_of_json() {

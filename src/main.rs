@@ -66,7 +66,19 @@ fn log_configuration(settings: &Settings) {
 
 async fn run(settings: Settings, telemetry: &telemetry::TelemetryGuard) -> anyhow::Result<()> {
     let app = Application::build(settings, telemetry.request_exporter()).await?;
+    return_startup_memory();
     app.run_until_stopped(shutdown_signal()).await
+}
+
+/// Gives the pages that building the application used and freed (the
+/// OpenAPI document's construction, configuration parsing, TLS roots)
+/// back to the OS. mimalloc otherwise keeps freed pages until later
+/// allocator activity purges them, which an idle server never has: about
+/// 3 MiB of the resting footprint (BENCHMARKS.md, Footprint).
+fn return_startup_memory() {
+    // SAFETY: mi_collect only frees memory no live allocation uses; it is
+    // safe to call at any time from any thread.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 /// Completes on SIGTERM (how containers are stopped) or SIGINT (Ctrl-C).

@@ -193,11 +193,6 @@ impl CachedResponse {
         }
         check_served(&self.headers, self.body.len())
     }
-
-    /// Approximate memory taken, used to weigh entries in the memory tier.
-    pub fn weight(&self) -> usize {
-        self.body.len() + self.headers.byte_len() + 64
-    }
 }
 
 /// The status-independent rules every answer chimney serves must pass:

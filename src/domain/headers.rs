@@ -82,11 +82,6 @@ impl HeaderList {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
-    /// Bytes taken by names and values, for cache weighting.
-    pub fn byte_len(&self) -> usize {
-        self.0.iter().map(|(n, v)| n.len() + v.len()).sum()
-    }
 }
 
 impl<N: AsRef<str>, V: Into<String>> FromIterator<(N, V)> for HeaderList {

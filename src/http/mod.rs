@@ -1,7 +1,7 @@
 //! The HTTP surface: the proxy endpoint, the poem-openapi operations, the
 //! generated document and its viewer, and the static dashboard.
 
-mod access_log;
+pub mod access_log;
 mod admin;
 mod admin_response;
 mod auth;

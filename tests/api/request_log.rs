@@ -158,3 +158,170 @@ async fn every_request_writes_one_json_line_with_its_ids_and_no_secret() {
     let missing_line = requests.last().expect("the 404's line");
     assert_eq!(missing_line["path"], "/api/nothing?x=1&y=%20z");
 }
+
+/// A chimney binary on a free port, memory tier only, export off, its
+/// stdout and stderr piped.
+struct Binary {
+    child: tokio::process::Child,
+    base: String,
+}
+
+impl Binary {
+    async fn start(github: &FakeGithub, env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_chimney"));
+        command
+            .args([
+                "--addr",
+                &format!("127.0.0.1:{port}"),
+                "--github-api-url",
+                github.base_url().as_str(),
+                "--redis",
+                "",
+                "--repo",
+                HELLO_WORLD,
+            ])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("OTEL_SDK_DISABLED", "true")
+            .env("CHIMNEY_PROXY_PATHS", "/contents/**")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("chimney starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        let started = Instant::now();
+        while client.get(format!("{base}/healthz")).send().await.is_err() {
+            assert!(
+                started.elapsed() < REQUEST_DEADLINE,
+                "chimney did not start listening"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { child, base }
+    }
+
+    /// SIGTERM, then everything it wrote to stdout until it exited.
+    async fn stop(mut self) -> String {
+        terminate(self.child.id().expect("running"));
+        let mut stdout = String::new();
+        let mut out = self.child.stdout.take().expect("stdout");
+        let read = async {
+            let _ = out.read_to_string(&mut stdout).await;
+            self.child.wait().await
+        };
+        let status = tokio::time::timeout(REQUEST_DEADLINE, read)
+            .await
+            .expect("chimney stopped after SIGTERM")
+            .expect("exit status");
+        assert!(status.success(), "{status}");
+        stdout
+    }
+}
+
+/// The request lines among `stdout`'s lines, every line checked to be JSON.
+fn request_lines(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .filter(|line: &Value| line["message"] == "request")
+        .collect()
+}
+
+#[tokio::test]
+async fn no_request_line_is_lost_when_stopped_right_after_a_burst() {
+    init_test_process();
+    let github = FakeGithub::start().await;
+    let chimney = Binary::start(&github, &[]).await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(REQUEST_DEADLINE)
+        .build()
+        .expect("client");
+    assert_eq!(
+        client
+            .get(format!("{}{README}", chimney.base))
+            .send()
+            .await
+            .expect("warm")
+            .status(),
+        200
+    );
+    // Many lines at once, hits and 404s with hostile paths, over parallel
+    // connections; the stop signal follows the last answer at once, while
+    // lines are still queued for the writer.
+    const REQUESTS: usize = 3_000;
+    let answered: usize = futures::future::join_all((0..16).map(|worker| {
+        let client = client.clone();
+        let base = chimney.base.clone();
+        async move {
+            let mut answered = 0;
+            for n in (worker..REQUESTS).step_by(16) {
+                let url = if n % 3 == 0 {
+                    format!("{base}/api/nothing/%22%7D%0A{n}?q=%E2%80%A8\\")
+                } else {
+                    format!("{base}{README}?n={n}")
+                };
+                let response = client.get(url).send().await.expect("answered");
+                response.bytes().await.expect("body");
+                answered += 1;
+            }
+            answered
+        }
+    }))
+    .await
+    .into_iter()
+    .sum();
+    assert_eq!(answered, REQUESTS);
+
+    let stdout = chimney.stop().await;
+    // The start-up probe's /healthz line aside.
+    let lines: Vec<Value> = request_lines(&stdout)
+        .into_iter()
+        .filter(|l| l["path"] != "/healthz")
+        .collect();
+    assert_eq!(lines.len(), REQUESTS + 1, "one line per request, none lost");
+    let mut seen: Vec<usize> = lines
+        .iter()
+        .filter_map(|l| l["path"].as_str())
+        .filter_map(|p| {
+            p.rsplit_once("?n=").map(|(_, n)| n).or_else(|| {
+                p.strip_prefix("/api/nothing/%22%7D%0A")
+                    .map(|r| r.split('?').next().unwrap_or(r))
+            })
+        })
+        .map(|n| n.parse().expect("a request number"))
+        .collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), REQUESTS, "every request has its own line");
+}
+
+#[tokio::test]
+async fn a_warn_log_filter_turns_the_request_log_off() {
+    init_test_process();
+    let github = FakeGithub::start().await;
+    let chimney = Binary::start(&github, &[("RUST_LOG", "warn")]).await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    for _ in 0..3 {
+        let status = client
+            .get(format!("{}{README}", chimney.base))
+            .send()
+            .await
+            .expect("answered")
+            .status();
+        assert_eq!(status, 200);
+    }
+    let stdout = chimney.stop().await;
+    assert!(request_lines(&stdout).is_empty(), "{stdout}");
+}

@@ -1,5 +1,7 @@
 //! `MemoryCache`: the per-process cache tier on quick_cache, weighted by
-//! entry size so the byte budget holds whatever the mix of bodies.
+//! what each entry really takes in memory (body, headers, key and the
+//! structures around them) so the byte budget holds whatever the mix of
+//! entries.
 //!
 //! quick_cache splits the budget into shards (by default four per core)
 //! and refuses an entry heavier than its shard's hot share (97% of the
@@ -15,6 +17,7 @@ use async_trait::async_trait;
 use quick_cache::sync::Cache;
 use quick_cache::{DefaultHashBuilder, OptionsBuilder, Weighter};
 
+use super::footprint::held_bytes;
 use crate::domain::{CacheKey, CachedResponse, InvalidationScope};
 use crate::ports::{CacheError, CacheHit, CacheStore, CacheTier, KeyPage, LocalTier, TierUsage};
 
@@ -32,9 +35,16 @@ struct Stored {
 #[derive(Clone)]
 struct ByEntrySize;
 
+/// What a live entry takes besides its own allocations: its `(key, value)`
+/// pair in quick_cache's slab with the slab's bookkeeping and the hash
+/// table's slot, doubled because the slab grows by doubling.
+const SLOT_BYTES: u64 = 2 * (size_of::<(CacheKey, Stored)>() as u64 + 16);
+
+/// An entry weighs what it really takes in memory (see `footprint`), so
+/// the capacity bounds the tier's memory, not only its bodies.
 impl Weighter<CacheKey, Stored> for ByEntrySize {
     fn weight(&self, key: &CacheKey, val: &Stored) -> u64 {
-        (key.as_str().len() + val.entry.weight()) as u64
+        SLOT_BYTES + held_bytes(key, &val.entry)
     }
 }
 
@@ -292,6 +302,83 @@ mod tests {
         let usage = cache.usage().await.unwrap();
         assert!(usage.bytes <= 64 * 1024, "{usage:?}");
         assert!(usage.entries < 64, "{usage:?}");
+    }
+
+    #[tokio::test]
+    async fn an_entry_weighs_its_key_and_headers_not_only_its_body() {
+        let cache = MemoryCache::new(MIB);
+        let long_key = key(&format!("/pulls?q={}", "k".repeat(2000)));
+        let headers: HeaderList = [
+            ("content-type", "application/json; charset=utf-8".to_owned()),
+            ("etag", "W/\"0123456789abcdef\"".to_owned()),
+            (
+                "link",
+                "<https://api.github.com/x?page=2>; rel=\"next\"".repeat(40),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let text: usize = headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        let lines = headers.len();
+        let body = Bytes::from(vec![b'x'; 1000]);
+        let stored = Arc::new(CachedResponse::new(200, headers, body, SystemTime::now()));
+        cache
+            .put(&long_key, stored, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let usage = cache.usage().await.unwrap();
+        assert_eq!(usage.entries, 1);
+        // Every byte of text, plus each header line's two strings and the
+        // structures around the entry.
+        let floor = long_key.as_str().len()
+            + text
+            + 1000
+            + lines * std::mem::size_of::<(String, String)>()
+            + std::mem::size_of::<CachedResponse>();
+        assert!(
+            usage.bytes >= floor as u64,
+            "weighed {} bytes, holds at least {floor}",
+            usage.bytes
+        );
+    }
+
+    #[tokio::test]
+    async fn the_budget_bounds_entries_by_their_real_size() {
+        // 8 KiB bodies with GitHub's headers: the budget is reached before
+        // the bodies alone would fill it.
+        let cache = MemoryCache::new(MIB);
+        static BODY: [u8; 8 * 1024] = [b'x'; 8 * 1024];
+        for i in 0..512 {
+            let headers: HeaderList = [
+                ("content-type", "application/json; charset=utf-8".to_owned()),
+                ("etag", format!("W/\"{i:032x}\"")),
+                ("x-ratelimit-remaining", "4999".to_owned()),
+                ("x-ratelimit-reset", "1796428800".to_owned()),
+            ]
+            .into_iter()
+            .collect();
+            let stored = Arc::new(CachedResponse::new(
+                200,
+                headers,
+                Bytes::from_static(&BODY),
+                SystemTime::now(),
+            ));
+            cache
+                .put(
+                    &key(&format!("/issues/{i}")),
+                    stored,
+                    Duration::from_secs(60),
+                )
+                .await
+                .unwrap();
+        }
+        let usage = cache.usage().await.unwrap();
+        assert!(usage.bytes <= MIB, "{usage:?}");
+        assert!(
+            usage.entries < MIB / (8 * 1024 + 256),
+            "{} entries of 8 KiB bodies in 1 MiB",
+            usage.entries
+        );
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 
 mod cache;
 mod deploy_log;
+mod footprint;
 
 pub use cache::MemoryCache;
 pub use deploy_log::MemoryDeployLog;

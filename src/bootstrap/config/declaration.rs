@@ -130,7 +130,7 @@ pub(super) const SPECS: &[SettingSpec] = &[
     },
     SettingSpec {
         key: "memory_capacity_bytes",
-        help: "Byte budget of the in-memory cache tier, weighted by body size (64 MiB)",
+        help: "Byte budget of the in-memory cache tier, each entry weighed by the memory it takes: body, headers, key (64 MiB)",
         default: DefaultText::Value("67108864"),
         reach: Reach::Layered {
             env: "CHIMNEY_MEMORY_CAPACITY_BYTES",

@@ -49,6 +49,7 @@ use crate::adapters::otlp::target::{BuildError, HttpClients, Signal};
 use crate::bootstrap::config::OtelSettings;
 use crate::bootstrap::version::CHIMNEY_VERSION;
 use crate::http::ACCESS_LOG_TARGET;
+use crate::http::access_log::{self, AccessLogGuard, AccessLogWriter, WriterOptions};
 use crate::ports::RequestExport;
 
 /// The instrumentation scope of chimney's tracer and meter.
@@ -67,6 +68,9 @@ const BATCH_QUEUE: usize = 8192;
 
 /// Records per OTLP request: fewer, larger requests under load.
 const BATCH_SIZE: usize = 2048;
+
+/// Log lines other than the request log's that may wait for stdout.
+const OTHER_LINES_QUEUE: usize = 1024;
 
 /// Filter used when `RUST_LOG` is unset: chimney at info, and the SDK's
 /// own diagnostics only when something is wrong.
@@ -172,6 +176,9 @@ pub enum TelemetryInitError {
     /// A global `tracing` subscriber was already installed.
     #[error("a tracing subscriber is already installed")]
     Subscriber(#[source] tracing_subscriber::util::TryInitError),
+    /// The request log's writer thread could not be started.
+    #[error("cannot start the request log writer")]
+    AccessLog(#[source] std::io::Error),
 }
 
 /// The three providers and the request exporter, present while export is
@@ -220,6 +227,8 @@ impl Requests {
 #[must_use = "dropping the guard shuts telemetry export down"]
 pub struct TelemetryGuard {
     providers: Option<Providers>,
+    /// Writes the queued request log lines when stopped.
+    access_log: Option<AccessLogGuard>,
     /// Flushes the buffered stdout log lines when dropped.
     _log_worker: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
@@ -259,17 +268,19 @@ pub fn init_with(
         let env = otel_env::resolve(&settings.endpoint, &options.environment)?;
         Some(build_providers(settings, &env, options.request_export)?)
     };
-    let log_filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let log_filter = log_filter();
     let mut log_worker = None;
     let writer = match options.log_output {
         LogOutput::Stdout => {
-            // Request threads hand lines to a writer thread instead of
-            // taking the stdout lock and making a syscall per request; the
-            // thread batches them through a buffer. Lossy: under a flood,
-            // log lines are dropped rather than requests slowed.
+            // Lines are handed to a writer thread instead of taking the
+            // stdout lock on the calling thread. Lossy: under a flood, lines
+            // are dropped rather than callers slowed. The request log has
+            // its own writer (start_access_log), so the few other lines
+            // need a short queue: the default (128,000 lines) is allocated
+            // up front and was 4 MiB of the resting footprint.
             let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
                 .lossy(true)
+                .buffered_lines_limit(OTHER_LINES_QUEUE)
                 .thread_name("chimney-log")
                 .finish(std::io::BufWriter::new(std::io::stdout()));
             log_worker = Some(guard);
@@ -316,6 +327,7 @@ pub fn init_with(
         .with(logs)
         .try_init()
         .map_err(TelemetryInitError::Subscriber)?;
+    let access_log = start_access_log(options.log_output)?;
     if let Some(p) = &providers {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         opentelemetry::global::set_tracer_provider(p.tracer.clone());
@@ -339,8 +351,44 @@ pub fn init_with(
     }
     Ok(TelemetryGuard {
         providers,
+        access_log,
         _log_worker: log_worker,
     })
+}
+
+/// The request log on stdout: formatted and written in batches by its own
+/// thread, so a request only queues its line (bench/run.sh measured the
+/// formatting on the request path at a fifth of hit throughput). Whether
+/// the lines are written at all follows the log filter, asked once here
+/// (`RUST_LOG=warn` turns them off). The test outputs keep the `tracing`
+/// event, which their writers capture.
+fn start_access_log(output: LogOutput) -> Result<Option<AccessLogGuard>, TelemetryInitError> {
+    if output != LogOutput::Stdout {
+        return Ok(None);
+    }
+    // Asked of the filter alone: the installed subscriber would also count
+    // its absent OpenTelemetry layers, which enable everything.
+    let probe = tracing::Dispatch::new(tracing_subscriber::registry().with(log_filter()));
+    let enabled = tracing::dispatcher::with_default(&probe, || {
+        tracing::enabled!(
+            kind: tracing::metadata::Kind::EVENT,
+            target: ACCESS_LOG_TARGET,
+            tracing::Level::INFO
+        )
+    });
+    if !enabled {
+        access_log::install(None);
+        return Ok(None);
+    }
+    let (writer, guard) =
+        AccessLogWriter::start(Box::new(std::io::stdout()), WriterOptions::default())
+            .map_err(TelemetryInitError::AccessLog)?;
+    Ok(access_log::install(Some(writer)).then_some(guard))
+}
+
+/// The JSON log's filter: `RUST_LOG`, else [`DEFAULT_LOG_FILTER`].
+fn log_filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))
 }
 
 /// The lines `opentelemetry_sdk` and `opentelemetry-otlp` log for every
@@ -547,8 +595,16 @@ impl TelemetryGuard {
     }
 
     fn stop(&mut self) -> bool {
+        // The server has drained: every request's line is queued.
+        let lines_written = self
+            .access_log
+            .take()
+            .is_none_or(|log| log.shutdown(SHUTDOWN_DEADLINE));
+        if !lines_written {
+            eprintln!("chimney: request log lines not written within {SHUTDOWN_DEADLINE:?}");
+        }
         let Some(p) = self.providers.take() else {
-            return true;
+            return lines_written;
         };
         let Providers {
             tracer,
@@ -593,7 +649,7 @@ impl TelemetryGuard {
                 "chimney: telemetry flush did not finish within {SHUTDOWN_DEADLINE:?}; giving up"
             );
         }
-        done
+        done && lines_written
     }
 }
 
@@ -688,6 +744,7 @@ mod tests {
         providers.tracer.tracer("test").in_span("work", |_| {});
         let guard = TelemetryGuard {
             providers: Some(providers),
+            access_log: None,
             _log_worker: None,
         };
 
