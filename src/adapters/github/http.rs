@@ -126,6 +126,9 @@ impl GithubHttp {
             }
             body.extend_from_slice(&chunk);
         }
+        // The body may be cached for a day and is weighed by its length: a
+        // chunked answer must not keep the spare capacity it was read into.
+        body.shrink_to_fit();
         Ok(Bytes::from(body))
     }
 }
