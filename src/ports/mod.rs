@@ -4,6 +4,7 @@
 
 mod cache_store;
 mod deploy_log;
+mod live_events;
 mod request_export;
 mod telemetry;
 mod upstream_github;
@@ -12,6 +13,7 @@ pub use cache_store::{
     CacheError, CacheHit, CacheStore, CacheTier, InvalidationBus, KeyPage, LocalTier, TierUsage,
 };
 pub use deploy_log::{Appended, DeployLog, DeployLogError, Placement};
+pub use live_events::{DeliveryLedger, EventRelay, LiveEvent, LiveEventKind};
 pub use request_export::{MAX_LOGGED_TARGET_BYTES, RemoteParent, RequestExport, RequestRecord};
 pub use telemetry::{
     CompletedRequest, MetricsScrape, NoTelemetry, Scrape, TeeTelemetry, Telemetry, TelemetryError,

@@ -18,6 +18,7 @@
 //! * `notice`, `subscriber`, `bus`: the invalidation message, its pub/sub
 //!   plumbing and the `InvalidationBus` port on top; `backoff`: the
 //!   reconnect schedule.
+//! * `events`: live events over pub/sub and the webhook delivery ledger.
 //! * `error`: the adapter's private error and its mapping to `CacheError`.
 
 mod backoff;
@@ -26,6 +27,7 @@ mod cache;
 mod command;
 mod deploy_log;
 mod error;
+mod events;
 mod keys;
 mod notice;
 mod pool;
@@ -39,7 +41,8 @@ mod tests;
 pub use bus::DragonflyInvalidationBus;
 pub use cache::DragonflyCache;
 pub use deploy_log::DragonflyDeployLog;
-pub use keys::{deploy_log_key, invalidation_channel};
+pub use events::{DragonflyDeliveryLedger, DragonflyEventRelay, run_event_listener};
+pub use keys::{deploy_log_key, events_channel, invalidation_channel, webhook_delivery_prefix};
 pub use notice::InvalidationNotice;
 pub use pool::{build_pool, build_pool_with_trust, database_of};
 pub use subscriber::{

@@ -109,6 +109,26 @@ pub async fn run_invalidation_listener_with_trust(
     trust: TlsTrust,
     channel: String,
     on_message: impl Fn(InvalidationNotice) + Send + Sync + 'static,
+    shutdown: watch::Receiver<bool>,
+) {
+    let on_payload = move |payload: &[u8], database: i64| match InvalidationNotice::decode(payload)
+    {
+        Ok(notice) if notice.applies_to(database) => on_message(notice),
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "ignoring invalid invalidation message"),
+    };
+    run_channel_listener(url, trust, channel, on_payload, shutdown).await;
+}
+
+/// Listens on `channel` at `url` as [`run_invalidation_listener`] does,
+/// handing every message's payload (with the database `url` selects) to
+/// `on_payload`: the plumbing shared by the invalidation and live-event
+/// channels.
+pub(super) async fn run_channel_listener(
+    url: Url,
+    trust: TlsTrust,
+    channel: String,
+    on_payload: impl Fn(&[u8], i64) + Send + Sync + 'static,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let client = match tls::client(&url, &trust) {
@@ -116,7 +136,7 @@ pub async fn run_invalidation_listener_with_trust(
         Err(err) => {
             // The error names the URL, password masked, and the cause.
             let cause = std::error::Error::source(&err).map(ToString::to_string);
-            tracing::error!(error = %err, cause, "invalidation listener cannot use this URL");
+            tracing::error!(error = %err, cause, %channel, "pub/sub listener cannot use this URL");
             return;
         }
     };
@@ -131,16 +151,16 @@ pub async fn run_invalidation_listener_with_trust(
         match attempt {
             Ok(pubsub) => {
                 backoff.reset();
-                tracing::info!(%channel, "invalidation listener subscribed");
-                match listen(pubsub, &channel, database, &on_message, &mut shutdown).await {
+                tracing::info!(%channel, "pub/sub listener subscribed");
+                match listen(pubsub, &channel, database, &on_payload, &mut shutdown).await {
                     Ended::Shutdown => return,
                     Ended::Dropped(reason) => {
-                        tracing::warn!(%reason, "invalidation subscription lost; reconnecting");
+                        tracing::warn!(%reason, %channel, "pub/sub subscription lost; reconnecting");
                     }
                 }
             }
             Err(err) => {
-                tracing::debug!(error = %err, "invalidation listener could not subscribe");
+                tracing::debug!(error = %err, %channel, "pub/sub listener could not subscribe");
             }
         }
         let delay = backoff.next_delay();
@@ -186,7 +206,7 @@ async fn listen(
     pubsub: redis::aio::PubSub,
     channel: &str,
     database: i64,
-    on_message: &(impl Fn(InvalidationNotice) + Send + Sync),
+    on_payload: &(impl Fn(&[u8], i64) + Send + Sync),
     shutdown: &mut watch::Receiver<bool>,
 ) -> Ended {
     let (mut sink, mut stream) = pubsub.split();
@@ -200,7 +220,7 @@ async fn listen(
             biased;
             () = shutdown_requested(shutdown) => return Ended::Shutdown,
             msg = stream.next() => match msg {
-                Some(msg) => deliver(&msg, channel, database, on_message),
+                Some(msg) => deliver(&msg, channel, database, on_payload),
                 None => return Ended::Dropped("connection closed"),
             },
             _ = keepalive.tick() => {
@@ -218,15 +238,11 @@ async fn listen(
     }
 }
 
-fn deliver(msg: &Msg, channel: &str, database: i64, on_message: &impl Fn(InvalidationNotice)) {
+fn deliver(msg: &Msg, channel: &str, database: i64, on_payload: &impl Fn(&[u8], i64)) {
     if msg.get_channel_name() != channel {
         return;
     }
-    match InvalidationNotice::decode(msg.get_payload_bytes()) {
-        Ok(notice) if notice.applies_to(database) => on_message(notice),
-        Ok(_) => {}
-        Err(err) => tracing::warn!(error = %err, "ignoring invalid invalidation message"),
-    }
+    on_payload(msg.get_payload_bytes(), database);
 }
 
 /// Resolves once shutdown is requested: the flag is `true`, or its sender

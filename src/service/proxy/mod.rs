@@ -7,6 +7,7 @@
 pub(crate) mod coalesce;
 mod fetch;
 mod gate;
+mod recent;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -28,6 +29,7 @@ use crate::ports::{CacheStore, CacheTier, NoTelemetry, Telemetry, UpstreamGithub
 use coalesce::{Coalescer, Role};
 use fetch::{FetchJob, FetchResult};
 pub use gate::{GatedUpstream, UpstreamGate};
+pub use recent::{MAX_RECENT_KEYS, RECENT_WINDOW, RecentKeys};
 
 /// Which repository a request is for and where chimney serves it.
 #[derive(Debug, Clone)]
@@ -220,6 +222,8 @@ struct Inner {
     /// lower-cased `owner/name`: the only `/repositories/{id}` links and
     /// redirects treated as the served repository's.
     repo_ids: Mutex<HashMap<String, u64>>,
+    /// The keys clients asked for lately (see `recent.rs`).
+    recent: RecentKeys,
 }
 
 impl ProxyService {
@@ -243,6 +247,7 @@ impl ProxyService {
                 api_base: api_base.trim_end_matches('/').to_owned(),
                 policy,
                 repo_ids: Mutex::new(HashMap::new()),
+                recent: RecentKeys::default(),
             }),
             telemetry: Arc::new(NoTelemetry),
         }
@@ -261,6 +266,11 @@ impl ProxyService {
         self.inner.ttl.ttl_for(key)
     }
 
+    /// The keys clients asked for lately, for refetching after a webhook.
+    pub fn recent_keys(&self) -> &RecentKeys {
+        &self.inner.recent
+    }
+
     /// The rate-limit gate the service spends the token through.
     pub fn gate(&self) -> Arc<UpstreamGate> {
         Arc::clone(&self.inner.policy.gate)
@@ -273,6 +283,7 @@ impl ProxyService {
             return ProxyReply::Refused(Refusal::PathNotProxied);
         }
         let key = request.cache_key();
+        inner.recent.note(&key, request);
         let ttl = inner.ttl.ttl_for(&key);
         // Taken before the read: an invalidation after it means whatever
         // this request fetches or revalidates may predate the change.
