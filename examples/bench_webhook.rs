@@ -106,9 +106,14 @@ async fn main() -> anyhow::Result<()> {
     let config = dir.path().join("chimney.toml");
     std::fs::write(
         &config,
-        format!("[[ttl]]\npath = \"/pulls\"\nduration = \"{}s\"\n", args.ttl_secs),
+        format!(
+            "[[ttl]]\npath = \"/pulls\"\nduration = \"{}s\"\n",
+            args.ttl_secs
+        ),
     )?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let _chimney = Running(
         Command::new(&args.chimney)
             .arg("--config")
@@ -141,7 +146,11 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let version_seen = || async {
-        let response = client.get(format!("{base}/api/github/pulls")).send().await.ok()?;
+        let response = client
+            .get(format!("{base}/api/github/pulls"))
+            .send()
+            .await
+            .ok()?;
         let bytes = response.bytes().await.ok()?;
         let body: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
         body["version"].as_u64()
@@ -158,12 +167,16 @@ async fn main() -> anyhow::Result<()> {
         github.set_json(&upstream, &json!({"version": round}));
         let changed = Instant::now();
         if args.mode == "webhook" {
-            let body = json!({"action": "synchronize", "repository": {"full_name": REPO}}).to_string();
+            let body =
+                json!({"action": "synchronize", "repository": {"full_name": REPO}}).to_string();
             let answer = client
                 .post(format!("{base}/api/github/webhook"))
                 .header("content-type", "application/json")
                 .header("x-github-event", "pull_request")
-                .header("x-github-delivery", format!("bench-{}-{round}", std::process::id()))
+                .header(
+                    "x-github-delivery",
+                    format!("bench-{}-{round}", std::process::id()),
+                )
                 .header("x-hub-signature-256", sign(body.as_bytes()))
                 .body(body)
                 .send()
