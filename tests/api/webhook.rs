@@ -368,9 +368,8 @@ async fn evicted_keys_asked_for_lately_are_fetched_again_in_the_background() {
 }
 
 #[tokio::test]
-async fn an_org_repositorys_keys_carry_its_prefix() {
-    // In single-repo mode another repository is never served, even when
-    // its keys would look alike.
+async fn in_single_repo_mode_another_repository_of_the_owner_is_not_served() {
+    // Org mode, where it is, is tested in org.rs.
     let app = webhook_app().await;
     cache_all(&app, &["/commits"]).await;
     let response = app
