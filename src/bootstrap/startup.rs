@@ -160,8 +160,12 @@ impl Application {
             events,
             events_channel,
         } = self.background;
-        let _event_relay =
-            spawn_event_listener(redis.clone(), events_channel, instance_id.clone(), events);
+        let _event_relay = spawn_event_listener(
+            redis.clone(),
+            events_channel,
+            instance_id.clone(),
+            events.clone(),
+        );
         let _cache_tasks = CacheTasks::spawn(redis, channel, &cache, instance_id);
         let _discovery = DiscoveryTask::spawn(discovery);
         let _deploy_replay = AbortOnDrop(tokio::spawn(deploy_log.run_replay()));
@@ -169,7 +173,7 @@ impl Application {
             self.listener,
             self.routes,
             self.limits,
-            drain_after(shutdown, readiness, shutdown_grace),
+            drain_after(shutdown, readiness, events, shutdown_grace),
             GRACEFUL_SHUTDOWN,
         )
         .await
@@ -182,10 +186,14 @@ impl Application {
 async fn drain_after(
     signal: impl Future<Output = ()> + Send + 'static,
     readiness: Readiness,
+    events: LiveEvents,
     grace: Duration,
 ) {
     signal.await;
     readiness.stop_taking_traffic();
+    // Open event streams end now: their browsers reconnect to an instance
+    // that stays, and none holds the shutdown up.
+    events.close();
     if !grace.is_zero() {
         tracing::info!(
             grace_ms = grace.as_millis() as u64,

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use futures::stream::{self, BoxStream, StreamExt};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::ports::{EventRelay, LiveEvent, LiveEventKind};
 
@@ -32,6 +32,9 @@ pub enum Delivery {
 pub struct LiveEvents {
     sender: broadcast::Sender<Arc<LiveEvent>>,
     relay: Option<Arc<dyn EventRelay>>,
+    /// Set when the instance stops: every subscription ends, so open
+    /// streams do not hold the shutdown up (clients reconnect elsewhere).
+    closed: Arc<watch::Sender<bool>>,
 }
 
 impl Default for LiveEvents {
@@ -47,6 +50,7 @@ impl LiveEvents {
         Self {
             sender,
             relay: None,
+            closed: Arc::new(watch::Sender::new(false)),
         }
     }
 
@@ -86,18 +90,32 @@ impl LiveEvents {
         self.sender.receiver_count()
     }
 
-    /// Every event published from now on.
+    /// Ends every subscription, now and to come: the instance is stopping.
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Every event published from now on, until [`Self::close`].
     pub fn subscribe(&self) -> BoxStream<'static, Delivery> {
         let receiver = self.sender.subscribe();
-        stream::unfold(receiver, |mut receiver| async move {
-            match receiver.recv().await {
-                Ok(event) => Some((Delivery::Event(event), receiver)),
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    Some((Delivery::Missed(missed), receiver))
+        let closed = self.closed.subscribe();
+        stream::unfold(
+            (receiver, closed),
+            |(mut receiver, mut closed)| async move {
+                let received = tokio::select! {
+                    biased;
+                    _ = closed.wait_for(|closed| *closed) => return None,
+                    received = receiver.recv() => received,
+                };
+                match received {
+                    Ok(event) => Some((Delivery::Event(event), (receiver, closed))),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        Some((Delivery::Missed(missed), (receiver, closed)))
+                    }
+                    Err(broadcast::error::RecvError::Closed) => None,
                 }
-                Err(broadcast::error::RecvError::Closed) => None,
-            }
-        })
+            },
+        )
         .boxed()
     }
 }
@@ -120,5 +138,14 @@ mod tests {
             events.publish(LiveEventKind::Summary, n.to_string());
         }
         assert!(matches!(slow.next().await, Some(Delivery::Missed(_))));
+    }
+
+    #[tokio::test]
+    async fn closing_ends_every_subscription() {
+        let events = LiveEvents::local_only();
+        let mut before = events.subscribe();
+        events.close();
+        assert!(before.next().await.is_none());
+        assert!(events.subscribe().next().await.is_none());
     }
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde_json::json;
 
 use crate::admin_client::{INVALIDATE_TOKEN, with_tokens};
@@ -315,4 +316,24 @@ async fn clients_that_vanish_leave_nothing_behind() {
     assert_eq!(app.get("/healthz").await.status, 200);
 }
 
-use futures::StreamExt;
+#[tokio::test]
+async fn open_streams_end_at_shutdown_and_do_not_hold_it_up() {
+    let mut app = live_app().await;
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        streams.push(app.events().await);
+    }
+    let started = std::time::Instant::now();
+    app.signal_shutdown();
+    for stream in &mut streams {
+        // The stream ends (no frame, no heartbeat) rather than hanging.
+        assert!(stream.next_frame(Duration::from_secs(3)).await.is_none());
+    }
+    assert!(app.stopped_within(Duration::from_secs(4)).await);
+    // Well inside the 5 s the server gives in-flight requests.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
