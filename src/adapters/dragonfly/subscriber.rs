@@ -131,7 +131,14 @@ pub(super) async fn run_channel_listener(
     on_payload: impl Fn(&[u8], i64) + Send + Sync + 'static,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let client = match tls::client(&url, &trust) {
+    // Reading the trusted roots is file I/O and certificate parsing: off
+    // the runtime's workers, so it never delays a request or the probe.
+    let built = tokio::task::spawn_blocking(move || tls::client(&url, &trust)).await;
+    let Ok(built) = built else {
+        tracing::error!(%channel, "pub/sub listener could not build its client");
+        return;
+    };
+    let client = match built {
         Ok(client) => client,
         Err(err) => {
             // The error names the URL, password masked, and the cause.
