@@ -171,7 +171,11 @@
   async function loadSummary() {
     const result = await request('/api/pipeline/summary');
     if (!result.ok) return cardFailed('pipeline', result);
-    const s = result.json;
+    renderSummary(result.json);
+  }
+
+  /** Fills the pipeline card from a summary (fetched, or pushed by /api/events). */
+  function renderSummary(s) {
     setInt('open-issues', s.open_issues);
     setInt('open-prs', s.open_prs);
     setPct('goose-success-rate', s.goose_success_rate_pct);
@@ -251,6 +255,29 @@
       })),
     );
     cardOk('deploy');
+  }
+
+  /**
+   * A deploy event pushed by /api/events: the newest deploy is shown at
+   * once; the totals and the recent strip are read once more.
+   */
+  function applyDeployEvent(ev) {
+    if (!ev || typeof ev.sha !== 'string') return;
+    $('deploy-empty').hidden = true;
+    document.querySelector('[data-card="deploy"] .deploy-body').hidden = false;
+    setValue('deploy-sha', ev.sha, ev.sha.slice(0, 12));
+    setValue('deploy-slot', ev.slot);
+    setValue('deploy-outcome', ev.outcome);
+    $('deploy-outcome').dataset.outcome = outcomeKind(ev.outcome);
+    setValue('deploy-duration', ev.duration_s, duration(ev.duration_s));
+    const at = Date.parse(ev.deployed_at);
+    deployAge = Number.isFinite(at) ? { base: Math.max(0, Math.floor((Date.now() - at) / 1000)), at: Date.now() } : null;
+    tickAges();
+    const pr = ev.pr_number ? `PR #${ev.pr_number}${ev.pr_title ? ` · ${ev.pr_title}` : ''}` : '';
+    const ips = Array.isArray(ev.origin_ips) && ev.origin_ips.length ? ` · origins ${ev.origin_ips.join(', ')}` : '';
+    setText('deploy-pr', `${pr}${ips}`);
+    cardOk('deploy');
+    loadDeploy();
   }
 
   function tickAges() {
@@ -383,11 +410,14 @@
    * One refresh. Reads that may go through the GitHub proxy come first, then
    * the counters, so the cache numbers shown include this refresh's reads.
    */
-  async function refresh() {
+  async function refresh(full = false) {
     if (running) return running;
     running = (async () => {
-      await Promise.allSettled([loadSummary(), loadRepos()]);
-      await Promise.allSettled([loadRateLimit(), loadHealth(), loadDeploy()]);
+      // While the event stream is live, the summary and the deploys arrive
+      // through it: only the first refresh (and a manual one) reads them.
+      const pushed = live.state === 'live' && !full;
+      await Promise.allSettled([pushed ? null : loadSummary(), loadRepos()]);
+      await Promise.allSettled([loadRateLimit(), loadHealth(), pushed ? null : loadDeploy()]);
       await Promise.allSettled([loadCache()]);
       const stamp = new Date();
       const when = $('last-refresh');
@@ -408,9 +438,69 @@
     }
   }
 
+  // ---- live events ---------------------------------------------------------
+
+  /**
+   * GET /api/events: while it is open the summary and deploy cards update
+   * from its events and are not polled; when it drops, polling takes over
+   * (and the browser reconnects; on reconnect everything is read once, for
+   * the events missed meanwhile).
+   */
+  const live = { state: 'off', source: null };
+
+  function setLive(state) {
+    live.state = state;
+    const el = $('live-status');
+    if (!el) return;
+    el.dataset.state = state;
+    el.textContent = state === 'live' ? '● live' : state === 'connecting' ? '○ connecting…' : '○ polling';
+    el.title = state === 'live'
+      ? 'Updates arrive as they happen (GET /api/events)'
+      : `No live stream; refreshing every ${REFRESH_S} s`;
+  }
+
+  function onEvent(handler) {
+    return (message) => {
+      let data;
+      try {
+        data = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      handler(data);
+      document.body.dataset.pushed = String((Number(document.body.dataset.pushed) || 0) + 1);
+    };
+  }
+
+  function connectLive() {
+    if (typeof EventSource !== 'function' || params.get('live') === 'off') {
+      setLive('polling');
+      return;
+    }
+    setLive('connecting');
+    const source = new EventSource('/api/events');
+    live.source = source;
+    let opened = false;
+    source.addEventListener('open', () => {
+      const wasDown = opened && live.state !== 'live';
+      opened = true;
+      setLive('live');
+      if (wasDown) refresh(true);
+    });
+    source.addEventListener('error', () => {
+      if (live.state === 'live') refresh(true);
+      setLive('polling');
+      if (source.readyState === EventSource.CLOSED) setTimeout(connectLive, REFRESH_S * 1000);
+    });
+    source.addEventListener('summary', onEvent(renderSummary));
+    source.addEventListener('deploy', onEvent(applyDeployEvent));
+    source.addEventListener('invalidate', onEvent(() => loadCache()));
+  }
+
   setText('refresh-interval', String(REFRESH_S));
-  $('refresh-now').addEventListener('click', () => refresh());
-  refresh();
+  $('refresh-now').addEventListener('click', () => refresh(true));
+  refresh(true);
+  connectLive();
   setInterval(refresh, REFRESH_S * 1000);
   setInterval(tickAges, 1000);
 })();

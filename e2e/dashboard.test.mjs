@@ -256,6 +256,55 @@ describe('dashboard', { timeout: 180000 }, () => {
     await page.close();
   });
 
+  test('updates from the live event stream, without polling', async () => {
+    const page = await openDashboard(DESKTOP);
+    await page.waitForFunction(
+      () => document.querySelector('[data-testid="live-status"]')?.dataset.state === 'live',
+      null,
+      { timeout: 15000 },
+    );
+    const before = await readPage(page);
+    assert.equal(before['live-status'].visible, true);
+    assert.match(before['live-status'].text, /live/);
+    const refreshes = await page.evaluate(() => Number(document.body.dataset.refreshed));
+
+    const sha = 'e2e0live0a1b2c3d4e5f60718293a4b5c6d7e8f9';
+    const posted = await api('/api/deploy/events', {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${fixtureInfo.deploy_token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ sha, slot: 'green', outcome: 'success', duration_s: 7, pr_number: 129, pr_title: 'Live dashboard' }),
+    });
+    assert.equal(posted.status, 200, posted.text);
+    await page.waitForFunction(
+      (expected) => document.querySelector('[data-testid="deploy-sha"]')?.dataset.value === expected,
+      sha,
+      { timeout: 10000 },
+    );
+    const after = await readPage(page);
+    assert.equal(after['deploy-slot'].value, 'green');
+    assert.ok(after['deploy-pr'].text.includes('#129'));
+    // The page was told, not polling: no refresh ran (it would poll hourly).
+    assert.equal(await page.evaluate(() => Number(document.body.dataset.refreshed)), refreshes);
+    assert.ok(await page.evaluate(() => Number(document.body.dataset.pushed) >= 1));
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-live.png'), fullPage: true });
+    await page.close();
+
+    // Without the stream the page says it polls, and still shows the data.
+    const polling = await context.newPage();
+    await polling.route('**/api/events', (route) => route.abort('connectionrefused'));
+    await polling.setViewportSize(DESKTOP);
+    await polling.goto(`${base}/?refresh=3600`);
+    await polling.waitForFunction(() => Number(document.body.dataset.refreshed) >= 1, null, { timeout: 30000 });
+    await polling.waitForFunction(
+      () => document.querySelector('[data-testid="live-status"]')?.dataset.state === 'polling',
+      null,
+      { timeout: 15000 },
+    );
+    const shown = await readPage(polling);
+    assert.equal(shown['deploy-sha'].value, sha);
+    await polling.close();
+  });
+
   test('is readable on a phone', async () => {
     const page = await openDashboard(PHONE);
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-phone.png'), fullPage: true });

@@ -73,6 +73,8 @@ async fn main() -> anyhow::Result<()> {
             "upstream": upstream.origin(),
             "pid": std::process::id(),
             "deploys_recorded": deploys_recorded,
+            // The browser test posts a deploy with it, to see it pushed.
+            "deploy_token": DEPLOY_TOKEN,
         })
     );
 

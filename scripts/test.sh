@@ -118,7 +118,7 @@ cargo build --quiet --example dashboard_fixture
 DASHBOARD_FIXTURE="$PWD/target/debug/examples/dashboard_fixture" \
 CHROMIUM_PATH="$(command -v chromium)" ARTIFACTS_DIR="$PWD/target/artifacts" \
   timeout 600 node --test --test-reporter=spec e2e/dashboard.test.mjs
-echo "screenshots: target/artifacts/dashboard.png, dashboard-phone.png, dashboard-degraded.png"
+echo "screenshots: target/artifacts/dashboard.png, dashboard-phone.png, dashboard-degraded.png, dashboard-live.png"
 
 log "ship checks: workflows, Dockerfile, compose file, the binary in a compose slot's environment"
 ./scripts/check-ship.sh

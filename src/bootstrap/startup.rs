@@ -15,8 +15,10 @@ use url::Url;
 
 use crate::adapters::dragonfly::DragonflyDeployLog;
 use crate::adapters::dragonfly::{
-    DragonflyCache, DragonflyFleetLock, DragonflyInvalidationBus, InvalidationNotice, Subscription,
-    build_pool, database_of, flight_channel, invalidation_channel, run_listener,
+    DragonflyCache, DragonflyDeliveryLedger, DragonflyEventRelay, DragonflyFleetLock,
+    DragonflyInvalidationBus, InvalidationNotice, Subscription, build_pool, database_of,
+    events_channel, flight_channel, invalidation_channel, run_event_listener, run_listener,
+    webhook_delivery_prefix,
 };
 use crate::adapters::github::{GithubHttp, GithubHttpConfig};
 use crate::adapters::memory::MemoryCache;
@@ -27,11 +29,12 @@ use crate::bootstrap::server::{self, ConnectionRules, ServerLimits};
 use crate::bootstrap::version;
 use crate::domain::{CacheNamespace, MAX_BODY_BYTES, RepoExclusions};
 use crate::http::{self, ApiParts, HealthApi, OrgApi, ProxyEndpoint, SummaryApi};
-use crate::http::{AdminAccess, AdminTokens, CacheApi, DeployApi};
-use crate::ports::DeployLog;
+use crate::http::{AdminAccess, AdminTokens, CacheApi, DeployApi, EventsEndpoint, WebhookEndpoint};
 use crate::ports::{CacheStore, RequestExport, TeeTelemetry, Telemetry, UpstreamGithub};
+use crate::ports::{DeliveryLedger, DeployLog};
 use crate::service::cache_admin::CacheAdminService;
 use crate::service::deploys::{DeployService, ResilientDeployLog};
+use crate::service::events::LiveEvents;
 use crate::service::health::{HealthService, Readiness};
 use crate::service::org::{
     DiscoveryTask, OrgDirectory, OrgDiscovery, OrgDiscoveryConfig, OrgService, REFRESH_EVERY,
@@ -42,6 +45,7 @@ use crate::service::proxy::{
 use crate::service::stats::CacheCounters;
 use crate::service::summary::SummaryService;
 use crate::service::tiered::{RemoteTier, TieredCache};
+use crate::service::webhook::{ServedRepos, WebhookService};
 
 /// Largest GitHub body chimney accepts; larger ones are neither cached nor
 /// truncated.
@@ -80,6 +84,9 @@ struct Background {
     shutdown_grace: Duration,
     /// Pushes deploy events that Dragonfly missed, once it answers.
     deploy_log: Arc<ResilientDeployLog>,
+    /// The live events, and the channel other instances publish theirs on.
+    events: LiveEvents,
+    events_channel: String,
 }
 
 impl Application {
@@ -155,7 +162,15 @@ impl Application {
             readiness,
             shutdown_grace,
             deploy_log,
+            events,
+            events_channel,
         } = self.background;
+        let _event_relay = spawn_event_listener(
+            redis.clone(),
+            events_channel,
+            instance_id.clone(),
+            events.clone(),
+        );
         let _cache_tasks = CacheTasks::spawn(redis, channel, flights, &cache, instance_id);
         let _discovery = DiscoveryTask::spawn(discovery);
         let _deploy_replay = AbortOnDrop(tokio::spawn(deploy_log.run_replay()));
@@ -163,7 +178,7 @@ impl Application {
             self.listener,
             self.routes,
             self.limits,
-            drain_after(shutdown, readiness, shutdown_grace),
+            drain_after(shutdown, readiness, events, shutdown_grace),
             GRACEFUL_SHUTDOWN,
         )
         .await
@@ -176,10 +191,14 @@ impl Application {
 async fn drain_after(
     signal: impl Future<Output = ()> + Send + 'static,
     readiness: Readiness,
+    events: LiveEvents,
     grace: Duration,
 ) {
     signal.await;
     readiness.stop_taking_traffic();
+    // Open event streams end now: their browsers reconnect to an instance
+    // that stays, and none holds the shutdown up.
+    events.close();
     if !grace.is_zero() {
         tracing::info!(
             grace_ms = grace.as_millis() as u64,
@@ -283,14 +302,16 @@ fn wire(
             org_directory.clone(),
         )
     });
+    let events = build_events(settings, pool.as_ref(), &namespace, &instance_id)?;
     let health = HealthService::new(settings.repo.clone(), tiered.clone(), Arc::clone(&counters));
     let readiness = Readiness::default();
-    let summary = SummaryService::new(
+    let summary = SummaryService::with_events(
         proxy.clone(),
         cache,
         default_target.clone(),
         &settings.summary_workflow,
         version::WGMESH_VERSION,
+        events.clone(),
     );
     let org = OrgService::new(
         settings.org.clone(),
@@ -298,6 +319,13 @@ fn wire(
         proxy.clone(),
         default_target.clone(),
     );
+    let ledger = pool.clone().map(|pool| {
+        Arc::new(DragonflyDeliveryLedger::new(
+            pool,
+            settings.redis_timeout,
+            webhook_delivery_prefix(&namespace),
+        )) as Arc<dyn DeliveryLedger>
+    });
     let deploy_log = build_deploy_log(pool, &namespace, settings.redis_timeout);
     let deploys = DeployService::new(Arc::clone(&deploy_log) as Arc<dyn DeployLog>)
         .with_telemetry(telemetry.clone());
@@ -308,7 +336,18 @@ fn wire(
         counters,
         settings.invalidate_all_allowed,
     )
-    .with_telemetry(telemetry.clone());
+    .with_telemetry(telemetry.clone())
+    .with_events(events.clone());
+    let webhook = WebhookService::new(
+        cache_admin.clone(),
+        proxy.clone(),
+        summary.clone(),
+        ServedRepos {
+            default: settings.repo.clone(),
+            org: settings.org.as_ref().map(|_| org_directory.clone()),
+        },
+        ledger,
+    );
     let mut proxy_endpoint = ProxyEndpoint::new(proxy, settings.repo.clone());
     if settings.org.is_some() {
         proxy_endpoint = proxy_endpoint.with_org(org_directory);
@@ -324,7 +363,7 @@ fn wire(
             ),
             summary: SummaryApi::new(summary),
             org: OrgApi::new(org),
-            deploys: DeployApi::new(Arc::new(deploys)),
+            deploys: DeployApi::new(Arc::new(deploys)).with_events(events.clone()),
             cache: CacheApi::new(Arc::new(cache_admin)),
             admin: AdminAccess {
                 tokens: AdminTokens {
@@ -337,6 +376,12 @@ fn wire(
             telemetry,
             request_export,
             metrics: instruments,
+            webhook: WebhookEndpoint::new(
+                webhook,
+                settings.github_webhook_secret.clone(),
+                settings.admin_body_timeout,
+            ),
+            events: EventsEndpoint::new(events.clone(), settings.sse_heartbeat),
         },
         &settings.docs,
     )
@@ -352,6 +397,8 @@ fn wire(
         readiness,
         shutdown_grace: settings.shutdown_grace,
         deploy_log,
+        events,
+        events_channel: events_channel(&namespace),
     };
     Ok((routes, background))
 }
@@ -436,6 +483,48 @@ fn build_fleet_lock(
         instance_id,
         database,
     ))
+}
+
+/// The live events: fanned out locally, and relayed over Dragonfly's
+/// pub/sub when it is configured.
+fn build_events(
+    settings: &Settings,
+    pool: Option<&Pool>,
+    namespace: &CacheNamespace,
+    instance_id: &str,
+) -> anyhow::Result<LiveEvents> {
+    let (Some(pool), Some(url)) = (pool, &settings.redis) else {
+        return Ok(LiveEvents::local_only());
+    };
+    let database = database_of(url).context("failed to read the Dragonfly database number")?;
+    Ok(LiveEvents::with_relay(Arc::new(DragonflyEventRelay::new(
+        pool.clone(),
+        settings.redis_timeout,
+        events_channel(namespace),
+        instance_id,
+        database,
+    ))))
+}
+
+/// Relays the other instances' live events to this one's subscribers,
+/// until dropped.
+fn spawn_event_listener(
+    redis: Option<Url>,
+    channel: String,
+    instance_id: String,
+    events: LiveEvents,
+) -> Option<tokio::sync::watch::Sender<bool>> {
+    let url = redis?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let deliver = move |event| events.deliver_from_fleet(event);
+    tokio::spawn(run_event_listener(
+        url,
+        channel,
+        instance_id,
+        deliver,
+        stopped,
+    ));
+    Some(stop)
 }
 
 /// The cache's background work, stopped when the server stops: the

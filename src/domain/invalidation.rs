@@ -15,6 +15,9 @@ pub const PIPELINE_SUMMARY_KEY: &str = "__pipeline_summary__";
 pub enum InvalidationScope {
     /// Every cache key starting with this literal prefix.
     Prefix(String),
+    /// Exactly this one cache key (a webhook's "the repository itself",
+    /// `/`, which as a prefix would cover everything).
+    Exact(String),
     /// Every cache key, the pipeline summary included.
     All,
 }
@@ -42,14 +45,16 @@ impl InvalidationScope {
             Self::All => true,
             Self::Prefix(prefix) if key == PIPELINE_SUMMARY_KEY => prefix == PIPELINE_SUMMARY_KEY,
             Self::Prefix(prefix) => key.starts_with(prefix.as_str()),
+            Self::Exact(exact) => key == exact,
         }
     }
 
-    /// The literal prefix every covered key starts with (empty for `All`).
+    /// The literal prefix every covered key starts with (empty for `All`,
+    /// the key itself for `Exact`).
     pub fn literal_prefix(&self) -> &str {
         match self {
             Self::All => "",
-            Self::Prefix(prefix) => prefix,
+            Self::Prefix(prefix) | Self::Exact(prefix) => prefix,
         }
     }
 }
@@ -91,6 +96,15 @@ mod tests {
         assert!(InvalidationScope::prefix("/__pipeline_summary__").matches(&summary));
         assert!(InvalidationScope::prefix("__pipeline_summary__").matches(&summary));
         assert!(InvalidationScope::All.matches(&summary));
+    }
+
+    #[test]
+    fn an_exact_scope_covers_one_key() {
+        let root = InvalidationScope::Exact("/".to_owned());
+        assert!(root.matches(&key("/")));
+        assert!(!root.matches(&key("/pulls")));
+        assert!(!root.matches(&key("/?x=1")));
+        assert_eq!(root.literal_prefix(), "/");
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod ratelimit;
 mod request;
 mod summary;
 mod upstream;
+mod webhook;
 
 pub use decision::{AfterFetch, Decision, after_fetch, decide};
 pub use deploy::{
@@ -56,3 +57,4 @@ pub use summary::{
 pub use upstream::{
     MAX_RETRY_AFTER_SECS, UpstreamVerdict, classify_upstream, reset_time, retry_after_secs,
 };
+pub use webhook::{MAX_DELIVERY_ID_CHARS, WebhookTarget, is_valid_delivery_id, webhook_targets};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use poem_openapi::payload::Json;
+use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::admin_response::admin_response;
@@ -13,8 +14,9 @@ use super::auth::DeployToken;
 use super::body::{FromJsonFields, JsonBody, JsonFields};
 use super::problem::Problem;
 use crate::domain::{AgedDeploy, DeployEvent, DeployEventDraft, DeployOutcome, DeployStatus};
-use crate::ports::Placement;
+use crate::ports::{LiveEventKind, Placement};
 use crate::service::deploys::{DeployService, RecordDeployError, Recorded};
+use crate::service::events::LiveEvents;
 
 /// How a deploy ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -311,12 +313,24 @@ pub enum DeployStatusResponse {
 /// Deploy event operations.
 pub struct DeployApi {
     service: Arc<DeployService>,
+    events: LiveEvents,
 }
 
 impl DeployApi {
     /// The API over a deploy service.
     pub fn new(service: Arc<DeployService>) -> Self {
-        Self { service }
+        Self {
+            service,
+            events: LiveEvents::local_only(),
+        }
+    }
+
+    /// Announces every newly stored event on `events` (`deploy`, data the
+    /// event as `GET /api/deploy/status` lists it, without `age_s`).
+    #[must_use]
+    pub fn with_events(mut self, events: LiveEvents) -> Self {
+        self.events = events;
+        self
     }
 }
 
@@ -341,7 +355,14 @@ impl DeployApi {
         body: JsonBody<DeployEventBody>,
     ) -> RecordDeployResponse {
         match self.service.record(body.0.into_draft()).await {
-            Ok(recorded) => RecordDeployResponse::Ok(Json(RecordedDeployView::from(&recorded))),
+            Ok(recorded) => {
+                let view = RecordedDeployView::from(&recorded);
+                if !recorded.appended.duplicate {
+                    self.events
+                        .publish(LiveEventKind::Deploy, view.event.to_json_string());
+                }
+                RecordDeployResponse::Ok(Json(view))
+            }
             Err(RecordDeployError::Invalid(error)) => {
                 RecordDeployResponse::BadRequest(Json(Problem::bad_request(error.to_string())))
             }

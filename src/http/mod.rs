@@ -8,6 +8,7 @@ mod auth;
 mod body;
 mod cache;
 mod deploy;
+mod events;
 mod health;
 mod metrics;
 pub mod observe;
@@ -19,6 +20,7 @@ mod public_cors;
 mod raw_docs;
 pub mod routes;
 mod summary;
+mod webhook;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,6 +36,7 @@ pub use auth::{AdminScope, AdminTokens, tokens_match};
 pub use body::MAX_ADMIN_BODY_BYTES;
 pub use cache::CacheApi;
 pub use deploy::DeployApi;
+pub use events::{EventsEndpoint, SSE_HEARTBEAT};
 pub use health::{Health, HealthApi, Version};
 pub use metrics::MetricsEndpoint;
 pub use observe::{CacheOutcome, Observe, X_TRACE_ID};
@@ -41,6 +44,7 @@ pub use org::{OrgApi, OrgRepoSummary, OrgRepos};
 pub use proxy::ProxyEndpoint;
 pub use routes::{PROXY_PREFIX, route_template};
 pub use summary::{SummaryApi, SummaryResponse};
+pub use webhook::{MAX_WEBHOOK_BODY_BYTES, WebhookEndpoint};
 
 use crate::ports::{MetricsScrape, RequestExport, Telemetry};
 use problem::Problem;
@@ -85,6 +89,10 @@ pub struct ApiParts {
     pub cache: CacheApi,
     /// Tokens and CORS origins of the admin endpoints.
     pub admin: AdminAccess,
+    /// GitHub's webhook deliveries.
+    pub webhook: WebhookEndpoint,
+    /// The live event stream.
+    pub events: EventsEndpoint,
 }
 
 /// The version of the API document, fixed so the committed
@@ -118,6 +126,8 @@ pub fn routes(parts: ApiParts, docs: &Path) -> impl Endpoint + 'static {
         .at(routes::METRICS, MetricsEndpoint::new(parts.metrics))
         .at(PROXY_PREFIX, Arc::clone(&proxy))
         .at(routes::ORG_REPOS, Arc::clone(&api))
+        .at(routes::GITHUB_WEBHOOK, parts.webhook)
+        .at(routes::EVENTS, parts.events)
         .at(format!("{PROXY_PREFIX}/*path"), proxy)
         .at(routes::OPENAPI_DOCUMENT, spec)
         .nest(routes::OPENAPI_VIEWER, ui)

@@ -1,7 +1,8 @@
-//! The OpenAPI description of the two endpoints that are not poem-openapi
+//! The OpenAPI description of the endpoints that are not poem-openapi
 //! operations: the GitHub proxy (it reads the raw, still percent-encoded
-//! path, which an operation's decoded path parameter would hide) and the
-//! Prometheus scrape (not JSON). `RawEndpointDocs` adds them to the
+//! path, which an operation's decoded path parameter would hide), the
+//! Prometheus scrape and the event stream (not JSON), and the webhook
+//! receiver (it verifies the raw body before anything parses it). `RawEndpointDocs` adds them to the
 //! generated document; the route table serves them (see `http::routes()`),
 //! so its `add_routes` adds nothing.
 
@@ -17,7 +18,7 @@ use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, OpenApi, Tags as _};
 
 use super::problem::Problem;
-use super::routes::{METRICS, PROXY_TEMPLATE};
+use super::routes::{EVENTS, GITHUB_WEBHOOK, METRICS, PROXY_TEMPLATE};
 
 /// Answers of `GET|HEAD /api/github/{path}`. Every answer also carries
 /// `Access-Control-Allow-Origin: *`, `X-Content-Type-Options: nosniff` and
@@ -119,6 +120,84 @@ pub enum MetricsAnswer {
     Internal(Json<Problem>),
 }
 
+/// Answers of `GET /api/events`.
+#[derive(ApiResponse)]
+pub enum EventsAnswer {
+    /// The event stream, open until the client leaves (or falls more than
+    /// 64 events behind: it is then disconnected, and reconnects). Frames:
+    /// `event: deploy` (a deploy event was stored; data is the event as
+    /// `/api/deploy/status` lists it, without `age_s`), `event: invalidate`
+    /// (data `{"prefixes": […], "evicted": n, "source": "api"|"webhook"}`),
+    /// `event: summary` (the pipeline summary changed; data is the new
+    /// summary as `/api/pipeline/summary` serves it); a comment line
+    /// (`: heartbeat`) every 15 s. Events from every instance sharing the
+    /// Dragonfly are relayed.
+    #[oai(status = 200, content_type = "text/event-stream")]
+    Ok(PlainText<String>),
+    /// Any method but GET and HEAD.
+    #[oai(status = 405, content_type = "application/problem+json")]
+    MethodNotAllowed(Json<Problem>, #[oai(header = "Allow")] String),
+}
+
+/// What a webhook delivery did.
+#[derive(poem_openapi::Object)]
+#[oai(rename = "WebhookResult")]
+pub struct WebhookResult {
+    /// The `X-GitHub-Event` handled.
+    pub event: String,
+    /// The cache-key prefixes invalidated (`/` alone is the repository's
+    /// own key, `__pipeline_summary__` the summary); empty for an event
+    /// chimney does not act on or a repository it does not serve.
+    pub prefixes: Vec<String>,
+    /// Distinct cache keys removed from either tier.
+    pub evicted: u64,
+}
+
+/// The answer to `ping` or to a delivery already handled.
+#[derive(poem_openapi::Object)]
+#[oai(rename = "WebhookAcknowledged")]
+pub struct WebhookAcknowledged {
+    /// The `X-GitHub-Event`.
+    pub event: String,
+    /// True when this delivery was already handled (by any instance).
+    pub duplicate: Option<bool>,
+}
+
+/// Answers of `POST /api/github/webhook`.
+#[derive(ApiResponse)]
+pub enum WebhookAnswer {
+    /// `ping`, or a delivery (`X-GitHub-Delivery`) already handled by an
+    /// instance sharing the Dragonfly: nothing done.
+    #[oai(status = 200)]
+    Acknowledged(Json<WebhookAcknowledged>),
+    /// Handled: the event's keys were invalidated on every instance and
+    /// the ones clients asked for in the last 10 minutes are being fetched
+    /// again. Also for an unknown event or a repository not served, with
+    /// nothing evicted.
+    #[oai(status = 202)]
+    Accepted(Json<WebhookResult>),
+    /// `X-GitHub-Event` is missing or malformed, `X-GitHub-Delivery` is not
+    /// an id, the body is not JSON (the webhook must use content type
+    /// `application/json`), or it did not arrive within 10 s.
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// `X-Hub-Signature-256` is missing, malformed, or not the HMAC-SHA256
+    /// of the body under `GITHUB_WEBHOOK_SECRET`.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// Any method but POST.
+    #[oai(status = 405, content_type = "application/problem+json")]
+    MethodNotAllowed(Json<Problem>, #[oai(header = "Allow")] String),
+    /// The body is over 5 MiB.
+    #[oai(status = 413, content_type = "application/problem+json")]
+    TooLarge(Json<Problem>),
+    /// `GITHUB_WEBHOOK_SECRET` is unset or blank (`endpoint-disabled`), or
+    /// Dragonfly is configured but unreachable (`shared-tier-unavailable`;
+    /// redeliver).
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>),
+}
+
 /// The document's entries for the proxy and the metrics scrape.
 pub struct RawEndpointDocs;
 
@@ -156,8 +235,60 @@ impl OpenApi for RawEndpointDocs {
             operation_id: None,
             code_samples: Vec::new(),
         };
+        let events = MetaOperation {
+            method: Method::GET,
+            tags: vec!["Dashboard"],
+            summary: Some("Live events (Server-Sent Events)"),
+            description: Some(
+                "Deploys, invalidations and pipeline-summary changes as they happen, on every instance sharing the Dragonfly, so the dashboard need not poll. No authentication; `Access-Control-Allow-Origin: *`.",
+            ),
+            external_docs: None,
+            params: Vec::new(),
+            request: None,
+            responses: EventsAnswer::meta(),
+            deprecated: false,
+            security: Vec::new(),
+            operation_id: None,
+            code_samples: Vec::new(),
+        };
+        let webhook = MetaOperation {
+            method: Method::POST,
+            tags: vec!["Cache"],
+            summary: Some("GitHub webhook receiver"),
+            description: Some(
+                "Configure a GitHub webhook with content type `application/json` and the secret `GITHUB_WEBHOOK_SECRET`. The raw body is checked against `X-Hub-Signature-256` before it is used. A delivery for the repository served (in org mode, any discovered repository of the org; `repository.full_name`, case-insensitive) invalidates, on every instance, the prefixes of its `X-GitHub-Event`: `push` → `/commits`, `/branches`, `/compare`, `/readme` and the key `/`; `pull_request`, `pull_request_review` → `/pulls`, `/issues`, the summary; `issues`, `issue_comment` → `/issues`, the summary; `workflow_run`, `workflow_job`, `check_run`, `check_suite` → `/actions`, `/commits`, the summary; `release` → `/releases`, `/tags`; `create`, `delete` → `/branches`, `/tags`; `repository`, `label`, `milestone` → the key `/`, `/labels`, `/milestones`.",
+            ),
+            external_docs: None,
+            params: vec![
+                header_param(
+                    "X-Hub-Signature-256",
+                    "`sha256=` and the hex HMAC-SHA256 of the raw body under `GITHUB_WEBHOOK_SECRET`.",
+                    true,
+                ),
+                header_param("X-GitHub-Event", "The event name, e.g. `push`.", true),
+                header_param(
+                    "X-GitHub-Delivery",
+                    "The delivery's id; a delivery already handled by any instance is acknowledged and ignored.",
+                    false,
+                ),
+            ],
+            request: None,
+            responses: WebhookAnswer::meta(),
+            deprecated: false,
+            security: Vec::new(),
+            operation_id: None,
+            code_samples: Vec::new(),
+        };
         vec![MetaApi {
             paths: vec![
+                MetaPath {
+                    path: GITHUB_WEBHOOK.to_owned(),
+                    operations: vec![webhook],
+                },
+                MetaPath {
+                    path: EVENTS.to_owned(),
+                    operations: vec![events],
+                },
                 MetaPath {
                     path: PROXY_TEMPLATE.to_owned(),
                     operations: vec![
@@ -176,8 +307,12 @@ impl OpenApi for RawEndpointDocs {
     fn register(registry: &mut Registry) {
         super::Tag::Github.register(registry);
         super::Tag::Service.register(registry);
+        super::Tag::Dashboard.register(registry);
+        super::Tag::Cache.register(registry);
         ProxyAnswer::register(registry);
         MetricsAnswer::register(registry);
+        EventsAnswer::register(registry);
+        WebhookAnswer::register(registry);
     }
 
     fn add_routes(self, _: &mut HashMap<String, HashMap<Method, BoxEndpoint<'static>>>) {}
@@ -208,6 +343,19 @@ fn if_none_match() -> MetaOperationParam {
             "ETags the client holds; a match with a fresh entry answers 304.".to_owned(),
         ),
         required: false,
+        deprecated: false,
+        explode: true,
+        style: None,
+    }
+}
+
+fn header_param(name: &str, description: &str, required: bool) -> MetaOperationParam {
+    MetaOperationParam {
+        name: name.to_owned(),
+        schema: String::schema_ref(),
+        in_type: MetaParamIn::Header,
+        description: Some(description.to_owned()),
+        required,
         deprecated: false,
         explode: true,
         style: None,

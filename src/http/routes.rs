@@ -31,6 +31,10 @@ pub const CACHE_STATS: &str = "/api/cache/stats";
 pub const PIPELINE_SUMMARY: &str = "/api/pipeline/summary";
 /// `GET /api/github/org/repos`.
 pub const ORG_REPOS: &str = "/api/github/org/repos";
+/// `POST /api/github/webhook`: GitHub's webhook deliveries.
+pub const GITHUB_WEBHOOK: &str = "/api/github/webhook";
+/// `GET /api/events`: the live events, as Server-Sent Events.
+pub const EVENTS: &str = "/api/events";
 /// The GitHub proxy's prefix: `/api/github/{path}`.
 pub const PROXY_PREFIX: &str = "/api/github";
 /// The index of problem types; each type's page is below it.
@@ -69,6 +73,8 @@ pub const FIXED: &[&str] = &[
     CACHE_STATS,
     PIPELINE_SUMMARY,
     ORG_REPOS,
+    GITHUB_WEBHOOK,
+    EVENTS,
     PROBLEM_INDEX,
     DASHBOARD,
     #[cfg(feature = "test-panic-route")]
@@ -112,6 +118,8 @@ mod tests {
             ("/api/github", "/api/github/{path}"),
             ("/api/github/o/r/issues/1", "/api/github/{path}"),
             ("/api/github/org/repos", "/api/github/org/repos"),
+            ("/api/github/webhook", "/api/github/webhook"),
+            ("/api/events", "/api/events"),
             ("/api/deploy/events", "/api/deploy/events"),
             ("/api/docs/index.js", "/api/docs"),
             ("/api/nothing/here", "/api/{unknown}"),

@@ -5,6 +5,7 @@
 mod cache_store;
 mod deploy_log;
 mod fleet_lock;
+mod live_events;
 mod request_export;
 mod telemetry;
 mod upstream_github;
@@ -14,6 +15,7 @@ pub use cache_store::{
 };
 pub use deploy_log::{Appended, DeployLog, DeployLogError, Placement};
 pub use fleet_lock::{FleetLock, FlightNotice, FlightOutcome, SoloFlight};
+pub use live_events::{DeliveryLedger, EventRelay, LiveEvent, LiveEventKind};
 pub use request_export::{MAX_LOGGED_TARGET_BYTES, RemoteParent, RequestExport, RequestRecord};
 pub use telemetry::{
     CompletedRequest, MetricsScrape, NoTelemetry, Scrape, TeeTelemetry, Telemetry, TelemetryError,

@@ -5,8 +5,9 @@
 
 use std::sync::Arc;
 
-use crate::domain::{GithubPath, InvalidationScope, NormalisedQuery};
-use crate::ports::{KeyPage, NoTelemetry, Telemetry};
+use crate::domain::{CacheKey, GithubPath, InvalidationScope, NormalisedQuery};
+use crate::ports::{KeyPage, LiveEventKind, NoTelemetry, Telemetry};
+use crate::service::events::LiveEvents;
 use crate::service::health::DragonflyState;
 use crate::service::proxy::{ProxyReply, ProxyRequest, ProxyService, ProxyTarget, XCache};
 use crate::service::stats::CacheCounters;
@@ -104,6 +105,7 @@ pub struct CacheAdminService {
     counters: Arc<CacheCounters>,
     all_allowed: bool,
     telemetry: Arc<dyn Telemetry>,
+    events: LiveEvents,
 }
 
 impl CacheAdminService {
@@ -123,7 +125,16 @@ impl CacheAdminService {
             counters,
             all_allowed,
             telemetry: Arc::new(NoTelemetry),
+            events: LiveEvents::local_only(),
         }
+    }
+
+    /// Announces every invalidation on `events` (`invalidate`, source `api`
+    /// or `webhook`).
+    #[must_use]
+    pub fn with_events(mut self, events: LiveEvents) -> Self {
+        self.events = events;
+        self
     }
 
     /// Counts invalidations in `telemetry` (`chimney.cache.invalidations`).
@@ -153,14 +164,63 @@ impl CacheAdminService {
                 _ => return Err(InvalidateError::NothingNamed),
             }
         };
-        let evictions = self.cache.invalidate_tiers(&scope).await;
+        let (report, _) = self.evict(&scope, command.reason.as_deref()).await?;
+        let prefixes: Vec<&str> = match &scope {
+            InvalidationScope::All => Vec::new(),
+            other => vec![other.literal_prefix()],
+        };
+        self.announce(&prefixes, report.evicted, "api", command.all);
+        Ok(report)
+    }
+
+    /// Removes what each of `scopes` covers, as [`Self::invalidate`] does
+    /// for one, and returns the total and the distinct keys removed. Not
+    /// announced on the live events: the caller says what it was for.
+    ///
+    /// # Errors
+    /// [`InvalidateError::SharedTierUnavailable`] when Dragonfly could not
+    /// be cleared (what was evicted before stays evicted).
+    pub async fn invalidate_scopes(
+        &self,
+        scopes: &[InvalidationScope],
+        reason: &str,
+    ) -> Result<(u64, Vec<CacheKey>), InvalidateError> {
+        let mut keys = std::collections::BTreeSet::new();
+        for scope in scopes {
+            let (_, evictions) = self.evict(scope, Some(reason)).await?;
+            keys.extend(evictions.memory);
+            keys.extend(evictions.dragonfly);
+        }
+        Ok((keys.len() as u64, keys.into_iter().collect()))
+    }
+
+    /// Publishes an `invalidate` live event.
+    pub fn announce(&self, prefixes: &[&str], evicted: u64, source: &str, all: bool) {
+        let mut data = serde_json::json!({
+            "prefixes": prefixes,
+            "evicted": evicted,
+            "source": source,
+        });
+        if all {
+            data["all"] = serde_json::Value::Bool(true);
+        }
+        self.events
+            .publish(LiveEventKind::Invalidate, data.to_string());
+    }
+
+    async fn evict(
+        &self,
+        scope: &InvalidationScope,
+        reason: Option<&str>,
+    ) -> Result<(InvalidationReport, crate::service::tiered::TierEvictions), InvalidateError> {
+        let evictions = self.cache.invalidate_tiers(scope).await;
         if !evictions.shared_tier_cleared {
             let memory = evictions.memory.len() as u64;
             self.telemetry.cache_invalidated(memory);
             tracing::warn!(
                 memory,
                 prefix = scope.literal_prefix(),
-                reason = command.reason.as_deref(),
+                reason,
                 "cache invalidation reached memory only: Dragonfly is unreachable"
             );
             return Err(InvalidateError::SharedTierUnavailable { memory });
@@ -175,12 +235,12 @@ impl CacheAdminService {
             chimney.cache.invalidated_keys = report.evicted,
             memory = report.memory,
             dragonfly = report.dragonfly,
-            all = command.all,
+            all = *scope == InvalidationScope::All,
             prefix = scope.literal_prefix(),
-            reason = command.reason.as_deref(),
+            reason,
             "cache invalidated"
         );
-        Ok(report)
+        Ok((report, evictions))
     }
 
     /// Starts fetching [`HOT_PATHS`] in the background and returns at once

@@ -5,9 +5,11 @@
 
 pub mod cache_admin;
 pub mod deploys;
+pub mod events;
 pub mod health;
 pub mod org;
 pub mod proxy;
 pub mod stats;
 pub mod summary;
 pub mod tiered;
+pub mod webhook;

@@ -327,3 +327,64 @@ async fn single_repo_mode_falls_back_to_names_when_github_fails() {
     );
     assert_eq!(repo["description"], Value::Null);
 }
+
+#[tokio::test]
+async fn a_webhook_for_a_discovered_repo_evicts_only_that_repos_keys() {
+    let app = spawn_app_with(|s| {
+        s.org = Some(ORG.to_owned());
+        s.repo = chimney::domain::RepoName::parse(CONFIGURED).expect("repo");
+        s.repos_exclude = vec!["secrets".to_owned(), "ACME-MESH/Infra".to_owned()];
+        crate::live_client::with_webhook(s);
+    })
+    .await;
+    serve_org(&app);
+    wait_for_discovery(&app, 3).await;
+    let theirs = "/repos/acme-mesh/lighthouse/issues?state=open";
+    let ours = "/repos/acme-mesh/wgmesh/issues?state=open";
+    app.github.set_json(theirs, &json!([{"number": 7}]));
+    app.github.set_json(ours, &json!([{"number": 1}]));
+    let local = "/api/github/acme-mesh/lighthouse/issues?state=open";
+    assert_eq!(app.get(local).await.x_cache(), "MISS");
+    assert_eq!(
+        app.get("/api/github/issues?state=open").await.x_cache(),
+        "MISS"
+    );
+
+    app.github.set_json(theirs, &json!([{"number": 8}]));
+    let id = crate::live_client::delivery_id();
+    let answer = app
+        .deliver(
+            "issues",
+            &id,
+            &crate::live_client::payload("ACME-MESH/Lighthouse"),
+        )
+        .await;
+    assert_eq!(answer.status, 202, "{}", answer.text());
+    let answer = answer.json();
+    assert_eq!(answer["prefixes"], json!(["/acme-mesh/lighthouse/issues"]));
+    assert_eq!(answer["evicted"], 1);
+    // The configured repository's keys (and summary) are untouched.
+    assert_eq!(
+        app.get("/api/github/issues?state=open").await.x_cache(),
+        "HIT"
+    );
+    // The discovered repository's key is fetched again in the background.
+    app.github
+        .wait_for_requests(theirs, 2, Duration::from_secs(5))
+        .await;
+    let again = app.get(local).await;
+    assert_eq!(again.x_cache(), "HIT");
+    assert_eq!(again.json()[0]["number"], 8);
+
+    // An excluded (undiscovered) repository of the org is not served.
+    let excluded = app
+        .deliver(
+            "issues",
+            &crate::live_client::delivery_id(),
+            &crate::live_client::payload("acme-mesh/secrets"),
+        )
+        .await;
+    assert_eq!(excluded.status, 202);
+    assert_eq!(excluded.json()["evicted"], 0);
+    assert_eq!(excluded.json()["prefixes"], json!([]));
+}

@@ -6,10 +6,12 @@
 //! never meet:
 //!
 //! * cache entries: `chimney:{namespace}:{cache key}`;
-//! * the invalidation channel: `chimney:{namespace}:invalidate`;
 //! * fleet single flight: the lock on fetching a key,
 //!   `chimney:{namespace}:lock:{cache key}`, and the channel announcing
 //!   finished fetches, `chimney:{namespace}:fetched`;
+//! * the invalidation channel: `chimney:{namespace}:invalidate`, and the
+//!   live-event channel `chimney:{namespace}:events`;
+//! * handled webhook deliveries: `chimney-webhook:v1:{namespace}:{id}`;
 //! * the deploy history: `chimney-deploys:v1:{namespace}`, outside
 //!   `chimney:`, because a full invalidation deletes every key under its
 //!   namespace's cache prefix.
@@ -39,6 +41,18 @@ pub fn invalidation_channel(namespace: &CacheNamespace) -> String {
 /// (fleet single flight).
 pub fn flight_channel(namespace: &CacheNamespace) -> String {
     format!("{KEY_PREFIX}{namespace}:fetched")
+}
+
+/// The live-event channel of `namespace`.
+pub fn events_channel(namespace: &CacheNamespace) -> String {
+    format!("{KEY_PREFIX}{namespace}:events")
+}
+
+/// The prefix of `namespace`'s handled webhook deliveries, outside
+/// `chimney:` like the deploy history (a full invalidation must not forget
+/// them).
+pub fn webhook_delivery_prefix(namespace: &CacheNamespace) -> String {
+    format!("chimney-webhook:v1:{namespace}:")
 }
 
 /// The Redis key of `namespace`'s deploy history.

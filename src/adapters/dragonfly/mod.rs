@@ -21,6 +21,7 @@
 //! * `flight`, `flight_notice`: fleet single flight, the `FleetLock` port
 //!   (a short lock per key) and the notice announcing a finished fetch,
 //!   heard by the same subscriber.
+//! * `events`: live events over pub/sub and the webhook delivery ledger.
 //! * `error`: the adapter's private error and its mapping to `CacheError`.
 
 mod backoff;
@@ -29,6 +30,7 @@ mod cache;
 mod command;
 mod deploy_log;
 mod error;
+mod events;
 mod flight;
 mod flight_notice;
 mod keys;
@@ -44,8 +46,11 @@ mod tests;
 pub use bus::DragonflyInvalidationBus;
 pub use cache::DragonflyCache;
 pub use deploy_log::DragonflyDeployLog;
+pub use events::{DragonflyDeliveryLedger, DragonflyEventRelay, run_event_listener};
 pub use flight::DragonflyFleetLock;
-pub use keys::{deploy_log_key, flight_channel, invalidation_channel};
+pub use keys::{
+    deploy_log_key, events_channel, flight_channel, invalidation_channel, webhook_delivery_prefix,
+};
 pub use notice::InvalidationNotice;
 pub use pool::{build_pool, build_pool_with_trust, database_of};
 pub use subscriber::{

@@ -52,6 +52,10 @@ struct NoticeBody {
     all: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     prefix: Option<String>,
+    /// The prefix names one key exactly. An older reader ignores it and
+    /// evicts the whole prefix: too much, never too little.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    exact: bool,
     #[serde(default)]
     origin: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,8 +70,11 @@ impl InvalidationNotice {
             all: self.scope == InvalidationScope::All,
             prefix: match &self.scope {
                 InvalidationScope::All => None,
-                InvalidationScope::Prefix(prefix) => Some(prefix.clone()),
+                InvalidationScope::Prefix(prefix) | InvalidationScope::Exact(prefix) => {
+                    Some(prefix.clone())
+                }
             },
+            exact: matches!(self.scope, InvalidationScope::Exact(_)),
             origin: self.origin.clone(),
             db: self.database,
         };
@@ -84,6 +91,7 @@ impl InvalidationNotice {
         }
         let scope = match (body.all, body.prefix) {
             (true, _) => InvalidationScope::All,
+            (false, Some(key)) if body.exact => InvalidationScope::Exact(key),
             (false, Some(prefix)) => InvalidationScope::prefix(&prefix),
             (false, None) => return Err(NoticeError::NoScope),
         };
@@ -128,6 +136,15 @@ mod tests {
     fn an_all_notice_round_trips() {
         let original = notice(InvalidationScope::All);
         let decoded = InvalidationNotice::decode(original.encode().as_bytes()).expect("decodes");
+        assert_eq!(decoded, original);
+    }
+
+    #[test]
+    fn an_exact_notice_round_trips() {
+        let original = notice(InvalidationScope::Exact("/".to_owned()));
+        let payload = original.encode();
+        assert!(payload.contains(r#""exact":true"#), "{payload}");
+        let decoded = InvalidationNotice::decode(payload.as_bytes()).expect("decodes");
         assert_eq!(decoded, original);
     }
 

@@ -128,6 +128,23 @@ impl Subscription {
     }
 }
 
+/// Listens on `channel` at `url`, handing every message's payload (with
+/// the database `url` selects) to `on_payload`: a listener of its own for
+/// a channel whose messages decode elsewhere (the live events).
+pub(super) async fn run_channel_listener(
+    url: Url,
+    trust: TlsTrust,
+    channel: String,
+    on_payload: impl Fn(&[u8], i64) + Send + Sync + 'static,
+    shutdown: watch::Receiver<bool>,
+) {
+    let subscription = Subscription {
+        channel,
+        deliver: Box::new(on_payload),
+    };
+    run_listener_with_trust(url, trust, vec![subscription], shutdown).await;
+}
+
 /// Listens on `channel` at `url` and calls `on_message` for
 /// every notice that applies to the database `url` selects (see
 /// [`InvalidationNotice::applies_to`]), until `shutdown` becomes `true` or
@@ -198,12 +215,18 @@ pub async fn run_listener_with_trust(
     subscriptions: Vec<Subscription>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let client = match tls::client(&url, &trust) {
+    // Reading the trusted roots is file I/O and certificate parsing: off
+    // the runtime's workers, so it never delays a request or the probe.
+    let Ok(built) = tokio::task::spawn_blocking(move || tls::client(&url, &trust)).await else {
+        tracing::error!("pub/sub listener could not build its client");
+        return;
+    };
+    let client = match built {
         Ok(client) => client,
         Err(err) => {
             // The error names the URL, password masked, and the cause.
             let cause = std::error::Error::source(&err).map(ToString::to_string);
-            tracing::error!(error = %err, cause, "invalidation listener cannot use this URL");
+            tracing::error!(error = %err, cause, "pub/sub listener cannot use this URL");
             return;
         }
     };
@@ -219,11 +242,11 @@ pub async fn run_listener_with_trust(
         match attempt {
             Ok(pubsub) => {
                 backoff.reset();
-                tracing::info!(?channels, "invalidation listener subscribed");
+                tracing::info!(?channels, "pub/sub listener subscribed");
                 match listen(pubsub, &subscriptions, database, &mut shutdown).await {
                     Ended::Shutdown => return,
                     Ended::Dropped(reason) => {
-                        tracing::warn!(%reason, "invalidation subscription lost; reconnecting");
+                        tracing::warn!(%reason, ?channels, "pub/sub subscription lost; reconnecting");
                     }
                 }
             }

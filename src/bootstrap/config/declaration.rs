@@ -354,6 +354,15 @@ pub(super) const SPECS: &[SettingSpec] = &[
         },
     },
     SettingSpec {
+        key: "github_webhook_secret",
+        help: "Secret GitHub signs webhook deliveries with (X-Hub-Signature-256); unset or blank, POST /api/github/webhook answers 503",
+        default: DefaultText::Unset,
+        reach: Reach::Secret {
+            env: "GITHUB_WEBHOOK_SECRET",
+            apply: |s, secret| s.github_webhook_secret = Some(secret),
+        },
+    },
+    SettingSpec {
         key: "invalidate_all_allowed",
         help: "Whether `all: true` invalidation is permitted (true or false)",
         default: DefaultText::Value("false"),

@@ -68,6 +68,8 @@ pub struct Settings {
     pub invalidate_token: Option<SecretString>,
     /// Whether `all: true` invalidation is permitted (`INVALIDATE_ALL_ALLOWED`).
     pub invalidate_all_allowed: bool,
+    /// The secret webhook deliveries are signed with (`GITHUB_WEBHOOK_SECRET`).
+    pub github_webhook_secret: Option<SecretString>,
     /// Byte budget of the memory tier (`CHIMNEY_MEMORY_CAPACITY_BYTES`).
     pub memory_capacity_bytes: u64,
     /// Maximum concurrent requests to GitHub (`CHIMNEY_UPSTREAM_CONCURRENCY`).
@@ -122,6 +124,9 @@ pub struct Settings {
     /// from opening or from its previous response, before it is closed.
     /// Not user-facing: 10 s by the contract; tests shorten it.
     pub header_read_timeout: Duration,
+    /// How often `/api/events` sends a heartbeat comment. Not user-facing:
+    /// 15 s by the contract; tests shorten it.
+    pub sse_heartbeat: Duration,
 }
 
 /// OpenTelemetry export settings.
@@ -151,6 +156,7 @@ impl Default for Settings {
             deploy_token: None,
             invalidate_token: None,
             invalidate_all_allowed: false,
+            github_webhook_secret: None,
             memory_capacity_bytes: 64 * 1024 * 1024,
             upstream_concurrency: 32,
             upstream_queue: DEFAULT_UPSTREAM_QUEUE,
@@ -171,6 +177,7 @@ impl Default for Settings {
             provenance: Provenance::default(),
             admin_body_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
+            sse_heartbeat: Duration::from_secs(15),
         }
     }
 }

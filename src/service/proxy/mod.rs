@@ -10,6 +10,7 @@ pub(crate) mod coalesce;
 mod fetch;
 mod fleet;
 mod gate;
+mod recent;
 mod slots;
 
 use std::collections::HashMap;
@@ -35,6 +36,7 @@ use fetch::{FetchJob, FetchResult};
 use fleet::Fleet;
 pub use fleet::FlightNotices;
 pub use gate::{GatedUpstream, UpstreamGate};
+pub use recent::{MAX_RECENT_KEYS, RECENT_WINDOW, RecentKeys};
 use slots::UpstreamSlots;
 
 /// Fetches that may wait for an outbound slot, unless configured.
@@ -260,6 +262,8 @@ struct Inner {
     /// lower-cased `owner/name`: the only `/repositories/{id}` links and
     /// redirects treated as the served repository's.
     repo_ids: Mutex<HashMap<String, u64>>,
+    /// The keys clients asked for lately (see `recent.rs`).
+    recent: RecentKeys,
 }
 
 impl ProxyService {
@@ -287,6 +291,7 @@ impl ProxyService {
                 api_base: api_base.trim_end_matches('/').to_owned(),
                 policy,
                 repo_ids: Mutex::new(HashMap::new()),
+                recent: RecentKeys::default(),
             }),
             telemetry: Arc::new(NoTelemetry),
             fleet: Arc::default(),
@@ -321,6 +326,11 @@ impl ProxyService {
         self.inner.ttl.ttl_for(key)
     }
 
+    /// The keys clients asked for lately, for refetching after a webhook.
+    pub fn recent_keys(&self) -> &RecentKeys {
+        &self.inner.recent
+    }
+
     /// The rate-limit gate the service spends the token through.
     pub fn gate(&self) -> Arc<UpstreamGate> {
         Arc::clone(&self.inner.policy.gate)
@@ -333,6 +343,7 @@ impl ProxyService {
             return ProxyReply::Refused(Refusal::PathNotProxied);
         }
         let key = request.cache_key();
+        inner.recent.note(&key, request);
         let ttl = inner.ttl.ttl_for(&key);
         // Taken before the read: an invalidation after it means whatever
         // this request fetches or revalidates may predate the change.

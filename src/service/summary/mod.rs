@@ -18,7 +18,8 @@ use crate::domain::{
     CacheKey, CachedResponse, GithubPath, HeaderList, MergedPull, NormalisedQuery,
     PIPELINE_SUMMARY_KEY, RECENT_RUNS, RepoName, Summary, SummaryInputs, SummaryPart, is_fresh,
 };
-use crate::ports::CacheStore;
+use crate::ports::{CacheStore, LiveEventKind};
+use crate::service::events::LiveEvents;
 use crate::service::proxy::coalesce::{Coalescer, Role};
 use crate::service::proxy::{ProxyReply, ProxyRequest, ProxyService, ProxyTarget, XCache};
 
@@ -97,6 +98,11 @@ struct Inner {
     workflow: String,
     wgmesh_version: String,
     builds: Coalescer<CacheKey, Built>,
+    /// Where a changed summary is announced (`summary` live event).
+    events: LiveEvents,
+    /// The last summary announced, without its build time, to tell a
+    /// changed summary from a rebuilt one.
+    announced: std::sync::Mutex<Option<PipelineSummary>>,
 }
 
 /// A finished build, shared by every request that waited for it.
@@ -142,8 +148,26 @@ impl SummaryService {
                 workflow: workflow.to_owned(),
                 wgmesh_version: wgmesh_version.to_owned(),
                 builds: Coalescer::new(),
+                events: LiveEvents::local_only(),
+                announced: std::sync::Mutex::new(None),
             }),
         }
+    }
+
+    /// [`Self::new`], announcing every changed summary on `events`.
+    pub fn with_events(
+        proxy: ProxyService,
+        cache: Arc<dyn CacheStore>,
+        target: ProxyTarget,
+        workflow: &str,
+        wgmesh_version: &str,
+        events: LiveEvents,
+    ) -> Self {
+        let mut service = Self::new(proxy, cache, target, workflow, wgmesh_version);
+        if let Some(inner) = Arc::get_mut(&mut service.inner) {
+            inner.events = events;
+        }
+        service
     }
 
     /// The repository summarised.
@@ -250,10 +274,36 @@ impl Inner {
             tracing::warn!(?missing, "pipeline summary is partial");
         }
         self.store(&document, built_at, summary.ttl()).await;
+        self.announce_if_changed(&document);
         Built {
             summary: Arc::new(document),
             built_at,
             reused: false,
+        }
+    }
+
+    /// Publishes `document` as a `summary` live event unless it says what
+    /// the last one announced said (the build time aside).
+    fn announce_if_changed(&self, document: &PipelineSummary) {
+        let comparable = PipelineSummary {
+            fetched_at: String::new(),
+            ..document.clone()
+        };
+        {
+            let mut announced = self
+                .announced
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if announced.as_ref() == Some(&comparable) {
+                return;
+            }
+            *announced = Some(comparable);
+        }
+        match serde_json::to_string(document) {
+            Ok(data) => self.events.publish(LiveEventKind::Summary, data),
+            Err(error) => {
+                tracing::warn!(%error, "pipeline summary did not serialise; not announced")
+            }
         }
     }
 
