@@ -56,6 +56,8 @@ fn percent_decode(s: &str) -> String {
         if bytes[i] == b'%'
             && let Some(v) = s
                 .get(i + 1..i + 3)
+                // Two hex digits exactly: from_str_radix alone takes `+2`.
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
         {
             out.push(v);
