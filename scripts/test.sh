@@ -109,6 +109,9 @@ CHIMNEY_TEST_DRAGONFLY_URL="$redis_url" \
 CHIMNEY_TEST_REDIS_SERVER="$(command -v redis-server)" \
   cargo test --workspace --tests
 
+log "schemathesis against the running binary's OpenAPI document (scripts/schemathesis.sh)"
+./scripts/schemathesis.sh
+
 log "dashboard in headless Chromium (e2e/dashboard.test.mjs)"
 need_deb chromium chromium
 need_deb node nodejs

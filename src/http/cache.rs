@@ -83,8 +83,10 @@ pub struct InvalidationResult {
     /// Keys removed from Dragonfly (0 without Dragonfly).
     pub dragonfly: u64,
     /// The prefix as given (null for `all` without a path).
+    #[oai(nullable)]
     pub path: Option<String>,
     /// The reason as given.
+    #[oai(nullable)]
     pub reason: Option<String>,
 }
 
@@ -168,6 +170,7 @@ pub struct CacheStats {
     /// How many cache keys Dragonfly holds, counted in the background
     /// every 10 s; null when Dragonfly is not in use (the original
     /// chimney's field).
+    #[oai(nullable)]
     pub dragonfly_keys: Option<u64>,
 }
 
@@ -188,9 +191,11 @@ pub struct DragonflyTierStats {
     pub state: String,
     /// One page of the keys under the cache prefix, with their TTLs; null
     /// when Dragonfly is not in use. Keys may repeat across pages.
+    #[oai(nullable)]
     pub keys: Option<Vec<CacheKeyTtl>>,
     /// Pass as `cursor` to get the next page; null when the listing is
     /// complete or Dragonfly is not in use.
+    #[oai(nullable)]
     pub next_cursor: Option<u64>,
 }
 
@@ -201,6 +206,7 @@ pub struct CacheKeyTtl {
     pub key: String,
     /// Milliseconds until Dragonfly drops it (TTL plus the stale window);
     /// null when it has no expiry.
+    #[oai(nullable)]
     pub ttl_ms: Option<i64>,
 }
 

@@ -29,12 +29,16 @@ pub struct OrgRepoSummary {
     /// The name without the owner.
     pub name: String,
     /// GitHub's description.
+    #[oai(nullable)]
     pub description: Option<String>,
     /// The main language.
+    #[oai(nullable)]
     pub language: Option<String>,
     /// Open issues and pull requests, as GitHub counts them.
+    #[oai(nullable)]
     pub open_issues_count: Option<u64>,
     /// When it last changed (RFC 3339).
+    #[oai(nullable)]
     pub updated_at: Option<String>,
     /// Its page on github.com.
     pub html_url: String,

@@ -81,10 +81,10 @@ pub enum ProxyAnswer {
     #[oai(status = 414, content_type = "application/problem+json")]
     UriTooLong(Json<Problem>),
     /// GitHub's own 4xx answer (404, 410, 422, …), passed through with its
-    /// body: 404 and 410 are cached for `negative_ttl`, any other is never
-    /// cached.
+    /// JSON body: 404 and 410 are cached for `negative_ttl`, any other is
+    /// never cached.
     #[oai(status_range = "4XX")]
-    ClientError(poem::http::StatusCode, Binary<Vec<u8>>),
+    ClientError(poem::http::StatusCode, Json<serde_json::Value>),
     /// Any method but GET and HEAD; `Allow: GET, HEAD`.
     #[oai(status = 405, content_type = "application/problem+json")]
     MethodNotAllowed(Json<Problem>, #[oai(header = "Allow")] String),

@@ -15,17 +15,22 @@ pub struct PipelineSummary {
     pub wgmesh_version: String,
     /// Open issues, pull requests not counted (first 100 listed); `null`
     /// when missing.
+    #[oai(nullable)]
     pub open_issues: Option<u64>,
     /// Open pull requests (first 100 listed); `null` when missing.
+    #[oai(nullable)]
     pub open_prs: Option<u64>,
     /// The most recently updated merged pull request among the last 10
     /// closed; `null` when none was merged or the part is missing.
+    #[oai(nullable)]
     pub last_merged_pr: Option<LastMergedPr>,
     /// The build workflow's last 10 completed runs, newest first; `null`
     /// when missing.
+    #[oai(nullable)]
     pub recent_workflow_runs: Option<Vec<RecentRun>>,
     /// Share of those runs that succeeded, percent with one decimal; `null`
     /// when there are no runs or they are missing.
+    #[oai(nullable)]
     pub goose_success_rate_pct: Option<f64>,
     /// When this summary was built (RFC 3339, UTC).
     pub fetched_at: String,
@@ -45,11 +50,13 @@ pub struct LastMergedPr {
     /// Its page on github.com.
     pub html_url: String,
     /// The author's login.
+    #[oai(nullable)]
     pub user: Option<String>,
     /// When it was merged (RFC 3339).
     pub merged_at: String,
     /// The merge commit (GitHub's `merge_commit_sha`), as the original
     /// chimney reported it.
+    #[oai(nullable)]
     pub sha: Option<String>,
 }
 
@@ -59,31 +66,43 @@ pub struct RecentRun {
     /// GitHub's run id.
     pub id: u64,
     /// The workflow's name.
+    #[oai(nullable)]
     pub name: Option<String>,
     /// The run's number within the workflow.
+    #[oai(nullable)]
     pub run_number: Option<u64>,
     /// Always `completed` here.
+    #[oai(nullable)]
     pub status: Option<String>,
     /// `success`, `failure`, `cancelled`, …
+    #[oai(nullable)]
     pub conclusion: Option<String>,
     /// The branch built.
+    #[oai(nullable)]
     pub head_branch: Option<String>,
     /// The commit built.
+    #[oai(nullable)]
     pub head_sha: Option<String>,
     /// The run's page on github.com.
+    #[oai(nullable)]
     pub html_url: Option<String>,
     /// When it was created (RFC 3339).
+    #[oai(nullable)]
     pub created_at: Option<String>,
     /// When it last changed (RFC 3339).
+    #[oai(nullable)]
     pub updated_at: Option<String>,
     /// The workflow's name (the same as `name`), as the original chimney
     /// reported it.
+    #[oai(nullable)]
     pub workflow_name: Option<String>,
     /// When the run started (its `created_at`), as the original chimney
     /// reported it.
+    #[oai(nullable)]
     pub run_at: Option<String>,
     /// The run's page (the same as `html_url`), as the original chimney
     /// reported it.
+    #[oai(nullable)]
     pub url: Option<String>,
 }
 
