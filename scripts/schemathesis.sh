@@ -9,7 +9,9 @@
 # fake GitHub, on free loopback ports; both are stopped by PID. DEPLOY_TOKEN
 # and INVALIDATE_TOKEN are one value here so one Authorization header
 # authenticates every protected operation (schemathesis sends one header to
-# all of them).
+# all of them). GITHUB_WEBHOOK_SECRET is set so the webhook answers as it
+# does in production (401 to an unsigned delivery) rather than 503
+# (disabled), which schemathesis rightly counts as a server error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -69,6 +71,7 @@ env -i PATH="$PATH" HOME="${HOME:-/tmp}" \
   CHIMNEY_GITHUB_API_URL="http://127.0.0.1:$upstream_port" \
   GITHUB_TOKEN=schemathesis-github-token \
   DEPLOY_TOKEN="$token" INVALIDATE_TOKEN="$token" \
+  GITHUB_WEBHOOK_SECRET="$token" \
   target/debug/chimney >"$work/chimney.log" 2>&1 &
 chimney_pid=$!
 pids+=("$chimney_pid")

@@ -133,10 +133,33 @@ pub enum EventsAnswer {
     /// (`: heartbeat`) every 15 s. Events from every instance sharing the
     /// Dragonfly are relayed.
     #[oai(status = 200, content_type = "text/event-stream")]
-    Ok(PlainText<String>),
+    Ok(Json<StreamedEvent>),
     /// Any method but GET and HEAD.
     #[oai(status = 405, content_type = "application/problem+json")]
     MethodNotAllowed(Json<Problem>, #[oai(header = "Allow")] String),
+}
+
+/// One event of the `GET /api/events` stream, as an `EventSource` sees it
+/// (documentation only: the stream is written by `http/events.rs`).
+#[derive(poem_openapi::Object)]
+#[oai(rename = "StreamedEvent")]
+pub struct StreamedEvent {
+    /// `deploy`, `invalidate` or `summary`.
+    pub event: StreamedEventKind,
+    /// The event's JSON document, on one line.
+    pub data: String,
+}
+
+/// The kinds of event the stream carries.
+#[derive(poem_openapi::Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum StreamedEventKind {
+    /// A deploy event was stored.
+    Deploy,
+    /// Cache entries were invalidated.
+    Invalidate,
+    /// The pipeline summary changed.
+    Summary,
 }
 
 /// What a webhook delivery did.
