@@ -127,11 +127,13 @@ proptest! {
     }
 
     #[test]
-    fn dot_segments_are_refused_through_three_rounds_of_encoding(
+    fn dot_segments_are_refused_at_any_depth_of_encoding(
         before in prop::collection::vec(plain_segment(), 0..3),
         after in prop::collection::vec(plain_segment(), 0..3),
         dots in "\\.{1,2}",
-        rounds in 0usize..=3,
+        // Every byte encoded each round triples the length: past five
+        // rounds the path is refused as too long first.
+        rounds in 0usize..=5,
         trailing_slash in any::<bool>(),
     ) {
         let mut raw: String = before.iter().map(|s| format!("/{s}")).collect();
@@ -177,8 +179,8 @@ proptest! {
             prop_assert!(text.len() <= MAX_PATH_BYTES);
             prop_assert!(text.bytes().all(|b| b.is_ascii_graphic()), "{}", text);
             prop_assert!(!text.contains("//"), "{}", text);
-            // What the contract promises holds for the first three decodings.
-            for layer in decoded_layers(text).iter().take(4) {
+            // What the contract promises holds however often it is decoded.
+            for layer in &decoded_layers(text) {
                 prop_assert!(!layer.chars().any(char::is_control), "{:?}", layer);
                 prop_assert!(
                     !layer.split('/').any(|s| s == "." || s == ".."),

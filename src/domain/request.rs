@@ -27,10 +27,6 @@ const FORWARDED_QUERY_KEYS: [&str; 14] = [
     "event",
 ];
 
-/// How many rounds of percent-decoding are inspected: enough to see through
-/// double encoding (`%252e`) without looping on adversarial input.
-const DECODE_ROUNDS: usize = 3;
-
 /// The longest GitHub path accepted, in bytes, as sent and once canonical;
 /// a longer one is answered `414` (CONTRACT 3, canonical form).
 pub const MAX_PATH_BYTES: usize = 2048;
@@ -89,9 +85,11 @@ impl GithubPath {
             return Err(PathError::TooLong);
         }
         // Checked at every depth of encoding, so `%252e%252e` is seen for
-        // the `..` it becomes if anything downstream decodes twice.
+        // the `..` it becomes if anything downstream decodes twice (or ten
+        // times). It ends: a round that changes the text shortens it by at
+        // least two bytes, and the path is at most MAX_PATH_BYTES long.
         let mut layer = path.clone();
-        for _ in 0..DECODE_ROUNDS {
+        loop {
             check_decoded_layer(&layer)?;
             let decoded = percent_decode_str(&layer)
                 .decode_utf8()
@@ -102,7 +100,6 @@ impl GithubPath {
             }
             layer = decoded;
         }
-        check_decoded_layer(&layer)?;
         Ok(Self(path))
     }
 
@@ -445,6 +442,7 @@ mod tests {
             "/%2E%2e/x",
             "/.%2e/x",
             "/%252e%252e/x",
+            "/%25252525252e%25252525252e/x",
             "/a/.",
             "/./x",
             "/%2e/x",
