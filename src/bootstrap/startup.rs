@@ -267,6 +267,7 @@ fn wire(
             negative_ttl: settings.negative_ttl,
             stale_while_revalidate: settings.stale_while_revalidate,
             gate: Arc::clone(&gate),
+            failure_backoff: settings.failure_backoff,
         },
     )
     .with_telemetry(telemetry.clone());

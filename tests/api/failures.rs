@@ -343,3 +343,68 @@ async fn a_body_announcing_ten_gibibytes_is_refused_at_once_and_not_cached() {
     assert_eq!(recovered.x_cache(), "MISS");
     assert_eq!(app.github.requests_for(&upstream), 2);
 }
+
+/// How long the failure pause lasts in the tests that turn it on.
+const BACKOFF: Duration = Duration::from_millis(1500);
+
+#[tokio::test]
+async fn after_a_failed_fetch_the_stale_entry_stands_in_for_a_moment_without_asking_again() {
+    let app = app_with_stale_readme(|s| s.failure_backoff = BACKOFF).await;
+    let upstream = app.upstream(README);
+    app.github.fail_with(&upstream, 502);
+
+    // The first request finds the entry stale, asks, and gets the failure.
+    let first = app.get_github(README).await;
+    assert_eq!(first.x_cache(), "STALE", "{}", first.text());
+    assert_eq!(app.github.requests_for(&upstream), 2);
+
+    // The next ones, within the pause, are served the same stale entry
+    // without a request to the failing GitHub.
+    for _ in 0..5 {
+        let again = app.get_github(README).await;
+        assert_eq!(again.status, 200, "{}", again.text());
+        assert_eq!(again.x_cache(), "STALE");
+        assert_eq!(again.body, app.github.body(&upstream));
+    }
+    assert_eq!(app.github.requests_for(&upstream), 2);
+
+    // After the pause GitHub is asked again, and its recovery is seen.
+    app.github.clear_faults();
+    tokio::time::sleep(BACKOFF + Duration::from_millis(200)).await;
+    let recovered = app.get_github(README).await;
+    assert_eq!(recovered.x_cache(), "REVALIDATED", "{}", recovered.text());
+    assert_eq!(app.github.requests_for(&upstream), 3);
+}
+
+#[tokio::test]
+async fn the_failure_pause_never_holds_back_a_key_without_an_entry() {
+    let app = spawn_app_with(|s| s.failure_backoff = BACKOFF).await;
+    let upstream = app.upstream(README);
+    app.github.fail_with(&upstream, 500);
+
+    // Nothing to stand in: every request asks GitHub (and nothing of the
+    // failure is served from memory).
+    for expected in 1..=3 {
+        app.get_github(README).await.assert_problem(502);
+        assert_eq!(app.github.requests_for(&upstream), expected);
+    }
+
+    app.github.clear_faults();
+    let recovered = app.get_github(README).await;
+    assert_eq!(recovered.status, 200, "{}", recovered.text());
+    assert_eq!(recovered.x_cache(), "MISS");
+}
+
+#[tokio::test]
+async fn the_failure_pause_holds_back_only_the_key_that_failed() {
+    let app = app_with_stale_readme(|s| s.failure_backoff = BACKOFF).await;
+    app.github.fail_with(&app.upstream(README), 502);
+    assert_eq!(app.get_github(README).await.x_cache(), "STALE");
+
+    let issues = app.upstream("/issues");
+    app.github.set_json(&issues, &serde_json::json!([]));
+    let other = app.get_github("/issues").await;
+    assert_eq!(other.status, 200, "{}", other.text());
+    assert_eq!(other.x_cache(), "MISS");
+    assert_eq!(app.github.requests_for(&issues), 1);
+}

@@ -288,6 +288,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         // Off unless a test turns it on, so a stale entry's revalidation is
         // what the client sees (stale_while_revalidate.rs tests the window).
         stale_while_revalidate: Duration::ZERO,
+        // Off unless a test turns it on, so a test can follow a failure
+        // with a recovery at once (failures.rs tests the pause).
+        failure_backoff: Duration::ZERO,
         ..Settings::default()
     };
     settings.otel.disabled = true;

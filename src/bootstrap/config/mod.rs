@@ -29,7 +29,9 @@ use crate::domain::{
     DEFAULT_NEGATIVE_TTL, DEFAULT_RATE_LIMIT_RESERVE_PCT, DEFAULT_STALE_WHILE_REVALIDATE,
     PathPolicy, RepoName, TtlPolicy,
 };
-use crate::service::proxy::{DEFAULT_UPSTREAM_QUEUE, DEFAULT_UPSTREAM_QUEUE_TIMEOUT};
+use crate::service::proxy::{
+    DEFAULT_FAILURE_BACKOFF, DEFAULT_UPSTREAM_QUEUE, DEFAULT_UPSTREAM_QUEUE_TIMEOUT,
+};
 
 pub use provenance::{Mode, Origin, Provenance, StartupReport};
 
@@ -127,6 +129,10 @@ pub struct Settings {
     /// How often `/api/events` sends a heartbeat comment. Not user-facing:
     /// 15 s by the contract; tests shorten it.
     pub sse_heartbeat: Duration,
+    /// How long a key whose fetch failed is served stale without asking
+    /// GitHub again. Not user-facing: 5 s; tests that follow a failure
+    /// with a recovery turn it off.
+    pub failure_backoff: Duration,
 }
 
 /// OpenTelemetry export settings.
@@ -178,6 +184,7 @@ impl Default for Settings {
             admin_body_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             sse_heartbeat: Duration::from_secs(15),
+            failure_backoff: DEFAULT_FAILURE_BACKOFF,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! should be served.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures::FutureExt;
@@ -133,6 +133,15 @@ impl FetchJob {
                 .observe(response.status, &response.headers, now);
         }
         self.report(&outcome, &span, now);
+        match &outcome {
+            // The gate already keeps every key from asking again.
+            Err(UpstreamError::RateLimited { .. }) => {}
+            Err(_) => inner.backoff.failed(&self.key, Instant::now()),
+            Ok(response) if response.status >= 500 => {
+                inner.backoff.failed(&self.key, Instant::now());
+            }
+            Ok(_) => inner.backoff.answered(&self.key),
+        }
         match outcome {
             Ok(response) => self.resolve(response, now).await,
             Err(UpstreamError::RateLimited { retry_after_secs }) => self.fail_with_detail(

@@ -6,6 +6,7 @@
 //! past its TTL is served at once while one background fetch revalidates it
 //! (stale-while-revalidate).
 
+mod backoff;
 pub(crate) mod coalesce;
 mod fetch;
 mod fleet;
@@ -16,7 +17,7 @@ mod slots;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures::FutureExt;
@@ -31,6 +32,7 @@ use crate::domain::{
 };
 use crate::ports::{CacheStore, CacheTier, FleetLock, NoTelemetry, Telemetry, UpstreamGithub};
 
+use backoff::FailureBackoff;
 use coalesce::{Coalescer, Role};
 use fetch::{FetchJob, FetchResult};
 use fleet::Fleet;
@@ -229,7 +231,14 @@ pub struct ProxyPolicy {
     /// The gate every fetch consults and feeds; share it with anything
     /// else sending the token (see [`GatedUpstream`]).
     pub gate: Arc<UpstreamGate>,
+    /// How long a key whose fetch failed is served from its usable stale
+    /// entry without asking GitHub again; zero asks at every request.
+    pub failure_backoff: Duration,
 }
+
+/// How long a key is not fetched again after its fetch failed, while a
+/// usable stale entry stands in, unless configured.
+pub const DEFAULT_FAILURE_BACKOFF: Duration = Duration::from_secs(5);
 
 impl Default for ProxyPolicy {
     fn default() -> Self {
@@ -238,6 +247,7 @@ impl Default for ProxyPolicy {
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             stale_while_revalidate: DEFAULT_STALE_WHILE_REVALIDATE,
             gate: Arc::new(UpstreamGate::new(DEFAULT_RATE_LIMIT_RESERVE_PCT)),
+            failure_backoff: DEFAULT_FAILURE_BACKOFF,
         }
     }
 }
@@ -264,6 +274,8 @@ struct Inner {
     repo_ids: Mutex<HashMap<String, u64>>,
     /// The keys clients asked for lately (see `recent.rs`).
     recent: RecentKeys,
+    /// Keys whose last fetch failed (see `backoff.rs`).
+    backoff: FailureBackoff,
 }
 
 impl ProxyService {
@@ -277,6 +289,7 @@ impl ProxyService {
         limits: &ProxyLimits,
         policy: ProxyPolicy,
     ) -> Self {
+        let policy_backoff = policy.failure_backoff;
         Self {
             inner: Arc::new(Inner {
                 cache,
@@ -292,6 +305,7 @@ impl ProxyService {
                 policy,
                 repo_ids: Mutex::new(HashMap::new()),
                 recent: RecentKeys::default(),
+                backoff: FailureBackoff::new(policy_backoff),
             }),
             telemetry: Arc::new(NoTelemetry),
             fleet: Arc::default(),
@@ -370,8 +384,11 @@ impl ProxyService {
                 reply_with(request, &hit.entry, XCache::Hit, Some(hit.tier), now)
             }
             (Decision::ServeStaleAndRevalidate { etag }, Some(hit)) => {
-                if inner.policy.gate.closed(now).is_some() {
-                    // Asking GitHub now would only prolong the limit.
+                if inner.policy.gate.closed(now).is_some()
+                    || inner.backoff.holds(&key, Instant::now())
+                {
+                    // Asking GitHub now would only prolong the limit, or
+                    // repeat a failure a moment old.
                     return reply_with(request, &hit.entry, XCache::Stale, None, now);
                 }
                 self.telemetry.cache_hit(hit.tier);
@@ -400,6 +417,14 @@ impl ProxyService {
                         }
                         _ => ProxyReply::RateLimited { retry_after_secs },
                     };
+                }
+                if stale_usable
+                    && let Some(hit) = &cached
+                    && inner.backoff.holds(&key, Instant::now())
+                {
+                    // Its last fetch failed a moment ago: the stale entry
+                    // stands in rather than asking again at once.
+                    return reply_with(request, &hit.entry, XCache::Stale, None, now);
                 }
                 if cached.is_none()
                     && let Some(retry_after_secs) = gate.in_reserve(now)
