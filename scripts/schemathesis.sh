@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 SCHEMATHESIS_VERSION=4.32.5
 # Bounded: examples per operation and seconds per run.
 MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-60}
-MAX_TIME=${SCHEMATHESIS_MAX_TIME:-240}
+MAX_TIME=${SCHEMATHESIS_MAX_TIME:-120}
 
 log() { printf '\n==> %s\n' "$*"; }
 
