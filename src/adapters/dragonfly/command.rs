@@ -48,6 +48,24 @@ fn exhausted(pool: &Pool) -> bool {
     status.available == 0 && status.size >= status.max_size
 }
 
+/// `PUBLISH payload` on `channel`, within `timeout`; how many subscribers
+/// the server delivered it to.
+pub(super) async fn publish(
+    pool: &Pool,
+    timeout: Duration,
+    channel: &str,
+    payload: &str,
+) -> Result<u64, Error> {
+    single(pool, timeout, "PUBLISH", |mut conn| async move {
+        deadpool_redis::redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async::<u64>(&mut conn)
+            .await
+    })
+    .await
+}
+
 /// Runs a single-command operation with one deadline covering both the
 /// connection checkout and the command.
 pub(super) async fn single<T, F, Fut>(

@@ -82,19 +82,7 @@ impl EventRelay for DragonflyEventRelay {
         };
         let payload = serde_json::to_string(&message).unwrap_or_default();
         let channel = self.channel.as_str();
-        command::single(
-            &self.pool,
-            self.command_timeout,
-            "PUBLISH",
-            |mut conn| async move {
-                redis::cmd("PUBLISH")
-                    .arg(channel)
-                    .arg(&payload)
-                    .query_async::<u64>(&mut conn)
-                    .await
-            },
-        )
-        .await?;
+        command::publish(&self.pool, self.command_timeout, channel, &payload).await?;
         Ok(())
     }
 }

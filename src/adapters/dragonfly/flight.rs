@@ -100,19 +100,7 @@ impl DragonflyFleetLock {
         }
         .encode();
         let channel = &self.channel;
-        command::single(
-            &self.pool,
-            self.command_timeout,
-            "PUBLISH",
-            |mut conn| async move {
-                redis::cmd("PUBLISH")
-                    .arg(channel)
-                    .arg(&payload)
-                    .query_async::<u64>(&mut conn)
-                    .await
-            },
-        )
-        .await?;
+        command::publish(&self.pool, self.command_timeout, channel, &payload).await?;
         Ok(())
     }
 }

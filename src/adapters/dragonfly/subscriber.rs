@@ -68,14 +68,7 @@ pub async fn publish_invalidation(
     notice: &InvalidationNotice,
 ) -> Result<u64, CacheError> {
     let payload = notice.encode();
-    let receivers = command::single(pool, command_timeout, "PUBLISH", |mut conn| async move {
-        redis::cmd("PUBLISH")
-            .arg(channel)
-            .arg(&payload)
-            .query_async::<u64>(&mut conn)
-            .await
-    })
-    .await?;
+    let receivers = command::publish(pool, command_timeout, channel, &payload).await?;
     Ok(receivers)
 }
 
